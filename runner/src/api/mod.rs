@@ -1,0 +1,1 @@
+//! The Jobe REST API over hyper. Owned by the api work item.

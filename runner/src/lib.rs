@@ -1,0 +1,16 @@
+//! runner: a Jobe-compatible sandbox runner daemon.
+//!
+//! Data flow: `api` (HTTP, Jobe wire format) → `sched` (slots, queue) → `profile::plan` (argv,
+//! limits) → `jail` (namespaces, cgroup, Landlock, seccomp) with `monitor` (kernel events) → back as
+//! a `job::RunResult`. See docs/ARCHITECTURE.md.
+
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod cache;
+pub mod config;
+pub mod jail;
+pub mod job;
+pub mod monitor;
+pub mod profile;
+pub mod sched;

@@ -1,0 +1,71 @@
+//! The output of planning a job against a profile: exact argv lists, limits and files, ready for
+//! the jail. Everything here is already validated and clamped; the jail trusts it.
+
+use std::time::Duration;
+
+/// Resource limits of one jailed step (compile or run).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// CPU time of the whole cgroup (all processes together).
+    pub cpu: Duration,
+    /// Wall-clock time from exec to kill.
+    pub wall: Duration,
+    /// Real memory of the cgroup (memory.max / memory.limit_in_bytes), swap off.
+    pub memory_bytes: u64,
+    /// RLIMIT_FSIZE and the size of the private /tmp.
+    pub disk_bytes: u64,
+    /// Each of stdout and stderr is truncated at this many bytes.
+    pub stream_bytes: u64,
+    /// pids.max: processes plus threads.
+    pub procs: u32,
+}
+
+/// One command to run in a jail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// argv[0] is resolved by the jail: an absolute path, or `./name` relative to the run dir, or
+    /// a bare name looked up in the jail's PATH.
+    pub argv: Vec<String>,
+    /// The complete environment (the jail adds nothing else except HOME/TMPDIR when absent).
+    pub env: Vec<(String, String)>,
+    pub limits: Limits,
+}
+
+/// How `cmpinfo` is built from the compile step (jobe-api.md §1.12).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CmpinfoRule {
+    /// cmpinfo = compiler stderr; when `stdout_separator` is set and both stdout and stderr are
+    /// non-empty, cmpinfo = stdout + separator + stderr (Jobe's python3 and php quirks).
+    Stderr { stdout_separator: Option<String> },
+    /// cmpinfo = the content of `file` (in the run dir) iff `unless_exists` was not produced
+    /// (Jobe's pascal rule).
+    FileUnlessExists { file: String, unless_exists: String },
+}
+
+/// Post-processing of the run step's stderr (Jobe's octave filter).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StderrFilter {
+    pub strip_cr: bool,
+    pub trim_trailing_blank_lines: bool,
+    /// If the last line matches one of these regexes it is dropped.
+    pub drop_final_line: Vec<String>,
+}
+
+/// Everything needed to execute one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Files to create in the run directory before the compile step: the source (and any copies
+    /// the profile asks for) and the `file_list` files. Names are validated single path
+    /// components.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub compile: Option<Step>,
+    pub cmpinfo: CmpinfoRule,
+    pub run: Step,
+    pub stderr_filter: StderrFilter,
+    /// stdin of the run step; `None` means /dev/null (Jobe: input `""` or `"0"`).
+    pub stdin: Option<Vec<u8>>,
+    /// Name of the seccomp policy (a file in `profiles/seccomp/`).
+    pub seccomp: String,
+    /// Extra host paths visible read-only in the jail.
+    pub extra_ro_paths: Vec<String>,
+}

@@ -1,0 +1,1 @@
+//! Privileged tests live in tests/ of this crate.
