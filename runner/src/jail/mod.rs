@@ -1,1 +1,941 @@
-//! jail (in progress)
+//! The jail: every compile and every run executes here. `Jail::spawn` is the only place that
+//! orders the steps (docs/jail.md lists them, numbered, and must change with this file).
+//!
+//! Owns: per-slot identities (uid, network namespace), run directories, the jail's mount tree,
+//! cgroups, Landlock, seccomp, rlimits, and watching a running job (exit, CPU budget, wall clock,
+//! OOM, denied syscalls). Must not: know about languages, HTTP or Jobe outcomes. What the program
+//! did comes back as `End`, never as an error; `JailError` is for faults of the host or daemon.
+
+pub mod cgroup;
+mod child;
+pub mod landlock;
+pub mod seccomp;
+#[allow(unsafe_code, reason = "the jail's raw syscalls are confined to this one module")]
+mod sys;
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::io::unix::AsyncFd;
+
+use self::cgroup::{Cgroups, JobCgroup, KernelPaths};
+use self::child::{MountOp, Prepared};
+use self::landlock::{Abi, Ruleset};
+use self::seccomp::Policy;
+use crate::job::Usage;
+use crate::profile::plan::Step;
+
+/// Where a run directory appears inside the jail (CodeRunner strips this prefix from output).
+pub const JAIL_RUNS_DIR: &str = "/home/jobe/runs";
+
+/// Faults of the host or the daemon while running a jail (never the program's doing).
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error("cgroup setup failed")]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("seccomp policy failed to load")]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("unknown seccomp policy '{0}'")]
+    UnknownPolicy(String),
+    #[error("landlock is not available on this kernel (required)")]
+    NoLandlock,
+    #[error("{call} failed")]
+    Syscall {
+        call: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {step} {path}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("jail setup step '{step}' failed in the child")]
+    Setup {
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid command or path (contains NUL)")]
+    Nul,
+}
+
+fn sys_err(call: &'static str) -> impl FnOnce(sys::Errno) -> JailError {
+    move |e| JailError::Syscall {
+        call,
+        source: e.into_io(),
+    }
+}
+
+fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JailError + 'a {
+    move |source| JailError::Io {
+        step,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn cstr(s: impl AsRef<[u8]>) -> Result<CString, JailError> {
+    CString::new(s.as_ref()).map_err(|_| JailError::Nul)
+}
+
+fn cpath(p: &Path) -> Result<CString, JailError> {
+    cstr(p.as_os_str().as_encoded_bytes())
+}
+
+/// Host-level settings of the jail.
+#[derive(Debug, Clone)]
+pub struct JailConfig {
+    /// Holds `runs/` (run directories) and `root/` (the empty mount point of jail roots).
+    pub data_dir: PathBuf,
+    /// Host directories bound read-only into every jail (symlinks are reproduced as symlinks).
+    pub system_paths: Vec<PathBuf>,
+    /// Slot i runs as uid `uid_base + i`.
+    pub uid_base: u32,
+    /// The group of every jailed process.
+    pub gid: u32,
+    /// Seccomp policies by name (TOML text); "default" is always present.
+    pub seccomp_policies: Vec<(String, String)>,
+    pub kernel: KernelPaths,
+}
+
+impl Default for JailConfig {
+    fn default() -> Self {
+        JailConfig {
+            data_dir: "/var/lib/runner".into(),
+            system_paths: ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc"]
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            uid_base: 1_990_000,
+            gid: 1_990_000,
+            seccomp_policies: vec![("default".into(), seccomp::DEFAULT_POLICY.into())],
+            kernel: KernelPaths::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum SysEntry {
+    Dir(PathBuf),
+    Link(PathBuf, PathBuf),
+}
+
+/// One execution slot: its own uid and its own empty network namespace, reused run after run
+/// (only one run at a time uses a slot).
+#[derive(Debug)]
+pub struct Slot {
+    pub index: usize,
+    pub uid: u32,
+    netns: OwnedFd,
+}
+
+/// A run directory on the host, removed (without following links) when dropped.
+#[derive(Debug)]
+pub struct RunDir {
+    pub host: PathBuf,
+    /// The same directory as the jail sees it: `/home/jobe/runs/jobe_XXXXXX`.
+    pub jail: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl RunDir {
+    /// Writes a file the job starts with (source, support files), owned by the slot user. The
+    /// directory is new and empty, so no link can be in the way; `create_new` makes sure.
+    pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<(), JailError> {
+        let path = self.host.join(name);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        io::Write::write_all(&mut f, contents).map_err(io_err("write", &path))?;
+        std::os::unix::fs::fchown(&f, Some(self.uid), Some(self.gid))
+            .map_err(io_err("chown", &path))?;
+        Ok(())
+    }
+
+    /// Reads a file a jailed step created (e.g. Pascal's `.err`), at most `limit` bytes. Never
+    /// follows a symlink, never blocks on a FIFO, ignores anything but a regular file.
+    pub fn read_file(&self, name: &str, limit: u64) -> Option<Vec<u8>> {
+        if name.contains('/') {
+            return None;
+        }
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.host.join(name))
+            .ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(f, limit), &mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// Whether a regular file (not a link) of that name exists.
+    pub fn has_file(&self, name: &str) -> bool {
+        !name.contains('/')
+            && fs::symlink_metadata(self.host.join(name)).is_ok_and(|m| m.file_type().is_file())
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        // remove_dir_all does not follow symlinks (CVE-2022-21658 fixed it); root may remove
+        // whatever modes the program set.
+        if let Err(err) = fs::remove_dir_all(&self.host) {
+            tracing::error!(?err, dir = %self.host.display(), "failed to remove run directory");
+        }
+    }
+}
+
+/// How a jailed step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    Exited(i32),
+    Signaled(i32),
+    /// The cgroup used its CPU budget (all processes together).
+    CpuTime,
+    /// The wall-clock limit passed.
+    WallTime,
+    /// The kernel OOM-killed a process of the job.
+    Memory,
+    /// A syscall denied by the seccomp policy (its name).
+    Syscall(String),
+    /// execve failed (e.g. the compiled program does not exist): errno.
+    ExecFailed(i32),
+}
+
+/// What a jailed step produced.
+#[derive(Debug, Clone)]
+pub struct JailOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub end: End,
+    pub usage: Usage,
+}
+
+/// One step to run.
+#[derive(Debug)]
+pub struct JailSpec<'a> {
+    pub step: &'a Step,
+    pub policy: &'a str,
+    pub run_dir: &'a RunDir,
+    pub slot: &'a Slot,
+    pub stdin: Option<&'a [u8]>,
+    pub extra_ro: &'a [String],
+}
+
+/// The host-level jail: cgroup subtree, Landlock ABI, compiled seccomp policies.
+#[derive(Debug)]
+pub struct Jail {
+    cgroups: Cgroups,
+    abi: Abi,
+    policies: HashMap<String, Policy>,
+    root: PathBuf,
+    runs: PathBuf,
+    system: Vec<SysEntry>,
+    gid: u32,
+    uid_base: u32,
+    ncpu: u32,
+}
+
+impl Jail {
+    /// Probes the kernel, creates the cgroup subtree and the data directories. Fails closed: a
+    /// missing cgroup controller or Landlock is an error, not a weaker jail.
+    pub fn new(cfg: &JailConfig) -> Result<Jail, JailError> {
+        let abi = Abi::detect().ok_or(JailError::NoLandlock)?;
+        let mut policies = HashMap::new();
+        for (name, text) in &cfg.seccomp_policies {
+            policies.insert(name.clone(), Policy::from_toml(name, text)?);
+        }
+        let root = cfg.data_dir.join("root");
+        let runs = cfg.data_dir.join("runs");
+        for (dir, mode) in [(&cfg.data_dir, 0o711), (&root, 0o755), (&runs, 0o711)] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(dir)
+                .map_err(io_err("create", dir))?;
+            // Other slots' users must not list the runs of others.
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+                .map_err(io_err("chmod", dir))?;
+        }
+        let mut system = Vec::new();
+        for p in &cfg.system_paths {
+            match fs::symlink_metadata(p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let target = fs::read_link(p).map_err(io_err("readlink", p))?;
+                    system.push(SysEntry::Link(p.clone(), target));
+                }
+                Ok(m) if m.is_dir() => system.push(SysEntry::Dir(p.clone())),
+                _ => {}
+            }
+        }
+        let cgroups = Cgroups::setup(&cfg.kernel)?;
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        Ok(Jail {
+            cgroups,
+            abi,
+            policies,
+            root,
+            runs,
+            system,
+            gid: cfg.gid,
+            uid_base: cfg.uid_base,
+            ncpu,
+        })
+    }
+
+    /// A human summary for `runner check` and the start-up log.
+    pub fn describe(&self) -> Vec<String> {
+        vec![
+            format!("cgroups: {:?}", self.cgroups.layout),
+            self.abi.describe(),
+            format!(
+                "seccomp policies: {}",
+                self.policies.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            "namespaces: pid, mount, ipc, uts, net (one empty netns per slot)".to_owned(),
+        ]
+    }
+
+    pub fn layout(&self) -> &cgroup::Layout {
+        &self.cgroups.layout
+    }
+
+    pub fn has_policy(&self, name: &str) -> bool {
+        self.policies.contains_key(name)
+    }
+
+    /// Creates the slots, each with an empty network namespace made once, here: creating a
+    /// namespace per run costs ≈0.7 ms plus asynchronous teardown (kernel-notes.md).
+    pub fn make_slots(&self, n: usize) -> Result<Vec<Slot>, JailError> {
+        (0..n)
+            .map(|index| {
+                // unshare(CLONE_NEWNET) changes only the calling thread, so do it in a
+                // short-lived thread and keep the namespace alive through its descriptor.
+                let netns = std::thread::spawn(|| -> Result<OwnedFd, sys::Errno> {
+                    sys::unshare(libc::CLONE_NEWNET)?;
+                    sys::open_owned(c"/proc/thread-self/ns/net", libc::O_RDONLY)
+                })
+                .join()
+                .map_err(|_| JailError::Syscall {
+                    call: "unshare(CLONE_NEWNET)",
+                    source: io::Error::other("thread panicked"),
+                })?
+                .map_err(sys_err("unshare(CLONE_NEWNET)"))?;
+                Ok(Slot {
+                    index,
+                    uid: self.uid_base + index as u32,
+                    netns,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates a fresh run directory for `slot`: `runs/jobe_XXXXXX`, mode 0700, owned by the
+    /// slot's uid.
+    pub fn create_run_dir(&self, slot: &Slot) -> Result<RunDir, JailError> {
+        for _ in 0..16 {
+            let name = format!("jobe_{}", random_suffix());
+            let host = self.runs.join(&name);
+            match fs::DirBuilder::new().mode(0o700).create(&host) {
+                Ok(()) => {
+                    std::os::unix::fs::chown(&host, Some(slot.uid), Some(self.gid))
+                        .map_err(io_err("chown", &host))?;
+                    return Ok(RunDir {
+                        host,
+                        jail: format!("{JAIL_RUNS_DIR}/{name}"),
+                        uid: slot.uid,
+                        gid: self.gid,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("create", &host)(e)),
+            }
+        }
+        Err(io_err("create a unique run directory in", &self.runs)(
+            io::Error::other("name collisions"),
+        ))
+    }
+
+    /// The mount tree of one jail, in order, as operations on host paths under `self.root`.
+    fn mount_plan(&self, spec: &JailSpec<'_>) -> Result<Vec<MountOp>, JailError> {
+        let r = |p: &str| -> Result<CString, JailError> {
+            cpath(&self.root.join(p.trim_start_matches('/')))
+        };
+        let mount = |src: Option<&str>,
+                     target: CString,
+                     fstype: Option<&str>,
+                     flags: libc::c_ulong,
+                     data: Option<String>|
+         -> Result<MountOp, JailError> {
+            Ok(MountOp::Mount {
+                src: src.map(cstr).transpose()?,
+                target,
+                fstype: fstype.map(cstr).transpose()?,
+                flags,
+                data: data.map(cstr).transpose()?,
+            })
+        };
+        let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
+        let disk = spec.step.limits.disk_bytes.max(1 << 20);
+        let mut ops = vec![mount(
+            Some("runner"),
+            cpath(&self.root)?,
+            Some("tmpfs"),
+            nosuid_nodev,
+            Some("size=1m,mode=755".into()),
+        )?];
+        let mut bind_ro = |ops: &mut Vec<MountOp>, host: &Path| -> Result<(), JailError> {
+            let rel = host.to_str().ok_or(JailError::Nul)?;
+            // Parents first (extra paths may be nested, e.g. /opt/tool).
+            let mut acc = PathBuf::from("/");
+            for comp in Path::new(rel).components().skip(1) {
+                acc.push(comp);
+                ops.push(MountOp::Mkdir(r(acc.to_str().ok_or(JailError::Nul)?)?));
+            }
+            let target = r(rel)?;
+            ops.push(mount(
+                Some(rel),
+                target.clone(),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?);
+            ops.push(mount(
+                None,
+                target,
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | nosuid_nodev,
+                None,
+            )?);
+            Ok(())
+        };
+        for e in &self.system {
+            match e {
+                SysEntry::Dir(p) => bind_ro(&mut ops, p)?,
+                SysEntry::Link(p, target) => ops.push(MountOp::Symlink {
+                    target: cpath(target)?,
+                    link: r(p.to_str().ok_or(JailError::Nul)?)?,
+                }),
+            }
+        }
+        for p in spec.extra_ro {
+            if Path::new(p).exists() {
+                bind_ro(&mut ops, Path::new(p))?;
+            }
+        }
+        // /dev: a small tmpfs with the harmless device nodes bound from the host.
+        ops.push(MountOp::Mkdir(r("/dev")?));
+        ops.push(mount(
+            Some("runner"),
+            r("/dev")?,
+            Some("tmpfs"),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some("size=64k,mode=755".into()),
+        )?);
+        for d in DEV_NODES {
+            let target = r(&format!("/dev/{d}"))?;
+            ops.push(MountOp::Touch(target.clone()));
+            ops.push(mount(
+                Some(&format!("/dev/{d}")),
+                target,
+                None,
+                libc::MS_BIND,
+                None,
+            )?);
+        }
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            ops.push(MountOp::Symlink {
+                target: cstr(target)?,
+                link: r(&format!("/dev/{link}"))?,
+            });
+        }
+        // Private, size-limited, writable: /dev/shm and /tmp (charged to the job's memory cgroup).
+        for dir in ["/dev/shm", "/tmp"] {
+            ops.push(MountOp::Mkdir(r(dir)?));
+            ops.push(mount(
+                Some("runner"),
+                r(dir)?,
+                Some("tmpfs"),
+                nosuid_nodev,
+                Some(format!("size={disk},mode=1777")),
+            )?);
+        }
+        // /proc of the jail's own pid namespace.
+        ops.push(MountOp::Mkdir(r("/proc")?));
+        ops.push(mount(
+            Some("proc"),
+            r("/proc")?,
+            Some("proc"),
+            nosuid_nodev | libc::MS_NOEXEC,
+            None,
+        )?);
+        // The run directory, read-write, at the path Jobe uses.
+        let mut acc = PathBuf::from("/");
+        for comp in Path::new(&spec.run_dir.jail).components().skip(1) {
+            acc.push(comp);
+            ops.push(MountOp::Mkdir(r(acc.to_str().ok_or(JailError::Nul)?)?));
+        }
+        let target = r(&spec.run_dir.jail)?;
+        ops.push(mount(
+            Some(spec.run_dir.host.to_str().ok_or(JailError::Nul)?),
+            target.clone(),
+            None,
+            libc::MS_BIND,
+            None,
+        )?);
+        ops.push(mount(
+            None,
+            target,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | nosuid_nodev,
+            None,
+        )?);
+        Ok(ops)
+    }
+
+    fn landlock_ruleset(&self, spec: &JailSpec<'_>) -> Result<Ruleset, JailError> {
+        let rs = Ruleset::new(self.abi).map_err(sys_err("landlock_create_ruleset"))?;
+        let allow = |p: &Path, a: u64| rs.allow(p, a).map_err(sys_err("landlock_add_rule"));
+        for e in &self.system {
+            if let SysEntry::Dir(p) = e {
+                allow(p, landlock::RX)?;
+            }
+        }
+        for p in spec.extra_ro {
+            if Path::new(p).exists() {
+                allow(Path::new(p), landlock::RX)?;
+            }
+        }
+        allow(&spec.run_dir.host, self.abi.rw())?;
+        for d in DEV_NODES {
+            let access = if d.ends_with("random") {
+                landlock::READ_FILE
+            } else {
+                self.abi.dev_rw()
+            };
+            allow(&Path::new("/dev").join(d), access)?;
+        }
+        Ok(rs)
+    }
+
+    /// Runs one step in a fresh jail and waits for it. The steps, in order (docs/jail.md):
+    ///  1. cgroup(s) for the job with its memory and pids limits;
+    ///  2. pipes, stdin memfd, Landlock ruleset, argv/env, mount plan — all prepared here, because
+    ///     the child may not allocate;
+    ///  3. clone3 into new pid, mount, ipc and uts namespaces, directly into the job's v2 cgroup;
+    ///  4. (child/init) private mounts, new root, pivot_root, hostname, slot netns;
+    ///  5. (parent) v1 cgroup attach on hybrid hosts, then "go";
+    ///  6. (child/init) fork the program; (program) stdio, chdir, rlimits, capabilities and uid,
+    ///     no_new_privs, Landlock, seccomp with a listener passed to us, exec;
+    ///  7. (parent) watch: exit, wall clock, CPU budget, OOM, denied syscalls — kill on any;
+    ///  8. collect output and counters, kill the cgroup, remove it.
+    pub async fn spawn(&self, spec: JailSpec<'_>) -> Result<JailOutput, JailError> {
+        let limits = spec.step.limits;
+        let policy = self
+            .policies
+            .get(spec.policy)
+            .ok_or_else(|| JailError::UnknownPolicy(spec.policy.to_owned()))?;
+
+        // 1. The job's cgroup.
+        let cg = self.cgroups.create_job(limits.memory_bytes, limits.procs)?;
+
+        // 2. Everything the child needs.
+        let (go_r, go_w) = sys::pipe().map_err(sys_err("pipe"))?;
+        let (err_r, err_w) = sys::pipe().map_err(sys_err("pipe"))?;
+        let (status_r, status_w) = sys::pipe().map_err(sys_err("pipe"))?;
+        let (out_r, out_w) = sys::pipe().map_err(sys_err("pipe"))?;
+        let (errout_r, errout_w) = sys::pipe().map_err(sys_err("pipe"))?;
+        let (notify_r, notify_w) = sys::socketpair().map_err(sys_err("socketpair"))?;
+        let stdin = match spec.stdin {
+            Some(data) => sys::memfd_with(data).map_err(sys_err("memfd_create"))?,
+            None => sys::open_owned(c"/dev/null", libc::O_RDONLY).map_err(sys_err("open"))?,
+        };
+        let ruleset = self.landlock_ruleset(&spec)?;
+        let prepared = self.prepare(&spec, policy, &ruleset, PreparedFds {
+            go_r: go_r.as_raw_fd(),
+            err_w: err_w.as_raw_fd(),
+            status_w: status_w.as_raw_fd(),
+            notify_w: notify_w.as_raw_fd(),
+            stdin: stdin.as_raw_fd(),
+            stdout: out_w.as_raw_fd(),
+            stderr: errout_w.as_raw_fd(),
+        })?;
+
+        // 3. clone3.
+        // NEWCGROUP: the job sees its own cgroup as "/" (no host cgroup paths in /proc/self/cgroup).
+        let flags = (libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWCGROUP) as u64;
+        let started = Instant::now();
+        let (pid, pidfd) = match sys::clone3(flags, cg.clone_fd()).map_err(sys_err("clone3"))? {
+            None => child::init(&prepared),
+            Some(parent) => parent,
+        };
+        drop(prepared);
+        drop((go_r, err_w, status_w, notify_w, stdin, out_w, errout_w, ruleset));
+
+        // 5. Hybrid hosts: limits live in v1 groups, which CLONE_INTO_CGROUP cannot target.
+        if let Err(e) = cg.attach_v1(pid) {
+            let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+            return Err(e.into());
+        }
+        sys::write_all(go_w.as_raw_fd(), b"g").map_err(sys_err("write go"))?;
+        drop(go_w);
+
+        // Output readers run concurrently with everything below.
+        let stdout_task = tokio::spawn(read_capped(out_r, limits.stream_bytes));
+        let stderr_task = tokio::spawn(read_capped(errout_r, limits.stream_bytes));
+
+        // Setup errors arrive on the error pipe; its EOF means exec happened (CLOEXEC).
+        let setup = read_all(err_r).await;
+        let mut end = None;
+        if let Ok(rec) = &setup
+            && rec.len() >= 8
+        {
+            let step = u32::from_ne_bytes(rec[..4].try_into().expect("4 bytes"));
+            let errno = i32::from_ne_bytes(rec[4..8].try_into().expect("4 bytes"));
+            let step = child::Step::from_u32(step);
+            if step == Some(child::Step::Exec) {
+                end = Some(End::ExecFailed(errno));
+            } else {
+                let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+                reap(&pidfd).await;
+                cg.destroy().await;
+                return Err(JailError::Setup {
+                    step: step.map_or("unknown", child::Step::name),
+                    source: io::Error::from_raw_os_error(errno),
+                });
+            }
+        }
+        let listener = if end.is_none() {
+            sys::recv_fd(notify_r.as_raw_fd()).map_err(sys_err("recvmsg"))?
+        } else {
+            None
+        };
+
+        // 7. Watch until init exits.
+        let watched = self
+            .watch(&cg, &pidfd, listener, policy, limits.cpu, limits.wall, started)
+            .await;
+        let end = end.or(watched);
+
+        // 8. Collect.
+        let status = read_all(status_r).await.ok().and_then(|b| {
+            (b.len() >= 4).then(|| i32::from_ne_bytes(b[..4].try_into().expect("4 bytes")))
+        });
+        reap(&pidfd).await;
+        let wall = started.elapsed();
+        // Init is gone, so the kernel has killed the namespace; pipes reach EOF promptly.
+        let stdout = stdout_task.await.unwrap_or_default();
+        let stderr = stderr_task.await.unwrap_or_default();
+        let cpu = cg.cpu_usage();
+        let oom = cg.oom_kills();
+        let peak = cg.peak_memory();
+        cg.destroy().await;
+
+        let mut usage = Usage {
+            cpu_secs: cpu.as_secs_f64(),
+            wall_secs: wall.as_secs_f64(),
+            peak_memory_bytes: peak,
+            exit_code: None,
+            signal: None,
+        };
+        if let Some(st) = status {
+            if libc::WIFEXITED(st) {
+                usage.exit_code = Some(libc::WEXITSTATUS(st));
+            } else if libc::WIFSIGNALED(st) {
+                usage.signal = Some(libc::WTERMSIG(st));
+            }
+        }
+        let end = match end {
+            Some(e) => e,
+            None if oom > 0 => End::Memory,
+            // RLIMIT_CPU (the per-process backstop) or our timer racing the exit.
+            None if cpu >= limits.cpu
+                && matches!(usage.signal, Some(libc::SIGKILL | libc::SIGXCPU)) =>
+            {
+                End::CpuTime
+            }
+            None => match (usage.exit_code, usage.signal) {
+                (Some(c), _) => End::Exited(c),
+                (_, Some(s)) => End::Signaled(s),
+                // Init died without reporting: it was killed from outside.
+                _ => End::Signaled(libc::SIGKILL),
+            },
+        };
+        Ok(JailOutput {
+            stdout,
+            stderr,
+            end,
+            usage,
+        })
+    }
+
+    /// Waits for the job's init to exit, killing the job when a limit is reached. Returns the
+    /// reason if we (or the kernel's OOM killer) ended it.
+    #[allow(clippy::too_many_arguments, reason = "one call site; the values are distinct")]
+    async fn watch(
+        &self,
+        cg: &JobCgroup,
+        pidfd: &OwnedFd,
+        listener: Option<OwnedFd>,
+        policy: &Policy,
+        cpu_budget: Duration,
+        wall: Duration,
+        started: Instant,
+    ) -> Option<End> {
+        let exited = match AsyncFd::new(PidFd(pidfd.as_raw_fd())) {
+            Ok(fd) => fd,
+            Err(err) => {
+                tracing::error!(?err, "cannot watch pidfd; killing job");
+                cg.kill();
+                return None;
+            }
+        };
+        let mut notify = listener.and_then(|fd| AsyncFd::new(fd).ok());
+        let oom = cg
+            .v1_oom_eventfd()
+            .ok()
+            .flatten()
+            .and_then(|fd| AsyncFd::new(fd).ok());
+        let wall_deadline = tokio::time::Instant::from_std(started + wall);
+        let mut reason = None;
+        loop {
+            // CPU budget: sleep for the least wall time in which the job could use what is left
+            // (all CPUs busy), then look again. Converges geometrically; no fixed tick.
+            let used = cg.cpu_usage();
+            if reason.is_none() && used >= cpu_budget {
+                reason = Some(End::CpuTime);
+                cg.kill();
+            }
+            let left = cpu_budget.saturating_sub(used);
+            let cpu_check = (left / self.ncpu).max(Duration::from_millis(1));
+            tokio::select! {
+                r = exited.readable() => {
+                    if let Ok(mut g) = r { g.retain_ready(); }
+                    return reason;
+                }
+                _ = tokio::time::sleep_until(wall_deadline), if reason.is_none() => {
+                    reason = Some(End::WallTime);
+                    cg.kill();
+                }
+                _ = tokio::time::sleep(cpu_check), if reason.is_none() => {}
+                r = readable(&notify), if reason.is_none() => {
+                    // The listener is also readable (POLLHUP) once no task uses the filter any
+                    // more; only a successful NOTIF_RECV is a denied syscall.
+                    let got = r.then(|| notify.as_ref())
+                        .flatten()
+                        .and_then(|n| sys::seccomp_notif_recv(n.get_ref().as_raw_fd()).ok());
+                    match got {
+                        Some((_, nr)) => {
+                            reason = Some(End::Syscall(policy.syscall_name(nr)));
+                            cg.kill();
+                        }
+                        None => notify = None,
+                    }
+                }
+                r = readable(&oom), if reason.is_none() => {
+                    if r {
+                        reason = Some(End::Memory);
+                        cg.kill();
+                    }
+                }
+            }
+        }
+    }
+
+    fn prepare(
+        &self,
+        spec: &JailSpec<'_>,
+        policy: &Policy,
+        ruleset: &Ruleset,
+        fds: PreparedFds,
+    ) -> Result<Prepared, JailError> {
+        let step = spec.step;
+        let argv0 = step.argv.first().ok_or(JailError::Nul)?;
+        let exec_path = cstr(resolve_exec(argv0, &step.env))?;
+        let argv: Vec<CString> = step.argv.iter().map(cstr).collect::<Result<_, _>>()?;
+        let envp: Vec<CString> = step
+            .env
+            .iter()
+            .map(|(k, v)| cstr(format!("{k}={v}")))
+            .collect::<Result<_, _>>()?;
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        let l = step.limits;
+        let cpu_rlimit = l.cpu.as_secs() + 2;
+        let abi = self.abi;
+        Ok(Prepared {
+            root: cpath(&self.root)?,
+            mount_ops: self.mount_plan(spec)?,
+            hostname: b"runner",
+            netns: Some(spec.slot.netns.as_raw_fd()),
+            go_r: fds.go_r,
+            err_w: fds.err_w,
+            status_w: fds.status_w,
+            notify_w: fds.notify_w,
+            stdin: fds.stdin,
+            stdout: fds.stdout,
+            stderr: fds.stderr,
+            uid: spec.slot.uid,
+            gid: self.gid,
+            rlimits: vec![
+                (libc::RLIMIT_CORE, 0, 0),
+                (libc::RLIMIT_FSIZE, l.disk_bytes, l.disk_bytes),
+                (libc::RLIMIT_STACK, 8 << 20, libc::RLIM_INFINITY),
+                (libc::RLIMIT_CPU, cpu_rlimit, cpu_rlimit),
+                (libc::RLIMIT_NOFILE, 8192, 8192),
+            ],
+            workdir: cstr(&spec.run_dir.jail)?,
+            landlock: ruleset.raw(),
+            landlock_jail_rules: vec![
+                (cstr("/tmp")?, abi.rw()),
+                (cstr("/dev/shm")?, abi.rw()),
+                (cstr("/proc")?, landlock::RO),
+                (cstr("/dev")?, landlock::READ_DIR),
+                // Listing directories of the jail's own tree (/, /home/jobe/runs…) reveals
+                // nothing: the mount namespace holds only what is bound in above.
+                (cstr("/")?, landlock::READ_DIR),
+            ],
+            seccomp: policy.program.clone(),
+            exec_path,
+            argv_ptrs: ptrs(&argv),
+            argv,
+            envp_ptrs: ptrs(&envp),
+            envp,
+        })
+    }
+}
+
+struct PreparedFds {
+    go_r: i32,
+    err_w: i32,
+    status_w: i32,
+    notify_w: i32,
+    stdin: i32,
+    stdout: i32,
+    stderr: i32,
+}
+
+const DEV_NODES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+
+/// A pidfd as an `AsRawFd` for `AsyncFd` (readable when the process exits).
+struct PidFd(i32);
+impl AsRawFd for PidFd {
+    fn as_raw_fd(&self) -> i32 {
+        self.0
+    }
+}
+
+async fn readable(fd: &Option<AsyncFd<OwnedFd>>) -> bool {
+    match fd {
+        Some(fd) => match fd.readable().await {
+            Ok(mut g) => {
+                g.clear_ready();
+                true
+            }
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Reaps the jail's init (bounded: it has exited or been killed by now).
+async fn reap(pidfd: &OwnedFd) {
+    for _ in 0..200 {
+        match sys::reap_pidfd(pidfd.as_raw_fd()) {
+            Ok(true) | Err(_) => return,
+            Ok(false) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    tracing::error!("jail init was not reaped within 200 ms");
+}
+
+/// Finds argv[0]: paths with a '/' are used as given (relative ones against the run directory);
+/// bare names are looked up in the step's PATH on the host, whose system directories are the
+/// jail's.
+fn resolve_exec(argv0: &str, env: &[(String, String)]) -> String {
+    if argv0.contains('/') {
+        return argv0.to_owned();
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or("/usr/bin:/bin", |(_, v)| v.as_str());
+    path.split(':')
+        .map(|d| Path::new(d).join(argv0))
+        .find(|p| p.is_file())
+        .map_or_else(|| argv0.to_owned(), |p| p.to_string_lossy().into_owned())
+}
+
+fn random_suffix() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
+    let mut x = h.finish();
+    (0..6)
+        .map(|_| {
+            let c = ALNUM[(x % ALNUM.len() as u64) as usize] as char;
+            x /= ALNUM.len() as u64;
+            c
+        })
+        .collect()
+}
+
+async fn read_all(fd: OwnedFd) -> io::Result<Vec<u8>> {
+    let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+    let mut buf = Vec::new();
+    rx.read_to_end(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Reads a pipe to EOF, keeping the first `cap` bytes and discarding the rest (as Jobe's
+/// runguard: output beyond the limit is silently dropped while the program keeps running).
+async fn read_capped(fd: OwnedFd, cap: u64) -> Vec<u8> {
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return Vec::new();
+    };
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => {
+                let room = cap.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+}

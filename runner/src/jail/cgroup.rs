@@ -1,0 +1,580 @@
+//! Per-job cgroups on pure cgroup v2 hosts and on hybrid hosts (v1 controllers + a cgroup2 mount
+//! without controllers).
+//!
+//! Owns: finding the cgroup this process is in, creating *our* subtree under it
+//! (`runner-<pid>`), one child per job with its limits, killing a job, reading its counters, and
+//! removing everything it created. It never writes into a cgroup it did not create, except that on
+//! a delegated pure-v2 cgroup (systemd `Delegate=yes`) it moves itself into a leaf so it may enable
+//! controllers for its children, as cgroup v2's no-internal-process rule requires.
+//!
+//! Why not cgroups-rs: it sees hybrid hosts as pure v1, creates a directory in every v1 hierarchy
+//! and pulls in zbus; what we need is a dozen file writes (kernel-notes.md).
+//!
+//! Layouts:
+//! - V2: `<cg2>/<own>/runner-<pid>/job-N` with memory.max, memory.swap.max=0, memory.oom.group=1,
+//!   pids.max. CPU time from cpu.stat.
+//! - Hybrid: identity, kill, CLONE_INTO_CGROUP and cpu.stat from `<cg2>/<own>/runner-<pid>/job-N`
+//!   (a v2 directory without controllers still has them), limits from
+//!   `<memory v1>/<own>/runner-<pid>/job-N` (memory.limit_in_bytes, OOM eventfd) and
+//!   `<pids v1>/<own>/runner-<pid>/job-N` (pids.max). The process is moved into the v1 groups by
+//!   the parent before the jail's init is released (see `Jail::spawn`).
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::sys;
+
+const CGROUP_PROCS: &str = "cgroup.procs";
+const CGROUP_KILL: &str = "cgroup.kill";
+const CGROUP_EVENTS: &str = "cgroup.events";
+const CGROUP_CONTROLLERS: &str = "cgroup.controllers";
+const CGROUP_SUBTREE_CONTROL: &str = "cgroup.subtree_control";
+const CPU_STAT: &str = "cpu.stat";
+const MEMORY_MAX: &str = "memory.max";
+const MEMORY_SWAP_MAX: &str = "memory.swap.max";
+const MEMORY_OOM_GROUP: &str = "memory.oom.group";
+const MEMORY_EVENTS: &str = "memory.events";
+const MEMORY_PEAK: &str = "memory.peak";
+const PIDS_MAX: &str = "pids.max";
+const V1_MEMORY_LIMIT: &str = "memory.limit_in_bytes";
+const V1_MEMORY_MAX_USAGE: &str = "memory.max_usage_in_bytes";
+const V1_MEMORY_SWAPPINESS: &str = "memory.swappiness";
+const V1_OOM_CONTROL: &str = "memory.oom_control";
+const V1_EVENT_CONTROL: &str = "cgroup.event_control";
+
+/// Errors of the cgroup layer. Each names the failed step and the path.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup2 mount found in {mountinfo}")]
+    NoCgroup2 { mountinfo: PathBuf },
+    #[error(
+        "cgroup v2 controllers {missing} are not available to {path} and no v1 hierarchy provides them"
+    )]
+    MissingControllers { path: PathBuf, missing: String },
+    #[error("cannot {step} {path}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        step,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(io_err("write", path))
+}
+
+/// Where the kernel files are; constructor parameters so tests can use a fixture tree.
+#[derive(Debug, Clone)]
+pub struct KernelPaths {
+    pub proc_self_cgroup: PathBuf,
+    pub proc_self_mountinfo: PathBuf,
+}
+
+impl Default for KernelPaths {
+    fn default() -> Self {
+        KernelPaths {
+            proc_self_cgroup: "/proc/self/cgroup".into(),
+            proc_self_mountinfo: "/proc/self/mountinfo".into(),
+        }
+    }
+}
+
+/// Which cgroup layout this host has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// Pure v2: one directory per job with memory, pids (and cpu) controllers.
+    V2,
+    /// v1 memory and pids controllers for limits, a controller-less v2 directory for the rest.
+    Hybrid,
+}
+
+/// The subtree this daemon created and the jobs in it.
+#[derive(Debug)]
+pub struct Cgroups {
+    pub layout: Layout,
+    /// `<cg2>/<own>/runner-<pid>`.
+    v2_base: PathBuf,
+    /// Hybrid only.
+    v1_memory_base: Option<PathBuf>,
+    v1_pids_base: Option<PathBuf>,
+    next_id: AtomicU64,
+}
+
+struct Mounts {
+    cgroup2: Option<PathBuf>,
+    v1_memory: Option<PathBuf>,
+    v1_pids: Option<PathBuf>,
+}
+
+fn parse_mounts(mountinfo: &str) -> Mounts {
+    let mut m = Mounts {
+        cgroup2: None,
+        v1_memory: None,
+        v1_pids: None,
+    };
+    for line in mountinfo.lines() {
+        // mountinfo: id parent maj:min root mountpoint opts [optional…] - fstype source superopts
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let mut rf = right.split(' ');
+        let (Some(fstype), _, Some(superopts)) = (rf.next(), rf.next(), rf.next()) else {
+            continue;
+        };
+        let Some(mountpoint) = fields.get(4) else {
+            continue;
+        };
+        let mp = PathBuf::from(mountpoint);
+        match fstype {
+            "cgroup2" if m.cgroup2.is_none() => m.cgroup2 = Some(mp),
+            "cgroup" => {
+                let opts: Vec<&str> = superopts.split(',').collect();
+                if opts.contains(&"memory") && m.v1_memory.is_none() {
+                    m.v1_memory = Some(mp);
+                } else if opts.contains(&"pids") && m.v1_pids.is_none() {
+                    m.v1_pids = Some(mp);
+                }
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Parses /proc/self/cgroup into (v2 path, v1 memory path, v1 pids path).
+fn parse_own(cgroup: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let (mut v2, mut mem, mut pids) = (None, None, None);
+    for line in cgroup.lines() {
+        let mut it = line.splitn(3, ':');
+        let (Some(id), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if id == "0" && ctrls.is_empty() {
+            v2 = Some(path.to_owned());
+        }
+        for c in ctrls.split(',') {
+            match c {
+                "memory" => mem = Some(path.to_owned()),
+                "pids" => pids = Some(path.to_owned()),
+                _ => {}
+            }
+        }
+    }
+    (v2, mem, pids)
+}
+
+fn join(mount: &Path, own: &str) -> PathBuf {
+    mount.join(own.trim_start_matches('/'))
+}
+
+fn controllers(dir: &Path, file: &str) -> Vec<String> {
+    fs::read_to_string(dir.join(file))
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+impl Cgroups {
+    /// Detects the layout and creates `runner-<pid>` under this process's own cgroup(s).
+    pub fn setup(paths: &KernelPaths) -> Result<Cgroups, CgroupError> {
+        let mountinfo = fs::read_to_string(&paths.proc_self_mountinfo)
+            .map_err(io_err("read", &paths.proc_self_mountinfo))?;
+        let own = fs::read_to_string(&paths.proc_self_cgroup)
+            .map_err(io_err("read", &paths.proc_self_cgroup))?;
+        let mounts = parse_mounts(&mountinfo);
+        let (own_v2, own_mem, own_pids) = parse_own(&own);
+        let cg2 = mounts.cgroup2.ok_or_else(|| CgroupError::NoCgroup2 {
+            mountinfo: paths.proc_self_mountinfo.clone(),
+        })?;
+        let own_v2_dir = join(&cg2, own_v2.as_deref().unwrap_or("/"));
+        let own_mem_dir = mounts.v1_memory.as_ref().map(|m| join(m, own_mem.as_deref().unwrap_or("/")));
+        let own_pids_dir = mounts.v1_pids.as_ref().map(|m| join(m, own_pids.as_deref().unwrap_or("/")));
+        for dir in [Some(&own_v2_dir), own_mem_dir.as_ref(), own_pids_dir.as_ref()].into_iter().flatten() {
+            remove_stale(dir);
+        }
+        // Unique per Cgroups value (tests create several per process); the pid comes first so
+        // `remove_stale` can tell whether the owner is alive.
+        static INSTANCE: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "runner-{}-{}",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let available = controllers(&own_v2_dir, CGROUP_CONTROLLERS);
+        let has = |c: &str| available.iter().any(|a| a == c);
+
+        if has("memory") && has("pids") {
+            let parent = Self::prepare_v2_parent(&own_v2_dir, own_v2.as_deref() == Some("/"))?;
+            let base = parent.join(&name);
+            fs::create_dir(&base).map_err(io_err("create", &base))?;
+            let mut ctl = vec!["+memory", "+pids"];
+            if controllers(&base, CGROUP_CONTROLLERS).iter().any(|c| c == "cpu") {
+                ctl.push("+cpu");
+            }
+            write(&base.join(CGROUP_SUBTREE_CONTROL), &ctl.join(" "))?;
+            return Ok(Cgroups {
+                layout: Layout::V2,
+                v2_base: base,
+                v1_memory_base: None,
+                v1_pids_base: None,
+                next_id: AtomicU64::new(0),
+            });
+        }
+
+        // Hybrid: the controllers live in v1 hierarchies.
+        let (Some(mem_mount), Some(pids_mount)) = (mounts.v1_memory, mounts.v1_pids) else {
+            let missing: Vec<&str> = ["memory", "pids"].into_iter().filter(|c| !has(c)).collect();
+            return Err(CgroupError::MissingControllers {
+                path: own_v2_dir,
+                missing: missing.join(", "),
+            });
+        };
+        let v2_base = own_v2_dir.join(&name);
+        let mem_base = join(&mem_mount, own_mem.as_deref().unwrap_or("/")).join(&name);
+        let pids_base = join(&pids_mount, own_pids.as_deref().unwrap_or("/")).join(&name);
+        for dir in [&v2_base, &mem_base, &pids_base] {
+            fs::create_dir(dir).map_err(io_err("create", dir))?;
+        }
+        Ok(Cgroups {
+            layout: Layout::Hybrid,
+            v2_base,
+            v1_memory_base: Some(mem_base),
+            v1_pids_base: Some(pids_base),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// On pure v2, job cgroups need memory and pids enabled in their parent's subtree_control,
+    /// and (no-internal-process rule) a non-root cgroup with controllers enabled for children may
+    /// not hold processes. If our own cgroup already delegates the controllers we use it as is;
+    /// if it is a delegated non-root cgroup we move this process into a leaf `runner-daemon` and
+    /// enable the controllers on our own cgroup.
+    fn prepare_v2_parent(own: &Path, own_is_root: bool) -> Result<PathBuf, CgroupError> {
+        let enabled = controllers(own, CGROUP_SUBTREE_CONTROL);
+        if ["memory", "pids"]
+            .iter()
+            .all(|c| enabled.iter().any(|e| e == c))
+        {
+            return Ok(own.to_owned());
+        }
+        if own_is_root {
+            return Err(CgroupError::MissingControllers {
+                path: own.to_owned(),
+                missing: "memory, pids (not enabled in the root's cgroup.subtree_control)".into(),
+            });
+        }
+        let leaf = own.join("runner-daemon");
+        match fs::create_dir(&leaf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create", &leaf)(e)),
+        }
+        write(&leaf.join(CGROUP_PROCS), &std::process::id().to_string())?;
+        write(&own.join(CGROUP_SUBTREE_CONTROL), "+memory +pids")?;
+        Ok(own.to_owned())
+    }
+
+    /// Creates the cgroup(s) of one job and applies its limits.
+    pub fn create_job(&self, memory_bytes: u64, procs: u32) -> Result<JobCgroup, CgroupError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let name = format!("job-{id}");
+        let v2 = self.v2_base.join(&name);
+        fs::create_dir(&v2).map_err(io_err("create", &v2))?;
+        let mut job = JobCgroup {
+            layout: self.layout.clone(),
+            v2,
+            v1_memory: None,
+            v1_pids: None,
+            dir_fd: None,
+        };
+        // From here on, dropping `job` removes what was created.
+        match self.layout {
+            Layout::V2 => {
+                write(&job.v2.join(MEMORY_MAX), &memory_bytes.to_string())?;
+                // No swap: a job's memory is real memory (absent without swap accounting).
+                let swap = job.v2.join(MEMORY_SWAP_MAX);
+                if swap.exists() {
+                    write(&swap, "0")?;
+                }
+                // On OOM the kernel kills the whole job at once, not one process of it.
+                write(&job.v2.join(MEMORY_OOM_GROUP), "1")?;
+                write(&job.v2.join(PIDS_MAX), &procs.to_string())?;
+            }
+            Layout::Hybrid => {
+                let (Some(mem_base), Some(pids_base)) = (&self.v1_memory_base, &self.v1_pids_base)
+                else {
+                    unreachable!("hybrid layout always has v1 bases")
+                };
+                let mem = mem_base.join(&name);
+                fs::create_dir(&mem).map_err(io_err("create", &mem))?;
+                job.v1_memory = Some(mem.clone());
+                let pids = pids_base.join(&name);
+                fs::create_dir(&pids).map_err(io_err("create", &pids))?;
+                job.v1_pids = Some(pids.clone());
+                write(&mem.join(V1_MEMORY_LIMIT), &memory_bytes.to_string())?;
+                // Best effort: keeps a job's pages out of swap should the host add swap later.
+                let _ = fs::write(mem.join(V1_MEMORY_SWAPPINESS), "0");
+                write(&pids.join(PIDS_MAX), &procs.to_string())?;
+            }
+        }
+        let dir_c = std::ffi::CString::new(job.v2.as_os_str().as_encoded_bytes())
+            .map_err(|e| io_err("open", &job.v2)(io::Error::other(e)))?;
+        let fd = sys::open_owned(&dir_c, libc::O_PATH | libc::O_DIRECTORY)
+            .or_else(|_| sys::open_owned(&dir_c, libc::O_RDONLY | libc::O_DIRECTORY))
+            .map_err(|e| io_err("open", &job.v2)(e.into_io()))?;
+        job.dir_fd = Some(fd);
+        Ok(job)
+    }
+}
+
+/// Removes `runner-<pid>` subtrees left by runner processes that no longer exist (a crash, or a
+/// test binary whose statics were never dropped). Only directories named by our own scheme are
+/// touched, and only when their owner is dead; a populated cgroup refuses rmdir and stays.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("runner-"))
+            .and_then(|p| p.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let base = e.path();
+        if let Ok(jobs) = fs::read_dir(&base) {
+            for j in jobs.flatten() {
+                if j.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::write(j.path().join(CGROUP_KILL), "1");
+                    let _ = fs::remove_dir(j.path());
+                }
+            }
+        }
+        match fs::remove_dir(&base) {
+            Ok(()) => tracing::info!(cgroup = %base.display(), "removed stale cgroup subtree"),
+            Err(err) => tracing::warn!(?err, cgroup = %base.display(), "cannot remove stale cgroup subtree"),
+        }
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for dir in [
+            Some(&self.v2_base),
+            self.v1_memory_base.as_ref(),
+            self.v1_pids_base.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Err(err) = fs::remove_dir(dir) {
+                tracing::warn!(?err, cgroup = %dir.display(), "failed to remove cgroup subtree");
+            }
+        }
+    }
+}
+
+/// The cgroup(s) of one job. Dropping it kills what is left and removes the directories.
+#[derive(Debug)]
+pub struct JobCgroup {
+    layout: Layout,
+    v2: PathBuf,
+    v1_memory: Option<PathBuf>,
+    v1_pids: Option<PathBuf>,
+    dir_fd: Option<OwnedFd>,
+}
+
+fn read_key(path: &Path, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+impl JobCgroup {
+    /// The v2 directory descriptor for `clone3(CLONE_INTO_CGROUP)`.
+    pub fn clone_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.dir_fd.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Hybrid only: moves `pid` into the v1 memory and pids groups (before it runs user code).
+    pub fn attach_v1(&self, pid: i32) -> Result<(), CgroupError> {
+        for dir in [&self.v1_memory, &self.v1_pids].into_iter().flatten() {
+            write(&dir.join(CGROUP_PROCS), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Hybrid only: an eventfd that becomes readable when the job's memory cgroup hits OOM
+    /// (cgroup v1 `cgroup.event_control` + `memory.oom_control`).
+    pub fn v1_oom_eventfd(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        let Some(mem) = &self.v1_memory else {
+            return Ok(None);
+        };
+        let efd = sys::eventfd().map_err(|e| io_err("create eventfd for", mem)(e.into_io()))?;
+        let oom_path = mem.join(V1_OOM_CONTROL);
+        let oom = fs::File::open(&oom_path).map_err(io_err("open", &oom_path))?;
+        write(
+            &mem.join(V1_EVENT_CONTROL),
+            &format!("{} {}", efd.as_raw_fd(), oom.as_raw_fd()),
+        )?;
+        // The kernel holds its own reference to the control file; ours may close.
+        Ok(Some(efd))
+    }
+
+    /// Kills every process of the job (cgroup.kill, since 5.14; present on v2 dirs of hybrid
+    /// hosts too).
+    pub fn kill(&self) {
+        if let Err(err) = fs::write(self.v2.join(CGROUP_KILL), "1") {
+            tracing::warn!(?err, cgroup = %self.v2.display(), "cgroup.kill failed");
+        }
+    }
+
+    /// CPU time used by all processes of the job, from the v2 cpu.stat (always present).
+    pub fn cpu_usage(&self) -> Duration {
+        Duration::from_micros(read_key(&self.v2.join(CPU_STAT), "usage_usec").unwrap_or(0))
+    }
+
+    /// How many processes the kernel OOM-killed in this job.
+    pub fn oom_kills(&self) -> u64 {
+        match (&self.layout, &self.v1_memory) {
+            (Layout::Hybrid, Some(mem)) => read_key(&mem.join(V1_OOM_CONTROL), "oom_kill"),
+            _ => read_key(&self.v2.join(MEMORY_EVENTS), "oom_kill"),
+        }
+        .unwrap_or(0)
+    }
+
+    /// Peak memory of the job in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let path = match &self.v1_memory {
+            Some(mem) => mem.join(V1_MEMORY_MAX_USAGE),
+            None => self.v2.join(MEMORY_PEAK),
+        };
+        fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn populated(&self) -> bool {
+        read_key(&self.v2.join(CGROUP_EVENTS), "populated").is_none_or(|v| v != 0)
+    }
+
+    /// Kills the job and waits (bounded) until the kernel has emptied it, so the directories can be
+    /// removed. Called after the job's init has exited, when normally nothing is left.
+    pub async fn destroy(mut self) {
+        self.kill();
+        let mut delay = Duration::from_micros(200);
+        for _ in 0..40 {
+            if !self.populated() {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+        self.remove_dirs();
+    }
+
+    fn remove_dirs(&mut self) {
+        self.dir_fd = None;
+        for dir in [Some(&self.v2), self.v1_memory.as_ref(), self.v1_pids.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    tracing::error!(?err, cgroup = %dir.display(), "failed to remove job cgroup")
+                }
+            }
+        }
+        self.v1_memory = None;
+        self.v1_pids = None;
+    }
+}
+
+impl Drop for JobCgroup {
+    fn drop(&mut self) {
+        if self.dir_fd.is_some() || self.v1_memory.is_some() {
+            // Not destroyed through `destroy` (an error path): kill and remove synchronously.
+            self.kill();
+            for _ in 0..100 {
+                if !self.populated() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            self.remove_dirs();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier 1: parsing /proc files. Creating real cgroups is tested in runner-tests (root).
+    use super::*;
+
+    const HYBRID_MOUNTINFO: &str = "\
+30 24 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:4 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec shared:5 - cgroup2 cgroup2 rw,nsdelegate
+35 30 0:31 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec shared:10 - cgroup cgroup rw,memory
+36 30 0:32 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec shared:11 - cgroup cgroup rw,pids
+";
+
+    #[test]
+    fn test_parse_hybrid_mounts() {
+        let m = parse_mounts(HYBRID_MOUNTINFO);
+        assert_eq!(m.cgroup2.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+        assert_eq!(m.v1_memory.as_deref(), Some(Path::new("/sys/fs/cgroup/memory")));
+        assert_eq!(m.v1_pids.as_deref(), Some(Path::new("/sys/fs/cgroup/pids")));
+    }
+
+    #[test]
+    fn test_parse_own_cgroup() {
+        let (v2, mem, pids) =
+            parse_own("8:pids:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/user.slice\n");
+        assert_eq!(v2.as_deref(), Some("/user.slice"));
+        assert_eq!(mem.as_deref(), Some("/process_api/abc"));
+        assert_eq!(pids.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn test_join_strips_leading_slash() {
+        assert_eq!(
+            join(Path::new("/sys/fs/cgroup/memory"), "/process_api/x"),
+            PathBuf::from("/sys/fs/cgroup/memory/process_api/x")
+        );
+        assert_eq!(join(Path::new("/cg"), "/"), PathBuf::from("/cg/"));
+    }
+
+    #[test]
+    fn test_read_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("memory.events");
+        fs::write(&f, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n").unwrap();
+        assert_eq!(read_key(&f, "oom_kill"), Some(2));
+        assert_eq!(read_key(&f, "oom"), Some(1));
+        assert_eq!(read_key(&f, "absent"), None);
+    }
+}

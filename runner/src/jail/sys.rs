@@ -1,0 +1,519 @@
+//! The only file of the daemon with `unsafe`: thin wrappers over the raw syscalls the jail needs.
+//!
+//! Every wrapper here is async-signal-safe: it makes one syscall (or a fixed few), never allocates
+//! and never panics, so `child.rs` may call it between `clone3` and `execve` in a copy of a
+//! multi-threaded process (see signal-safety(7)). Errors are returned as a bare `Errno`, which is
+//! `Copy` and allocation-free; the parent turns it into an `io::Error` with context.
+
+use std::ffi::{CStr, c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A raw errno value from a failed syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    fn last() -> Errno {
+        // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+        Errno(unsafe { *libc::__errno_location() })
+    }
+
+    pub fn into_io(self) -> std::io::Error {
+        std::io::Error::from_raw_os_error(self.0)
+    }
+}
+
+fn cvt(ret: c_long) -> Result<c_long, Errno> {
+    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+}
+
+fn cvt_int(ret: c_int) -> Result<c_int, Errno> {
+    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+}
+
+fn opt_ptr(s: Option<&CStr>) -> *const c_char {
+    s.map_or(std::ptr::null(), CStr::as_ptr)
+}
+
+/// `clone3` returning in both processes: `Ok(None)` in the child, `Ok(Some((pid, pidfd)))` in the
+/// parent. The child runs on a copy-on-write copy of the parent's stack (stack = 0), exactly like
+/// `fork`, so it must only call async-signal-safe functions until it execs or exits.
+pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Option<(i32, OwnedFd)>, Errno> {
+    let mut pidfd: c_int = -1;
+    let mut args = libc::clone_args {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup_fd.map_or(0, |fd| fd as u64),
+    };
+    if cgroup_fd.is_some() {
+        args.flags |= libc::CLONE_INTO_CGROUP as u64;
+    }
+    // SAFETY: `args` is a valid, fully initialised clone_args of the size we pass; `pidfd` outlives
+    // the call. With stack = 0 the child continues on a private copy of this stack frame.
+    let ret = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::addr_of_mut!(args),
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    })?;
+    if ret == 0 {
+        return Ok(None);
+    }
+    // SAFETY: CLONE_PIDFD stored a new, owned file descriptor in `pidfd`.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Some((ret as i32, pidfd)))
+}
+
+/// A plain fork through the raw `clone` syscall, bypassing libc's atfork handlers (which may take
+/// locks held by threads that do not exist in the child). Returns 0 in the child.
+pub fn fork_raw() -> Result<i32, Errno> {
+    // SAFETY: clone with only SIGCHLD and a null stack behaves as fork(2); no pointers are passed.
+    let ret = cvt(unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as c_ulong, 0, 0, 0, 0) })?;
+    Ok(ret as i32)
+}
+
+pub fn mount(
+    src: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), Errno> {
+    // SAFETY: all pointers are NUL-terminated strings or null, valid for the call.
+    cvt_int(unsafe {
+        libc::mount(
+            opt_ptr(src),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            opt_ptr(data) as *const c_void,
+        )
+    })
+    .map(drop)
+}
+
+pub fn umount2(target: &CStr, flags: c_int) -> Result<(), Errno> {
+    // SAFETY: target is a valid C string.
+    cvt_int(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
+    // SAFETY: both arguments are valid C strings.
+    cvt(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
+        .map(drop)
+}
+
+pub fn mkdir(path: &CStr, mode: u32) -> Result<(), Errno> {
+    // SAFETY: path is a valid C string.
+    match cvt_int(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Ok(_) | Err(Errno(libc::EEXIST)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn symlink(target: &CStr, linkpath: &CStr) -> Result<(), Errno> {
+    // SAFETY: both arguments are valid C strings.
+    cvt_int(unsafe { libc::symlink(target.as_ptr(), linkpath.as_ptr()) }).map(drop)
+}
+
+/// Creates an empty file to bind-mount a device node onto.
+pub fn touch(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is a valid C string; the returned fd is closed right away.
+    let fd = cvt_int(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o644,
+        )
+    })?;
+    close(fd);
+    Ok(())
+}
+
+pub fn open(path: &CStr, flags: c_int) -> Result<RawFd, Errno> {
+    // SAFETY: path is a valid C string.
+    cvt_int(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })
+}
+
+/// Opens a file for use in the parent, returning an owned descriptor.
+pub fn open_owned(path: &CStr, flags: c_int) -> Result<OwnedFd, Errno> {
+    let fd = open(path, flags)?;
+    // SAFETY: `open` returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn close(fd: RawFd) {
+    // SAFETY: closing a descriptor number has no memory-safety preconditions; callers only pass
+    // descriptors they own in this process.
+    unsafe { libc::close(fd) };
+}
+
+pub fn chdir(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is a valid C string.
+    cvt_int(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+}
+
+pub fn sethostname(name: &[u8]) -> Result<(), Errno> {
+    // SAFETY: pointer and length describe `name`.
+    cvt_int(unsafe { libc::sethostname(name.as_ptr() as *const c_char, name.len()) }).map(drop)
+}
+
+pub fn setns(fd: RawFd, nstype: c_int) -> Result<(), Errno> {
+    // SAFETY: plain syscall on a descriptor.
+    cvt_int(unsafe { libc::setns(fd, nstype) }).map(drop)
+}
+
+pub fn unshare(flags: c_int) -> Result<(), Errno> {
+    // SAFETY: plain syscall.
+    cvt_int(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+pub fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
+    // SAFETY: plain syscall on descriptor numbers.
+    cvt_int(unsafe { libc::dup2(old, new) }).map(drop)
+}
+
+// The three credential calls below go through `syscall` on purpose: glibc's wrappers implement
+// POSIX "all threads" semantics by signalling every thread it knows of and waiting for them
+// (nptl setxid). After `clone3` the child has one thread but glibc still lists the parent's, so
+// the wrapper would wait forever. The raw syscalls change only the calling thread, which here is
+// the whole process.
+
+pub fn setgroups(groups: &[libc::gid_t]) -> Result<(), Errno> {
+    // SAFETY: pointer and length describe `groups`.
+    cvt(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }).map(drop)
+}
+
+pub fn setresgid(gid: u32) -> Result<(), Errno> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
+}
+
+pub fn setresuid(uid: u32) -> Result<(), Errno> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
+}
+
+pub fn prctl(option: c_int, arg2: c_ulong) -> Result<c_int, Errno> {
+    // SAFETY: the options used by the jail take integer arguments only.
+    cvt_int(unsafe { libc::prctl(option, arg2, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) })
+}
+
+pub fn setrlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> Result<(), Errno> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid rlimit for the duration of the call.
+    cvt_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
+}
+
+/// Marks every descriptor from `first` upwards close-on-exec.
+pub fn cloexec_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: plain syscall.
+    cvt_int(unsafe { libc::close_range(first, c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) })
+        .map(drop)
+}
+
+/// `execve`; returns only on failure.
+pub fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+    // SAFETY: the caller built `argv` and `envp` as NUL-terminated arrays of pointers to C strings
+    // that outlive this call (see `child::Prepared`).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+pub fn exit(code: i32) -> ! {
+    // SAFETY: _exit never returns and runs no atexit handlers, as required after clone.
+    unsafe { libc::_exit(code) }
+}
+
+/// Writes all of `buf`, retrying on EINTR and short writes.
+pub fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: pointer and length describe `buf`.
+        let n = unsafe { libc::write(fd, buf.as_ptr() as *const c_void, buf.len()) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// One `read`, retrying on EINTR. Returns the number of bytes read (0 at end of file).
+pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: pointer and length describe `buf`.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut c_void, buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = Errno::last();
+        if e.0 != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// `wait4(pid, …, 0)`: returns `(pid, status)`.
+pub fn wait_any() -> Result<(i32, c_int), Errno> {
+    let mut status: c_int = 0;
+    // SAFETY: `status` is valid for writing.
+    let pid = cvt_int(unsafe { libc::wait4(-1, &mut status, libc::__WALL, std::ptr::null_mut()) })?;
+    Ok((pid, status))
+}
+
+/// Installs a seccomp filter. With `listener`, returns the user-notification descriptor
+/// (SECCOMP_FILTER_FLAG_NEW_LISTENER); otherwise returns -1.
+pub fn seccomp_set_filter(prog: &[libc::sock_filter], listener: bool) -> Result<RawFd, Errno> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    let flags = if listener {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    } else {
+        0
+    };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies the program.
+    let ret = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    })?;
+    Ok(if listener { ret as RawFd } else { -1 })
+}
+
+/// `landlock_create_ruleset`. With `attr == None` and `flags == 1` (VERSION) it returns the ABI.
+pub fn landlock_create_ruleset(attr: Option<&[u64]>, flags: u32) -> Result<RawFd, Errno> {
+    let (ptr, len) = match attr {
+        Some(a) => (a.as_ptr() as *const c_void, std::mem::size_of_val(a)),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `attr` is a packed landlock_ruleset_attr (all u64 fields) of the given size.
+    let ret = cvt(unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, ptr, len, flags) })?;
+    Ok(ret as RawFd)
+}
+
+/// Creates a Landlock ruleset from a `landlock_ruleset_attr` given as its u64 fields.
+pub fn landlock_ruleset(attr: &[u64]) -> Result<OwnedFd, Errno> {
+    let fd = landlock_create_ruleset(Some(attr), 0)?;
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn setsid() {
+    // SAFETY: plain syscall; failure (already a group leader) is harmless.
+    unsafe { libc::setsid() };
+}
+
+/// `landlock_add_rule` with LANDLOCK_RULE_PATH_BENEATH.
+pub fn landlock_add_path_rule(ruleset: RawFd, allowed: u64, parent_fd: RawFd) -> Result<(), Errno> {
+    // struct landlock_path_beneath_attr is packed: u64 allowed_access, s32 parent_fd.
+    #[repr(C, packed)]
+    struct PathBeneath {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    let attr = PathBeneath {
+        allowed_access: allowed,
+        parent_fd,
+    };
+    const LANDLOCK_RULE_PATH_BENEATH: c_int = 1;
+    // SAFETY: `attr` is a valid landlock_path_beneath_attr for the duration of the call.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneath,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+pub fn landlock_restrict_self(ruleset: RawFd) -> Result<(), Errno> {
+    // SAFETY: plain syscall on a descriptor.
+    cvt(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) }).map(drop)
+}
+
+/// Sends one descriptor over a unix socket (SCM_RIGHTS).
+pub fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut c_void,
+        iov_len: 1,
+    };
+    // Space for one cmsghdr carrying one int, aligned as the kernel expects.
+    let mut cbuf = [0u64; 4];
+    // SAFETY: zeroed msghdr is a valid "empty" value; fields are filled below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut c_void;
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
+    // SAFETY: msg_control points at `cbuf`, large enough for one cmsg with one int (32 bytes).
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut c_int, fd);
+    }
+    // SAFETY: `msg` and everything it points to is valid for the call.
+    cvt(unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) } as c_long).map(drop)
+}
+
+/// Receives one descriptor sent by `send_fd`, without blocking. `Ok(None)`: nothing (yet) or the
+/// peer closed without sending.
+pub fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr() as *mut c_void,
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: zeroed msghdr is a valid "empty" value; fields are filled below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut c_void;
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    // SAFETY: `msg` and its buffers are valid for the call.
+    let n = unsafe {
+        libc::recvmsg(
+            sock,
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+        )
+    };
+    if n < 0 {
+        let e = Errno::last();
+        return if e.0 == libc::EAGAIN { Ok(None) } else { Err(e) };
+    }
+    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR returns null or a valid header in it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Ok(None);
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const c_int);
+        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    }
+}
+
+/// A connected pair of unix datagram sockets, both close-on-exec.
+pub fn socketpair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    cvt_int(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair returned two new descriptors we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A close-on-exec pipe: `(read, write)`.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    cvt_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 returned two new descriptors we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// An anonymous in-memory file holding `data`, positioned at 0: the jail's stdin.
+pub fn memfd_with(data: &[u8]) -> Result<OwnedFd, Errno> {
+    // SAFETY: the name is a valid C string; the returned fd is owned below.
+    let fd = cvt_int(unsafe { libc::memfd_create(c"stdin".as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: memfd_create returned a new descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    write_all(fd.as_raw_fd(), data)?;
+    // SAFETY: plain lseek on our descriptor.
+    cvt(unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_SET) })?;
+    Ok(fd)
+}
+
+pub fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> Result<(), Errno> {
+    // SAFETY: plain syscall; a null siginfo is allowed.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<c_void>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Reaps the process behind `pidfd` without blocking (WNOHANG). `Ok(true)` if it was reaped.
+pub fn reap_pidfd(pidfd: RawFd) -> Result<bool, Errno> {
+    // SAFETY: zeroed siginfo_t is valid; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is valid for writing; P_PIDFD takes the descriptor as id.
+    cvt_int(unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    })?;
+    // SAFETY: si_pid is valid to read for a waitid result; 0 means nothing was reaped.
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+/// Receives one seccomp user notification: `(pid, syscall number)`.
+pub fn seccomp_notif_recv(fd: RawFd) -> Result<(u32, i32), Errno> {
+    // SAFETY: the kernel requires a zeroed seccomp_notif on input.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: `notif` is a valid seccomp_notif for this kernel's ioctl (checked by size at start-up
+    // is unnecessary: the struct layout has been fixed since 5.0).
+    cvt_int(unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notif) })?;
+    Ok((notif.pid, notif.data.nr))
+}
+
+/// Creates an eventfd (close-on-exec, non-blocking) for cgroup v1 OOM notifications.
+pub fn eventfd() -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall.
+    let fd = cvt_int(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: eventfd returned a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets O_NONBLOCK on a descriptor the parent reads through tokio.
+pub fn set_nonblocking(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL on a descriptor we own.
+    let flags = cvt_int(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt_int(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
