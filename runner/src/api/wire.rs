@@ -787,6 +787,43 @@ mod tests {
     }
 
     #[test]
+    fn test_mangled_bodies_never_panic() {
+        let body = br#"{"run_spec":{"language_id":"python3","sourcecode":"x","sourcefilename":"a.py","input":"1","file_list":[["abcdefgh","f.txt",0]],"parameters":{"cputime":"2","runargs":["a"],"main_class":"M"},"debug":1}}"#;
+        // Every truncation.
+        for n in 0..body.len() {
+            let _ = parse_run_body(&body[..n], known, 120);
+        }
+        // Deterministic byte mutations (xorshift), including non-UTF-8 and structural bytes.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"{}[]\",:0123456789.eE+-ntfaul \xff\x00";
+        for _ in 0..5000 {
+            let mut b = body.to_vec();
+            for _ in 0..(next() % 4 + 1) {
+                let i = (next() % b.len() as u64) as usize;
+                b[i] = alphabet[(next() % alphabet.len() as u64) as usize];
+            }
+            let _ = parse_run_body(&b, known, 120);
+        }
+        for v in [
+            json!(1e308),
+            json!(-1e308),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!("9".repeat(400)),
+        ] {
+            let _ = php_intval(&v);
+            let _ = php_numeric(&v);
+            let _ = php_string(&v);
+        }
+    }
+
+    #[test]
     fn test_clean_encoding() {
         assert_eq!(clean(b"Hello\n"), "Hello\n");
         assert_eq!(clean("héllo\u{1}".as_bytes()), "héllo\u{1}");
