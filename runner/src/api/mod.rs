@@ -1,1 +1,320 @@
-//! The Jobe REST API over hyper. Owned by the api work item.
+//! The Jobe REST API over hyper 1 (HTTP/1.1), as Moodle CodeRunner uses it.
+//!
+//! Owns: accepting connections (bounded by `max_connections`; beyond that, accept waits),
+//! header-read timeouts, body limits, graceful drain on shutdown, routing (`router`), Jobe's wire
+//! format (`wire`), API keys (`keys`), and the single error → status mapping (`error`). Runs go to
+//! the `Executor` seam in `sched`; files go to `cache::FileCache`.
+//!
+//! Must not: panic on anything a client sends, log program source/input/output, file contents or
+//! API keys, or leak host paths or error chains into responses (they go to the log).
+//!
+//! Differences from Jobe are listed in docs/jobe-compat.md.
+
+mod error;
+mod files;
+mod keys;
+mod router;
+mod runs;
+mod wire;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::cache::FileCache;
+use crate::sched::Executor;
+
+use self::error::ApiError;
+use self::keys::RateLimiter;
+use self::router::Route;
+
+const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
+const CACHE_CONTROL: &str = "no-store, max-age=0, no-cache";
+const API_KEY_HEADER: &str = "x-api-key";
+const JOB_ID_HEADER: &str = "x-coderunner-job-id";
+
+/// Settings of the HTTP front end.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body; beyond it → 413 with a JSON-string message. Default 10 MiB.
+    pub max_body_bytes: u64,
+    /// How long a client may take to send a request's headers. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Concurrent connections; beyond it new connections wait in the listen backlog. Default 1024.
+    pub max_connections: usize,
+    /// `None`: keys not required, `X-API-KEY` ignored (current Jobe). `Some`: key → runs per
+    /// hour for `POST runs` (0 = unlimited).
+    pub api_keys: Option<HashMap<String, u32>>,
+    /// After shutdown is signalled, how long in-flight connections may take to finish. Default 30 s.
+    pub drain_timeout: Duration,
+    /// Jobe's `cputime_upper_limit_secs`: a larger `cputime` is a 400. Default 120.
+    pub cputime_upper_limit_secs: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            api_keys: None,
+            drain_timeout: Duration::from_secs(30),
+            cputime_upper_limit_secs: 120,
+        }
+    }
+}
+
+/// Everything a request handler needs. Build with [`AppState::new`].
+pub struct AppState {
+    pub executor: Arc<dyn Executor>,
+    pub cache: Arc<FileCache>,
+    pub config: ApiConfig,
+    rate_limiter: RateLimiter,
+    request_seq: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(executor: Arc<dyn Executor>, cache: Arc<FileCache>, config: ApiConfig) -> Self {
+        AppState {
+            executor,
+            cache,
+            config,
+            rate_limiter: RateLimiter::default(),
+            request_seq: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Serves the Jobe API on `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight connections finish their current request (at most `drain_timeout`), and returns.
+/// Accept errors (e.g. `EMFILE`) are logged and retried after a short pause, never fatal.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        // Reap finished connection tasks so the set does not grow.
+        while conns.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // closed: never happens, we never close it
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let st = state.clone();
+        let svc = service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(handle(st, peer, req).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        conns.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    tracing::info!(
+        connections = conns.len(),
+        "shutting down: draining connections"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(state.config.drain_timeout) => {
+            tracing::warn!(remaining = conns.len(), "drain timeout; aborting connections");
+        }
+    }
+    conns.shutdown().await;
+    Ok(())
+}
+
+/// One request: a span, routing, the handler, the error mapping, one log line.
+async fn handle(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let seq = state.request_seq.fetch_add(1, Ordering::Relaxed);
+    // Logged only if it looks like CodeRunner's 8-hex id, so clients cannot inject log text.
+    let job_id = req
+        .headers()
+        .get(JOB_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        req = seq,
+        method = %req.method(),
+        path = %req.uri().path(),
+        %peer,
+        job = %job_id,
+        lang = tracing::field::Empty,
+    );
+    async move {
+        let start = Instant::now();
+        let resp = match dispatch(&state, req).await {
+            Ok(r) => r,
+            Err(e) => json_response(e.status(), &e.message(seq)),
+        };
+        tracing::info!(
+            status = resp.status().as_u16(),
+            ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "request done"
+        );
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dispatch(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let preflight = req
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let route = router::route(req.method(), req.uri().path(), preflight)?;
+    match route {
+        Route::Preflight => Ok(no_content()),
+        Route::Languages => {
+            let langs: Vec<(String, String)> = state.executor.languages();
+            Ok(json_response(StatusCode::OK, &langs))
+        }
+        Route::Runs => {
+            if let Some(keys) = &state.config.api_keys {
+                let key = req
+                    .headers()
+                    .get(API_KEY_HEADER)
+                    .map(|v| v.to_str().unwrap_or(""));
+                state.rate_limiter.check(keys, key, Instant::now())?;
+            }
+            let body = read_body(req, state.config.max_body_bytes).await?;
+            let result = runs::post_runs(state, &body).await?;
+            Ok(json_response(StatusCode::OK, &result))
+        }
+        Route::PutFile(id) => {
+            let body = read_body(req, state.config.max_body_bytes).await?;
+            files::put_file(state, id, &body).await?;
+            Ok(no_content())
+        }
+        Route::HeadFile(id) => {
+            if files::head_file(state, id).await {
+                Ok(no_content())
+            } else {
+                // Jobe's HEAD 404 carries the JSON content type and no body.
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                set_common_headers(&mut r, true);
+                Ok(r)
+            }
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than `max` bytes (413). A declared `Content-Length` over
+/// the limit is refused before reading, so an `Expect: 100-continue` client never sends it.
+async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::TooLarge(max));
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge(max)),
+        Err(e) => {
+            tracing::debug!(error = %e, "failed to read request body");
+            Err(ApiError::BadRequest(
+                "Failed to read the request body".to_owned(),
+            ))
+        }
+    }
+}
+
+fn set_common_headers(r: &mut Response<Full<Bytes>>, json: bool) {
+    let h = r.headers_mut();
+    if json {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        );
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+}
+
+/// A JSON response (no `/` or non-ASCII escaping: serde_json's default, as Jobe's flags).
+fn json_response<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+) -> Response<Full<Bytes>> {
+    let (status, bytes) = match serde_json::to_vec(body) {
+        Ok(b) => (status, b),
+        Err(e) => {
+            tracing::error!(error = %e, "failed to encode response");
+            (StatusCode::INTERNAL_SERVER_ERROR, b"\"\"".to_vec())
+        }
+    };
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    set_common_headers(&mut r, true);
+    r
+}
+
+fn no_content() -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    set_common_headers(&mut r, false);
+    r
+}

@@ -1,0 +1,139 @@
+//! Routing: one `match (Method, segments)` over Jobe's routes (jobe-api.md §1.1, §1.7).
+//!
+//! Base `/jobe/index.php/restapi/`; empty segments are ignored, so a double slash (from a
+//! `jobe_host` with a trailing `/`) and a trailing slash both work. Everything not routed is
+//! 404 `""`, as in Jobe (not 405).
+//!
+//! Must not: read bodies or touch state; this is pure and unit-tested.
+
+use hyper::Method;
+
+use super::error::ApiError;
+use crate::cache::is_valid_id;
+
+const BASE: [&str; 3] = ["jobe", "index.php", "restapi"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    Languages,
+    Runs,
+    PutFile(String),
+    HeadFile(String),
+    /// A CORS preflight: 204, no body.
+    Preflight,
+}
+
+/// Jobe's `permittedURIChars` (`a-z 0-9~%.:_\-`, case-insensitive) plus the separator `/`.
+fn is_permitted_uri_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'~' | b'%' | b'.' | b':' | b'_' | b'-' | b'/')
+}
+
+/// Maps a request line to a route. `preflight` is whether `Access-Control-Request-Method` is set.
+pub(crate) fn route(method: &Method, path: &str, preflight: bool) -> Result<Route, ApiError> {
+    if !path.bytes().all(is_permitted_uri_char) {
+        return Err(ApiError::BadUri);
+    }
+    if method == Method::OPTIONS {
+        return if preflight {
+            Ok(Route::Preflight)
+        } else {
+            Err(ApiError::NoRoute)
+        };
+    }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(rest) = segments.strip_prefix(&BASE[..]) else {
+        return Err(ApiError::NoRoute);
+    };
+    match (method, rest) {
+        (&Method::GET, ["languages"]) => Ok(Route::Languages),
+        (&Method::POST, ["runs"]) => Ok(Route::Runs),
+        (&Method::PUT, ["files", id]) if is_valid_id(id) => Ok(Route::PutFile((*id).to_owned())),
+        (&Method::HEAD, ["files", id]) if is_valid_id(id) => Ok(Route::HeadFile((*id).to_owned())),
+        _ => Err(ApiError::NoRoute),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B: &str = "/jobe/index.php/restapi";
+
+    fn r(m: Method, p: &str) -> Result<Route, ApiError> {
+        route(&m, p, false)
+    }
+
+    #[test]
+    fn test_routes() {
+        assert_eq!(
+            r(Method::GET, &format!("{B}/languages")),
+            Ok(Route::Languages)
+        );
+        assert_eq!(
+            r(Method::GET, &format!("{B}/languages/")),
+            Ok(Route::Languages)
+        );
+        assert_eq!(r(Method::POST, &format!("{B}/runs")), Ok(Route::Runs));
+        assert_eq!(r(Method::POST, &format!("{B}/runs/")), Ok(Route::Runs));
+        assert_eq!(r(Method::POST, &format!("/{B}/runs")), Ok(Route::Runs));
+        assert_eq!(
+            r(Method::POST, "/jobe//index.php/restapi//runs"),
+            Ok(Route::Runs)
+        );
+        assert_eq!(
+            r(Method::PUT, &format!("{B}/files/ab")),
+            Ok(Route::PutFile("ab".into()))
+        );
+        assert_eq!(
+            r(Method::HEAD, &format!("{B}/files/Abc123")),
+            Ok(Route::HeadFile("Abc123".into()))
+        );
+    }
+
+    #[test]
+    fn test_unrouted_is_404() {
+        for (m, p) in [
+            (Method::GET, format!("{B}/runs/1")),
+            (Method::GET, format!("{B}/runs")),
+            (Method::GET, format!("{B}/runresults/1")),
+            (Method::POST, format!("{B}/files")),
+            (Method::GET, format!("{B}/files/abcdefgh")),
+            (Method::DELETE, format!("{B}/files/abcdefgh")),
+            (Method::PUT, format!("{B}/languages")),
+            (Method::PUT, format!("{B}/files/abc-def")),
+            (Method::PUT, format!("{B}/files/")),
+            (Method::PUT, format!("{B}/files/a/b")),
+            (Method::GET, "/jobe/index.php".to_owned()),
+            (Method::GET, "/jobe/index.php/restapi".to_owned()),
+            (Method::GET, "/jobe/restapi/languages".to_owned()),
+            (Method::GET, "/".to_owned()),
+        ] {
+            assert_eq!(r(m.clone(), &p), Err(ApiError::NoRoute), "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn test_bad_uri_chars_and_options() {
+        assert_eq!(
+            r(Method::GET, &format!("{B}/languages!")),
+            Err(ApiError::BadUri)
+        );
+        assert_eq!(
+            r(Method::GET, &format!("{B}/lang uages")),
+            Err(ApiError::BadUri)
+        );
+        assert_eq!(
+            r(Method::GET, &format!("{B}/files/a%41b")),
+            Err(ApiError::NoRoute)
+        );
+        assert_eq!(
+            route(&Method::OPTIONS, &format!("{B}/runs"), true),
+            Ok(Route::Preflight)
+        );
+        assert_eq!(
+            route(&Method::OPTIONS, "/anything", false),
+            Err(ApiError::NoRoute)
+        );
+        assert_eq!(route(&Method::OPTIONS, "/x!", true), Err(ApiError::BadUri));
+    }
+}

@@ -1,0 +1,69 @@
+//! `POST /runs`: parse (wire), resolve `file_list` from the cache, hand the `Job` to the
+//! `Executor`, encode the result (jobe-api.md §1.4, §1.8).
+//!
+//! Must not: log source, input, file contents or program output.
+
+use std::sync::Arc;
+
+use crate::job::{JobFile, RunResult};
+use crate::sched::ExecError;
+
+use super::AppState;
+use super::error::ApiError;
+use super::wire::{self, OVERLOAD_TEST_SOURCE, RunResponse};
+
+/// Runs one job; `Ok` is the 200 body.
+pub(crate) async fn post_runs(state: &Arc<AppState>, body: &[u8]) -> Result<RunResponse, ApiError> {
+    let languages = state.executor.languages();
+    let cputime_limit = i64::from(state.config.cputime_upper_limit_secs);
+    let req = wire::parse_run_body(
+        body,
+        |l| languages.iter().any(|(id, _)| id == l),
+        cputime_limit,
+    )?;
+    let mut job = req.job;
+    tracing::Span::current().record("lang", job.language.as_str());
+
+    if !req.file_list.is_empty() {
+        let cache = state.cache.clone();
+        let specs = req.file_list;
+        // Blocking file reads off the async workers.
+        let files = tokio::task::spawn_blocking(move || {
+            specs
+                .into_iter()
+                .map(|(id, name)| {
+                    cache
+                        .get(&id)
+                        .map(|contents| JobFile { name, contents })
+                        .ok_or(id)
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cache read task failed");
+            ApiError::Internal
+        })?;
+        job.files = files.map_err(|id| {
+            tracing::info!(file_id = %id, "file_list file not in cache");
+            ApiError::FilesMissing
+        })?;
+    }
+
+    if job.source == OVERLOAD_TEST_SOURCE {
+        return Ok(RunResponse::from(&RunResult::overload()));
+    }
+
+    match state.executor.run(job).await {
+        Ok(result) => {
+            tracing::info!(outcome = result.outcome.code(), "run finished");
+            Ok(RunResponse::from(&result))
+        }
+        Err(ExecError::BadRequest(m)) => Err(ApiError::BadRequest(m)),
+        Err(ExecError::UnknownLanguage(l)) => Err(wire::unknown_language(&l)),
+        Err(ExecError::Internal(cause)) => {
+            tracing::error!(%cause, "executor failed");
+            Err(ApiError::Internal)
+        }
+    }
+}

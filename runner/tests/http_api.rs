@@ -1,0 +1,766 @@
+//! Tier 4 (STYLE.md §7): HTTP end to end, unprivileged.
+//!
+//! `api::serve` on `127.0.0.1:0` with a fake `Executor`, driven with raw HTTP/1.1 over a new TCP
+//! connection per request (`Connection: close`), with the exact headers Moodle CodeRunner sends
+//! (coderunner-client.md §1.5). Every test is bounded by a tokio timeout.
+
+#![allow(
+    unused_crate_dependencies,
+    reason = "integration test crate uses a subset"
+)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use runner::api::{ApiConfig, AppState, serve};
+use runner::cache::FileCache;
+use runner::job::{Job, Outcome, RunResult, Usage};
+use runner::sched::{BoxFuture, ExecError, Executor};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const BASE: &str = "/jobe/index.php/restapi";
+const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Echoes the source as stdout with outcome 15; magic sources trigger the other answers.
+#[derive(Default)]
+struct FakeExecutor {
+    seen: Mutex<Vec<Job>>,
+}
+
+impl Executor for FakeExecutor {
+    fn languages(&self) -> Vec<(String, String)> {
+        vec![
+            ("c".to_owned(), "12.2.0".to_owned()),
+            ("python3".to_owned(), "3.11.2".to_owned()),
+        ]
+    }
+
+    fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>> {
+        self.seen.lock().unwrap().push(job.clone());
+        Box::pin(async move {
+            let ok = |stdout: Vec<u8>| RunResult {
+                outcome: Outcome::Success,
+                cmpinfo: Vec::new(),
+                stdout,
+                stderr: Vec::new(),
+                usage: Usage::default(),
+            };
+            match job.source.as_str() {
+                "overload" => Ok(RunResult::overload()),
+                "badreq" => Err(ExecError::BadRequest("memorylimit too large".to_owned())),
+                "nolang" => Err(ExecError::UnknownLanguage("c".to_owned())),
+                "internal" => Err(ExecError::Internal(
+                    "cgroup write failed at /sys/fs/cgroup/secret".to_owned(),
+                )),
+                "binary" => Ok(ok(b"A\x01\tB\r\n\xff\xc3(\n".to_vec())),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    Ok(ok(b"slow done".to_vec()))
+                }
+                src => Ok(ok(src.as_bytes().to_vec())),
+            }
+        })
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    fake: Arc<FakeExecutor>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(config: ApiConfig) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(FileCache::open(dir.path().join("files"), 64 << 20).unwrap());
+        let fake = Arc::new(FakeExecutor::default());
+        let state = Arc::new(AppState::new(fake.clone(), cache, config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = oneshot::channel();
+        let task = tokio::spawn(serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        Server {
+            addr,
+            fake,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.task).await.unwrap().unwrap();
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        self.fake.seen.lock().unwrap().clone()
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body {:?} is not JSON: {e}", self.text()))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+    fn assert_json_headers(&self) {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json; charset=UTF-8")
+        );
+        assert_eq!(
+            self.header("cache-control"),
+            Some("no-store, max-age=0, no-cache")
+        );
+    }
+}
+
+/// CodeRunner's headers (coderunner-client.md §1.5); the UA is what Moodle's curl substitutes.
+fn coderunner_headers(api_key: Option<&str>) -> Vec<(String, String)> {
+    let mut h = vec![
+        ("User-Agent".to_owned(), "MoodleBot/1.0".to_owned()),
+        (
+            "Content-Type".to_owned(),
+            "application/json; charset=utf-8".to_owned(),
+        ),
+        ("Accept-Charset".to_owned(), "utf-8".to_owned()),
+        ("Accept".to_owned(), "application/json".to_owned()),
+        ("Accept-Encoding".to_owned(), "deflate, gzip".to_owned()),
+    ];
+    if let Some(k) = api_key {
+        h.push(("X-API-KEY".to_owned(), k.to_owned()));
+    }
+    h.push(("X-CodeRunner-Job-Id".to_owned(), "1a2b3c4d".to_owned()));
+    h
+}
+
+fn head_block(addr: SocketAddr, method: &str, path: &str, headers: &[(String, String)]) -> String {
+    let mut s = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    s
+}
+
+/// One request on a fresh connection; reads the response to EOF.
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+) -> Resp {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut head = head_block(addr, method, path, headers);
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    if let Some(b) = body {
+        stream.write_all(b).await.unwrap();
+    }
+    read_response(&mut stream, method == "HEAD").await
+}
+
+async fn read_response(stream: &mut TcpStream, head_only: bool) -> Resp {
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    parse_response(&raw, head_only)
+}
+
+fn parse_response(raw: &[u8], head_only: bool) -> Resp {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if head_only {
+        body.clear();
+    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+async fn post_run(s: &Server, spec: serde_json::Value, key: Option<&str>) -> Resp {
+    let body = serde_json::json!({ "run_spec": spec }).to_string();
+    request(
+        s.addr,
+        "POST",
+        &format!("{BASE}/runs"),
+        &coderunner_headers(key),
+        Some(body.as_bytes()),
+    )
+    .await
+}
+
+async fn put_file(s: &Server, id: &str, contents: &[u8]) -> Resp {
+    let body = format!(r#"{{"file_contents":"{}"}}"#, STANDARD.encode(contents));
+    request(
+        s.addr,
+        "PUT",
+        &format!("{BASE}/files/{id}"),
+        &coderunner_headers(Some("anykey")),
+        Some(body.as_bytes()),
+    )
+    .await
+}
+
+async fn put_raw(addr: SocketAddr, body: &[u8]) -> Resp {
+    let path = format!("{BASE}/files/abcdefgh");
+    request(addr, "PUT", &path, &[], Some(body)).await
+}
+
+fn bounded<F: Future<Output = ()>>(f: F) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(TEST_TIMEOUT, f)
+            .await
+            .expect("test timed out");
+    });
+}
+
+fn md5ish(n: u8) -> String {
+    format!(
+        "{:032x}",
+        0x900150983cd24fb0d6963f7d28e17f00u128 + u128::from(n)
+    )
+}
+
+#[test]
+fn test_get_languages() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let mut h = coderunner_headers(None);
+        h.retain(|(k, _)| k != "X-CodeRunner-Job-Id");
+        let r = request(s.addr, "GET", &format!("{BASE}/languages"), &h, None).await;
+        assert_eq!(r.status, 200);
+        r.assert_json_headers();
+        assert_eq!(r.text(), r#"[["c","12.2.0"],["python3","3.11.2"]]"#);
+        let r = request(s.addr, "GET", &format!("{BASE}/languages/"), &h, None).await;
+        assert_eq!(r.status, 200);
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_coderunner_post_run_ok() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        // The exact shape CodeRunner's json_encode produces: escaped slashes and \u escapes,
+        // parameters as [], an extra jobeserver key; X-API-KEY is ignored when keys are off.
+        let body = br#"{"run_spec":{"language_id":"python3","sourcecode":"print(\"h\u00e9llo\/w\u00f6rld\")","sourcefilename":"__tester__.python3","input":"","file_list":[],"parameters":[],"jobeserver":"jobe1;jobe2"}}"#;
+        let r = request(
+            s.addr,
+            "POST",
+            &format!("{BASE}/runs"),
+            &coderunner_headers(Some("2AAA7A5415B4A9B394B54BF1D2E9D")),
+            Some(body),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.assert_json_headers();
+        // Exactly five keys in Jobe's order; no escaping of `/` or non-ASCII.
+        assert_eq!(
+            r.text(),
+            r#"{"run_id":null,"outcome":15,"cmpinfo":"","stdout":"print(\"héllo/wörld\")","stderr":""}"#
+        );
+        let jobs = s.jobs();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].language, "python3");
+        assert_eq!(jobs[0].source_name.as_deref(), Some("__tester__.python3"));
+        assert_eq!(jobs[0].params, runner::job::Params::default());
+        assert!(!jobs[0].debug);
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_coderunner_file_list_404_put_retry() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let (id1, id2) = (md5ish(1), "AbCdEfGh12".to_owned());
+        let spec = serde_json::json!({
+            "language_id": "c", "sourcecode": "int main(){}", "sourcefilename": "__tester__.c",
+            "input": "5\n", "file_list": [[id1, "data.txt"], [id2, "other.bin", "x"]],
+            "parameters": {"cputime": "3", "linkargs": ["-lm"]}, "debug": 1,
+        });
+        // (b) 1. POST → 404 with Jobe's message; the executor is not called.
+        let r = post_run(&s, spec.clone(), None).await;
+        assert_eq!(r.status, 404);
+        r.assert_json_headers();
+        assert_eq!(
+            r.json(),
+            "One or more of the specified files is missing/unavailable"
+        );
+        assert!(s.jobs().is_empty());
+        // 2. HEAD says missing: 404, JSON content type, no body.
+        let r = request(
+            s.addr,
+            "HEAD",
+            &format!("{BASE}/files/{id1}"),
+            &coderunner_headers(None),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json; charset=UTF-8")
+        );
+        // 3. PUT each → exactly 204, no body, no content type.
+        for (id, contents) in [(&id1, &b"1 2 3\n"[..]), (&id2, &b"\x00\xff\x01"[..])] {
+            let r = put_file(&s, id, contents).await;
+            assert_eq!(r.status, 204, "{}", r.text());
+            assert!(r.body.is_empty());
+            assert_eq!(r.header("content-type"), None);
+        }
+        let r = request(
+            s.addr,
+            "HEAD",
+            &format!("{BASE}/files/{id1}"),
+            &coderunner_headers(None),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 204);
+        // 4. Re-POST → 200, and the executor saw the files.
+        let r = post_run(&s, spec, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["outcome"], 15);
+        let jobs = s.jobs();
+        assert_eq!(jobs.len(), 1);
+        let files = &jobs[0].files;
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].name, "data.txt");
+        assert_eq!(files[0].contents, b"1 2 3\n");
+        assert_eq!(files[1].name, "other.bin");
+        assert_eq!(files[1].contents, b"\x00\xff\x01");
+        assert_eq!(jobs[0].input, "5\n");
+        assert_eq!(jobs[0].params.cputime, Some(3.0));
+        assert_eq!(jobs[0].params.linkargs, Some(vec!["-lm".to_owned()]));
+        assert!(jobs[0].debug);
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_expect_100_continue_large_put() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let contents: Vec<u8> = (0..1_200_000u32).map(|i| (i % 251) as u8).collect();
+        let id = md5ish(7);
+        let body = format!(r#"{{"file_contents":"{}"}}"#, STANDARD.encode(&contents));
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        let mut head = head_block(
+            s.addr,
+            "PUT",
+            &format!("{BASE}/files/{id}"),
+            &coderunner_headers(None),
+        );
+        head.push_str(&format!(
+            "Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        ));
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // curl waits for the interim response before sending the body.
+        let mut interim = [0u8; 25];
+        stream.read_exact(&mut interim).await.unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let r = read_response(&mut stream, false).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        // The file is usable by a run.
+        let spec = serde_json::json!({"language_id": "c", "sourcecode": "x",
+            "file_list": [[id, "big.dat"]]});
+        let r = post_run(&s, spec, None).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(s.jobs()[0].files[0].contents, contents);
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_body_over_limit_is_413() {
+    bounded(async {
+        let cfg = ApiConfig {
+            max_body_bytes: 1024,
+            ..ApiConfig::default()
+        };
+        let s = Server::start(cfg).await;
+        // Declared too large with Expect: refused before the body is sent (no 100 Continue).
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        let mut head = head_block(
+            s.addr,
+            "POST",
+            &format!("{BASE}/runs"),
+            &coderunner_headers(None),
+        );
+        head.push_str("Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let r = read_response(&mut stream, false).await;
+        assert_eq!(r.status, 413);
+        r.assert_json_headers();
+        assert!(r.json().as_str().unwrap().contains("1024"), "{}", r.text());
+        // Chunked (no Content-Length): cut off while reading.
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        let mut head = head_block(
+            s.addr,
+            "PUT",
+            &format!("{BASE}/files/abcdefgh"),
+            &coderunner_headers(None),
+        );
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        let chunk = "a".repeat(2000);
+        head.push_str(&format!("{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len()));
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let r = read_response(&mut stream, false).await;
+        assert_eq!(r.status, 413);
+        assert!(r.json().is_string());
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_options_and_unknown_routes() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let h = coderunner_headers(None);
+        let mut pre = h.clone();
+        pre.push((
+            "Access-Control-Request-Method".to_owned(),
+            "POST".to_owned(),
+        ));
+        let r = request(s.addr, "OPTIONS", &format!("{BASE}/runs"), &pre, None).await;
+        assert_eq!(r.status, 204);
+        assert!(r.body.is_empty());
+        let r = request(s.addr, "OPTIONS", &format!("{BASE}/runs"), &h, None).await;
+        assert_eq!(r.status, 404);
+        assert_eq!(r.text(), r#""""#);
+        for (m, p) in [
+            ("GET", format!("{BASE}/runs/1")),
+            ("GET", format!("{BASE}/runresults/1")),
+            ("POST", format!("{BASE}/files")),
+            ("GET", format!("{BASE}/files/abcdefgh")),
+            ("DELETE", format!("{BASE}/files/abcdefgh")),
+            ("PUT", format!("{BASE}/languages")),
+            ("PUT", format!("{BASE}/files/abc-def")),
+            ("GET", "/jobe/index.php".to_owned()),
+            ("GET", "/jobe/restapi/languages".to_owned()),
+        ] {
+            let r = request(s.addr, m, &p, &h, None).await;
+            assert_eq!(r.status, 404, "{m} {p}");
+            r.assert_json_headers();
+            assert_eq!(r.text(), r#""""#, "{m} {p}");
+        }
+        let r = request(s.addr, "GET", &format!("{BASE}/languages!"), &h, None).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.text(), r#""""#);
+        // Double slash (jobe_host with a trailing slash) is tolerated.
+        let r = request(s.addr, "GET", &format!("/{BASE}/languages"), &h, None).await;
+        assert_eq!(r.status, 200);
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_run_errors_and_results() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "cobol", "sourcecode": "x"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 400);
+        r.assert_json_headers();
+        assert_eq!(r.json(), "Language 'cobol' is not known");
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "x", "parameters": {"cputime": 121}}),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.json(),
+            "cputime exceeds maximum allowed on this Jobe server (120 secs)"
+        );
+        // Malformed JSON: 400 (Jobe: 500).
+        let r = request(
+            s.addr,
+            "POST",
+            &format!("{BASE}/runs"),
+            &coderunner_headers(None),
+            Some(b"{oops"),
+        )
+        .await;
+        assert_eq!(r.status, 400);
+        assert!(r.json().as_str().unwrap().contains("JSON"));
+        // Overload: 200, run_id "0".
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "overload"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.text(),
+            r#"{"run_id":"0","outcome":21,"cmpinfo":"","stdout":"","stderr":""}"#
+        );
+        // Jobe's overload test hook, without calling the executor.
+        let n = s.jobs().len();
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "!** TESTING OVERLOAD EXCEPTION **!"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.json()["outcome"], 21);
+        assert_eq!(s.jobs().len(), n);
+        // Invalid UTF-8 output: Jobe's \xhh escaping.
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "binary"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.json()["stdout"], "A\\x01\tB\r\n\\xff\\xc3(\n");
+        // Executor errors.
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "badreq"}),
+            None,
+        )
+        .await;
+        assert_eq!((r.status, r.json()), (400, "memorylimit too large".into()));
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "nolang"}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.json()),
+            (400, "Language 'c' is not known".into())
+        );
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "internal"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 500);
+        r.assert_json_headers();
+        let msg = r.json().as_str().unwrap().to_owned();
+        assert!(!msg.contains("/sys") && !msg.contains("cgroup"), "{msg}");
+        // PUT errors with Jobe's messages.
+        let put = |body: &'static [u8]| put_raw(s.addr, body);
+        let r = put(b"{}").await;
+        assert_eq!(
+            (r.status, r.json()),
+            (400, "put: missing file_contents parameter".into())
+        );
+        let r = put(br#"{"file_contents":"@@@"}"#).await;
+        assert_eq!(
+            (r.status, r.json()),
+            (
+                400,
+                "put: contents of file abcdefgh are not valid base-64".into()
+            )
+        );
+        let r = put(b"nope").await;
+        assert_eq!(r.status, 400);
+        // PUT accepts short ids.
+        assert_eq!(put_file(&s, "ab", b"x").await.status, 204);
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_api_keys() {
+    bounded(async {
+        let cfg = ApiConfig {
+            api_keys: Some(HashMap::from([
+                ("goodkey".to_owned(), 2),
+                ("freekey".to_owned(), 0),
+            ])),
+            ..ApiConfig::default()
+        };
+        let s = Server::start(cfg).await;
+        let spec = serde_json::json!({"language_id": "c", "sourcecode": "x"});
+        let r = post_run(&s, spec.clone(), None).await;
+        assert_eq!((r.status, r.json()), (403, "Missing API key".into()));
+        r.assert_json_headers();
+        let r = post_run(&s, spec.clone(), Some("badkey")).await;
+        assert_eq!((r.status, r.json()), (403, "Unknown API key".into()));
+        assert_eq!(
+            post_run(&s, spec.clone(), Some("goodkey")).await.status,
+            200
+        );
+        assert_eq!(
+            post_run(&s, spec.clone(), Some("goodkey")).await.status,
+            200
+        );
+        let r = post_run(&s, spec.clone(), Some("goodkey")).await;
+        assert_eq!(
+            (r.status, r.json()),
+            (401, "Max RUN rate for this server exceeded".into())
+        );
+        for _ in 0..5 {
+            assert_eq!(
+                post_run(&s, spec.clone(), Some("freekey")).await.status,
+                200
+            );
+        }
+        // Keys apply to POST runs only.
+        let r = request(s.addr, "GET", &format!("{BASE}/languages"), &[], None).await;
+        assert_eq!(r.status, 200);
+        let r = request(
+            s.addr,
+            "PUT",
+            &format!("{BASE}/files/abcdefgh"),
+            &[],
+            Some(br#"{"file_contents":"eA=="}"#),
+        )
+        .await;
+        assert_eq!(r.status, 204);
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_graceful_shutdown_finishes_in_flight() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let addr = s.addr;
+        let slow = tokio::spawn(async move {
+            let body = br#"{"run_spec":{"language_id":"c","sourcecode":"slow"}}"#;
+            request(addr, "POST", &format!("{BASE}/runs"), &[], Some(body)).await
+        });
+        // Let the request reach the executor, then shut down.
+        while s.jobs().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        s.shutdown().await;
+        let r = slow.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["stdout"], "slow done");
+        assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    });
+}
+
+#[test]
+fn test_max_connections_waits_instead_of_failing() {
+    bounded(async {
+        let cfg = ApiConfig {
+            max_connections: 1,
+            ..ApiConfig::default()
+        };
+        let s = Server::start(cfg).await;
+        let addr = s.addr;
+        let slow = tokio::spawn(async move {
+            let body = br#"{"run_spec":{"language_id":"c","sourcecode":"slow"}}"#;
+            request(addr, "POST", &format!("{BASE}/runs"), &[], Some(body)).await
+        });
+        while s.jobs().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The second connection waits (in the backlog) until the first is done, then succeeds.
+        let started = std::time::Instant::now();
+        let r = request(addr, "GET", &format!("{BASE}/languages"), &[], None).await;
+        assert_eq!(r.status, 200);
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "second connection served while the first held the only slot"
+        );
+        assert_eq!(slow.await.unwrap().status, 200);
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_header_read_timeout_closes_slow_clients() {
+    bounded(async {
+        let cfg = ApiConfig {
+            header_read_timeout: Duration::from_millis(200),
+            ..ApiConfig::default()
+        };
+        let s = Server::start(cfg).await;
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        stream
+            .write_all(b"GET /jobe/index.php/restapi/lang")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let started = std::time::Instant::now();
+        // The server gives up on us: EOF (possibly after a 408) well before the test timeout.
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
+            .await
+            .expect("connection not closed by header timeout");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // And the server still works.
+        let r = request(s.addr, "GET", &format!("{BASE}/languages"), &[], None).await;
+        assert_eq!(r.status, 200);
+        s.shutdown().await;
+    });
+}
