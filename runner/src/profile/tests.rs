@@ -1142,3 +1142,132 @@ fn test_host_detection_of_installed_toolchains() {
         }
     }
 }
+
+/// Needs the toolchains (ignored by default). Runs each plan's steps directly on the host, without
+/// a jail, to check that the argv lists really compile and run a hello-world program.
+#[test]
+#[ignore = "depends on the toolchains installed on the host"]
+fn test_plans_run_on_host_toolchains() {
+    let programs = [
+        (
+            "c",
+            "__tester__.c",
+            "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n",
+        ),
+        (
+            "cpp",
+            "__tester__.cpp",
+            "#include <iostream>\nint main(){std::cout<<\"hi\\n\";}\n",
+        ),
+        ("python3", "__tester__.python3", "print('hi')\n"),
+        (
+            "java",
+            "Hi.java",
+            "public class Hi { public static void main(String[] a) { System.out.println(\"hi\"); } }\n",
+        ),
+        ("nodejs", "__tester__.nodejs", "console.log('hi');\n"),
+        ("php", "__tester__.php", "<?php echo \"hi\\n\";\n"),
+        ("pascal", "__tester__.pascal", "begin writeln('hi'); end.\n"),
+        ("octave", "prog", "disp('hi')\n"),
+    ];
+    for (lang, name, code) in programs {
+        let p = profile(lang);
+        if !Path::new(&p.version_command[0]).exists() {
+            eprintln!("skip {lang}: not installed");
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run_dir = dir.path().to_str().expect("utf-8 path");
+        let mut j = job(lang, Some(name));
+        j.source = code.to_owned();
+        let plan = p.plan(&j, &PlanConfig::default(), run_dir).expect("plan");
+        for (file, contents) in &plan.files {
+            std::fs::write(dir.path().join(file), contents).expect("write");
+        }
+        let exec = |step: &super::plan::Step| {
+            std::process::Command::new(&step.argv[0])
+                .args(&step.argv[1..])
+                .env_clear()
+                .envs(step.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(dir.path())
+                .output()
+                .expect("spawn")
+        };
+        if let Some(compile) = &plan.compile {
+            let out = exec(compile);
+            let info = cmpinfo(&plan.cmpinfo, &out.stdout, &out.stderr, |f| {
+                std::fs::read(dir.path().join(f)).ok()
+            });
+            assert!(
+                info.is_empty(),
+                "{lang} cmpinfo: {}",
+                String::from_utf8_lossy(&info)
+            );
+        }
+        let out = exec(&plan.run);
+        let stderr = filter_stderr(&plan.stderr_filter, out.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hi\n",
+            "{lang} stderr: {}",
+            String::from_utf8_lossy(&stderr)
+        );
+        assert!(
+            stderr.is_empty(),
+            "{lang} stderr: {}",
+            String::from_utf8_lossy(&stderr)
+        );
+        eprintln!("ran {lang}");
+    }
+}
+
+/// Needs the toolchains (ignored by default): a syntax error in each compiled language gives a
+/// non-empty cmpinfo through the profile's rule, run directly on the host.
+#[test]
+#[ignore = "depends on the toolchains installed on the host"]
+fn test_compile_errors_give_cmpinfo_on_host_toolchains() {
+    let programs = [
+        ("c", "int main(void){ return x; }\n"),
+        ("cpp", "int main(){ return x; }\n"),
+        ("python3", "print('hi'\n"),
+        (
+            "java",
+            "public class Bad { public static void main(String[] a) { int x = ; } }\n",
+        ),
+        ("php", "<?php echo 'hi'\n"),
+        ("pascal", "begin writeln('hi') end\n"),
+    ];
+    for (lang, code) in programs {
+        let p = profile(lang);
+        if !Path::new(&p.version_command[0]).exists() {
+            eprintln!("skip {lang}: not installed");
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = job(lang, None);
+        j.source = code.to_owned();
+        let plan = p
+            .plan(
+                &j,
+                &PlanConfig::default(),
+                dir.path().to_str().expect("utf-8"),
+            )
+            .expect("plan");
+        for (file, contents) in &plan.files {
+            std::fs::write(dir.path().join(file), contents).expect("write");
+        }
+        let compile = plan.compile.as_ref().expect("compile step");
+        let out = std::process::Command::new(&compile.argv[0])
+            .args(&compile.argv[1..])
+            .env_clear()
+            .envs(compile.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir.path())
+            .output()
+            .expect("spawn");
+        let info = cmpinfo(&plan.cmpinfo, &out.stdout, &out.stderr, |f| {
+            std::fs::read(dir.path().join(f)).ok()
+        });
+        eprintln!("{lang} cmpinfo: {}", String::from_utf8_lossy(&info));
+        assert!(!info.is_empty(), "{lang}: empty cmpinfo for a syntax error");
+    }
+}
