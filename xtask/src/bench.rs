@@ -34,6 +34,9 @@ pub(crate) struct BenchArgs {
     /// Iterations for `runner bench-jail`.
     #[arg(long, default_value_t = 200)]
     iterations: u32,
+    /// Benchmark this runner binary instead of building `target/release/runner`.
+    #[arg(long)]
+    runner: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,13 +52,18 @@ const EXPECTED: &str = "hello world\n";
 const JOBE: &str = "/jobe/index.php/restapi";
 
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
-    let root = util::workspace_root();
-    util::run(
-        Command::new(util::cargo())
-            .args(["build", "--release", "-p", "runner"])
-            .current_dir(&root),
-    )?;
-    let runner = util::target_dir()?.join("release/runner");
+    let runner = match &args.runner {
+        Some(r) => r.clone(),
+        None => {
+            let root = util::workspace_root();
+            util::run(
+                Command::new(util::cargo())
+                    .args(["build", "--release", "-p", "runner"])
+                    .current_dir(&root),
+            )?;
+            util::target_dir()?.join("release/runner")
+        }
+    };
     if args.which != Some(Which::Jail) {
         http(args, &runner)?;
     }
@@ -384,7 +392,7 @@ fn http_request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Res
 // ---------------------------------------------------------------------------------------------
 // jail
 
-fn jail(args: &BenchArgs, runner: &PathBuf) -> Result<()> {
+fn jail(args: &BenchArgs, runner: &Path) -> Result<()> {
     let iterations = args.iterations.to_string();
     eprintln!(
         "xtask: $ {} bench-jail --iterations {iterations}",
