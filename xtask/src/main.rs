@@ -1,1 +1,67 @@
-fn main() {}
+//! `cargo xtask`: the project's build, test and benchmark tasks.
+//!
+//! - `build-ebpf`: check the eBPF toolchain, build `runner-ebpf`, copy the object to `target/bpf/`.
+//! - `vm setup` / `vm run`: the pure cgroup v2 QEMU VM used by the `vm_*` tests (assets in `xtask/vm/`).
+//! - `test`: THE test command (workspace tests, then the `vm_*` subset of `runner-tests` in the VM).
+//! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`).
+
+mod bench;
+mod ebpf;
+mod test;
+mod util;
+mod vm;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "runner project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check the eBPF toolchain (pinned nightly, rust-src, bpf-linker, LLVM major), build
+    /// runner-ebpf and copy the object to target/bpf/runner-ebpf.o.
+    BuildEbpf,
+    /// The pure cgroup v2 test VM (QEMU/TCG, Debian 6.12 kernel, cache /var/cache/runner-vmtest).
+    Vm {
+        #[command(subcommand)]
+        cmd: VmCmd,
+    },
+    /// Run the tests: `cargo test --workspace`, then the `vm_*` tests of runner-tests in the VM.
+    Test(test::TestArgs),
+    /// Benchmarks (not run in CI): `http` (runs/s vs a no-sandbox floor) and `jail` (jail cost).
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum VmCmd {
+    /// Install QEMU 10 and the 6.12 kernel from bookworm-backports, build the initramfs (root).
+    Setup,
+    /// Run a command in a throw-away VM; its exit code is ours (124 timeout, 125 guest died).
+    Run(vm::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::BuildEbpf => ebpf::build().map(|_| ExitCode::SUCCESS),
+        Cmd::Vm { cmd: VmCmd::Setup } => vm::setup().map(|()| ExitCode::SUCCESS),
+        Cmd::Vm {
+            cmd: VmCmd::Run(args),
+        } => vm::run_cli(&args),
+        Cmd::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
+        Cmd::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Small helpers shared by the tasks: paths, environment, running commands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root (the parent of `xtask/`).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
+}
+
+/// The workspace's target directory (honours `CARGO_TARGET_DIR` and config, via cargo metadata).
+pub(crate) fn target_dir() -> Result<PathBuf> {
+    let out = Command::new(cargo())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(workspace_root())
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let dir = v["target_directory"]
+        .as_str()
+        .context("cargo metadata: no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+/// The cargo that runs us (so `cargo +toolchain xtask` stays on that toolchain).
+pub(crate) fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// True when `CI` is set to anything but empty/`false`/`0`.
+pub(crate) fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Print a command, run it with inherited stdio, fail on a non-zero exit.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", show(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", show(cmd));
+    }
+    Ok(())
+}
+
+/// Run `f` and print how long it took under `label`.
+pub(crate) fn timed<T>(label: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let start = Instant::now();
+    let r = f();
+    eprintln!(
+        "xtask: {label}: {} in {:.1}s",
+        if r.is_ok() { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
+    r
+}
+
+/// A shell-like rendering of a command, for messages.
+pub(crate) fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
