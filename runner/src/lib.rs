@@ -11,6 +11,5 @@ pub mod cache;
 pub mod config;
 pub mod jail;
 pub mod job;
-pub mod monitor;
 pub mod profile;
 pub mod sched;
