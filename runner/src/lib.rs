@@ -13,3 +13,5 @@ pub mod jail;
 pub mod job;
 pub mod profile;
 pub mod sched;
+pub mod server;
+pub mod telemetry;

@@ -82,7 +82,8 @@ pub fn run_in(
         .expect("runtime");
     rt.block_on(async {
         let slot = &env.slots[slot];
-        let dir = env.jail.create_run_dir(slot).expect("run dir");
+        let (name, _) = Jail::new_run_dir_name();
+        let dir = env.jail.create_run_dir(slot, &name).expect("run dir");
         for (name, data) in files {
             dir.write_file(name, data).expect("write file");
         }

@@ -318,3 +318,8 @@ fn no_content() -> Response<Full<Bytes>> {
     set_common_headers(&mut r, false);
     r
 }
+
+/// The Jobe result object for `r` (five keys, Jobe's string cleaning), as the API sends it.
+pub fn result_json(r: &crate::job::RunResult) -> String {
+    serde_json::to_string(&wire::RunResponse::from(r)).unwrap_or_else(|_| "{}".to_owned())
+}

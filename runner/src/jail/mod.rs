@@ -348,30 +348,44 @@ impl Jail {
             .collect()
     }
 
-    /// Creates a fresh run directory for `slot`: `runs/jobe_XXXXXX`, mode 0700, owned by the
-    /// slot's uid.
-    pub fn create_run_dir(&self, slot: &Slot) -> Result<RunDir, JailError> {
-        for _ in 0..16 {
-            let name = format!("jobe_{}", random_suffix());
-            let host = self.runs.join(&name);
-            match fs::DirBuilder::new().mode(0o700).create(&host) {
-                Ok(()) => {
-                    std::os::unix::fs::chown(&host, Some(slot.uid), Some(self.gid))
-                        .map_err(io_err("chown", &host))?;
-                    return Ok(RunDir {
-                        host,
-                        jail: format!("{JAIL_RUNS_DIR}/{name}"),
-                        uid: slot.uid,
-                        gid: self.gid,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io_err("create", &host)(e)),
+    /// A new random run directory name, `jobe_XXXXXX` as Jobe's `tempnam`, and the path the
+    /// jail will see it at (planning needs the path before a slot is free).
+    pub fn new_run_dir_name() -> (String, String) {
+        let name = format!("jobe_{}", random_suffix());
+        let jail = format!("{JAIL_RUNS_DIR}/{name}");
+        (name, jail)
+    }
+
+    /// Creates the run directory `name` (from `new_run_dir_name`) for `slot`: mode 0700, owned
+    /// by the slot's uid, so other slots' users cannot enter it.
+    pub fn create_run_dir(&self, slot: &Slot, name: &str) -> Result<RunDir, JailError> {
+        let host = self.runs.join(name);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&host)
+            .map_err(io_err("create", &host))?;
+        let dir = RunDir {
+            jail: format!("{JAIL_RUNS_DIR}/{name}"),
+            host,
+            uid: slot.uid,
+            gid: self.gid,
+        };
+        std::os::unix::fs::chown(&dir.host, Some(slot.uid), Some(self.gid))
+            .map_err(io_err("chown", &dir.host))?;
+        Ok(dir)
+    }
+
+    /// Removes run directories left by a previous daemon that died (the data directory is
+    /// locked to one daemon, so none of them is in use).
+    pub fn remove_stale_run_dirs(&self) {
+        let Ok(entries) = fs::read_dir(&self.runs) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("jobe_") {
+                let _ = fs::remove_dir_all(e.path());
             }
         }
-        Err(io_err("create a unique run directory in", &self.runs)(
-            io::Error::other("name collisions"),
-        ))
     }
 
     /// The mount tree of one jail, in order, as operations on host paths under `self.root`.

@@ -35,6 +35,10 @@ fn opt_ptr(s: Option<&CStr>) -> *const c_char {
     s.map_or(std::ptr::null(), CStr::as_ptr)
 }
 
+/// include/uapi/linux/sched.h. Not `libc::CLONE_INTO_CGROUP`: that constant is a `c_int` and
+/// overflows to 0 (libc issue #3584), which silently leaves the child in our own cgroup.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// `clone3` returning in both processes: `Ok(None)` in the child, `Ok(Some((pid, pidfd)))` in the
 /// parent. The child runs on a copy-on-write copy of the parent's stack (stack = 0), exactly like
 /// `fork`, so it must only call async-signal-safe functions until it execs or exits.
@@ -54,7 +58,7 @@ pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Option<(i32, Owned
         cgroup: cgroup_fd.map_or(0, |fd| fd as u64),
     };
     if cgroup_fd.is_some() {
-        args.flags |= libc::CLONE_INTO_CGROUP as u64;
+        args.flags |= CLONE_INTO_CGROUP;
     }
     // SAFETY: `args` is a valid, fully initialised clone_args of the size we pass; `pidfd` outlives
     // the call. With stack = 0 the child continues on a private copy of this stack frame.

@@ -178,6 +178,8 @@ pub fn dir_profiles(dir: &Path) -> Result<Vec<Profile>, ProfileError> {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     languages: BTreeMap<String, (Profile, String)>,
+    /// Profiles left out, with why (for `runner check`).
+    missing: BTreeMap<String, String>,
 }
 
 impl Registry {
@@ -211,6 +213,7 @@ impl Registry {
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
         let mut languages = BTreeMap::new();
+        let mut missing = BTreeMap::new();
         for (profile, res) in results {
             match res {
                 Ok(output) => {
@@ -225,10 +228,16 @@ impl Registry {
                         error = %DisplayChain(&err),
                         "language left out: its version command failed"
                     );
+                    missing.insert(profile.id.clone(), DisplayChain(&err).to_string());
                 }
             }
         }
-        Registry { languages }
+        Registry { languages, missing }
+    }
+
+    /// Languages whose profile exists but whose toolchain was not found, with the reason.
+    pub fn missing(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.missing.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// `(id, version)` pairs sorted by id, as `GET /languages` answers.

@@ -1,12 +1,22 @@
-//! Admission: a pool of slots, a bounded wait for one, and the `Executor` seam that `api` calls.
+//! Admission and execution: a pool of slots, a bounded wait for one, and the compile → run
+//! pipeline that turns what the jail saw into a Jobe outcome.
 //!
 //! `api` never sees jails or profiles: it hands a `Job` to an `Executor` and gets back a
 //! `RunResult` (which may be outcome 21) or an `ExecError` that maps to an HTTP status.
+//! Owns: slot allocation (one run per slot at a time, FIFO among waiters), queue deadlines, the
+//! order compile → run, Jobe's outcome rules. Must not: parse HTTP, touch cgroups or namespaces.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::job::{Job, RunResult};
+use tokio::sync::Semaphore;
+
+use crate::jail::{End, Jail, JailOutput, JailSpec, RunDir, Slot};
+use crate::job::{Job, Outcome, RunResult};
+use crate::profile::plan::{CmpinfoRule, Plan};
+use crate::profile::{PlanConfig, Registry, cmpinfo, filter_stderr};
 
 /// A boxed future, because `Executor` is used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,4 +42,421 @@ pub trait Executor: Send + Sync + 'static {
     fn languages(&self) -> Vec<(String, String)>;
     /// Compile and run `job`. Resolves to outcome 21 when no slot frees up in time.
     fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>>;
+}
+
+/// Scheduler settings (from `config`).
+#[derive(Debug, Clone)]
+pub struct SchedConfig {
+    /// How long a request may wait for a free slot before outcome 21 (Jobe: 10 s).
+    pub queue_timeout: Duration,
+    /// How many requests may wait at once; beyond that, outcome 21 at once.
+    pub max_queue: usize,
+    pub plan: PlanConfig,
+}
+
+/// The real executor: profiles, a jail and its slots.
+pub struct Scheduler {
+    registry: Registry,
+    languages: Vec<(String, String)>,
+    jail: Arc<Jail>,
+    free: Mutex<Vec<Slot>>,
+    permits: Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    cfg: SchedConfig,
+}
+
+impl Scheduler {
+    pub fn new(registry: Registry, jail: Arc<Jail>, slots: Vec<Slot>, cfg: SchedConfig) -> Self {
+        let languages = registry.languages();
+        Scheduler {
+            registry,
+            languages,
+            jail,
+            permits: Semaphore::new(slots.len()),
+            free: Mutex::new(slots),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            cfg,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Waits for a free slot, up to the queue timeout. `None`: overload.
+    async fn acquire(&self) -> Option<SlotGuard<'_>> {
+        use std::sync::atomic::Ordering;
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let permit = if waiting >= self.cfg.max_queue + self.free_count() {
+            None
+        } else {
+            // tokio's semaphore is fair (FIFO), so waiters are served in arrival order.
+            tokio::time::timeout(self.cfg.queue_timeout, self.permits.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let permit = permit?;
+        let slot = self
+            .free
+            .lock()
+            .expect("slot list lock is never poisoned: no panics while held")
+            .pop()
+            .expect("a permit guarantees a free slot");
+        Some(SlotGuard {
+            sched: self,
+            slot: Some(slot),
+            _permit: permit,
+        })
+    }
+
+    fn free_count(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// The whole job on one slot: files, compile, run, outcome.
+    async fn execute(&self, job: Job) -> Result<RunResult, ExecError> {
+        let profile = self
+            .registry
+            .get(&job.language)
+            .ok_or_else(|| ExecError::UnknownLanguage(job.language.clone()))?;
+        // Plan before taking a slot: a bad request costs no slot and gets its 400 at once.
+        let (dir_name, jail_dir) = Jail::new_run_dir_name();
+        let plan = profile
+            .plan(&job, &self.cfg.plan, &jail_dir)
+            .map_err(|e| ExecError::BadRequest(e.to_string()))?;
+        let Some(guard) = self.acquire().await else {
+            return Ok(RunResult::overload());
+        };
+        let slot = guard.slot();
+        let run_dir = self
+            .jail
+            .create_run_dir(slot, &dir_name)
+            .map_err(internal("create run directory"))?;
+        for (name, data) in &plan.files {
+            run_dir
+                .write_file(name, data)
+                .map_err(internal("write job file"))?;
+        }
+        let result = self.compile_and_run(&plan, &run_dir, slot).await;
+        drop(run_dir);
+        drop(guard);
+        result
+    }
+
+    async fn compile_and_run(
+        &self,
+        plan: &Plan,
+        run_dir: &RunDir,
+        slot: &Slot,
+    ) -> Result<RunResult, ExecError> {
+        if let Some(step) = &plan.compile {
+            let out = self
+                .jail
+                .spawn(JailSpec {
+                    step,
+                    policy: &plan.seccomp,
+                    run_dir,
+                    slot,
+                    stdin: None,
+                    extra_ro: &plan.extra_ro_paths,
+                })
+                .await
+                .map_err(internal("compile step"))?;
+            let limit = step.limits.stream_bytes;
+            let mut info = cmpinfo(&plan.cmpinfo, &out.stdout, &out.stderr, |f| {
+                run_dir.read_file(f, limit)
+            });
+            let failed = compile_failed(&plan.cmpinfo, &out, run_dir);
+            if info.is_empty() && failed {
+                // Jobe would go on and run nothing; say why the compile failed instead.
+                info = compile_failure_message(&out.end).into_bytes();
+            }
+            if !info.is_empty() {
+                let outcome = if matches!(out.end, End::Syscall(_)) {
+                    Outcome::IllegalSyscall
+                } else {
+                    Outcome::CompilationError
+                };
+                return Ok(RunResult {
+                    outcome,
+                    cmpinfo: info,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    usage: out.usage,
+                });
+            }
+        }
+        let out = self
+            .jail
+            .spawn(JailSpec {
+                step: &plan.run,
+                policy: &plan.seccomp,
+                run_dir,
+                slot,
+                stdin: plan.stdin.as_deref(),
+                extra_ro: &plan.extra_ro_paths,
+            })
+            .await
+            .map_err(internal("run step"))?;
+        Ok(verdict(plan, out))
+    }
+}
+
+fn internal(what: &'static str) -> impl FnOnce(crate::jail::JailError) -> ExecError {
+    move |err| {
+        tracing::error!(err = ?anyhow_chain(&err), "{what} failed");
+        ExecError::Internal(what.to_owned())
+    }
+}
+
+/// The error and its sources on one line, for the log.
+fn anyhow_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}
+
+fn compile_failed(rule: &CmpinfoRule, out: &JailOutput, run_dir: &RunDir) -> bool {
+    match rule {
+        CmpinfoRule::FileUnlessExists { unless_exists, .. } => !run_dir.has_file(unless_exists),
+        CmpinfoRule::Stderr { .. } => out.end != End::Exited(0),
+    }
+}
+
+fn compile_failure_message(end: &End) -> String {
+    match end {
+        End::CpuTime | End::WallTime => "Compilation failed: time limit exceeded\n".to_owned(),
+        End::Memory => "Compilation failed: memory limit exceeded\n".to_owned(),
+        End::Syscall(name) => format!("Compilation failed: illegal system call: {name}\n"),
+        End::Signaled(sig) => format!("Compilation failed: {}\n", signal_message(*sig)),
+        End::ExecFailed(errno) => format!(
+            "Compilation failed: cannot run the compiler: {}\n",
+            std::io::Error::from_raw_os_error(*errno)
+        ),
+        End::Exited(code) => format!("Compilation failed with exit status {code}\n"),
+    }
+}
+
+/// Jobe's outcome rules for the run step (jobe-api.md §1.9), plus the verdicts Jobe never gives.
+fn verdict(plan: &Plan, out: JailOutput) -> RunResult {
+    let JailOutput {
+        stdout,
+        stderr,
+        end,
+        usage,
+    } = out;
+    let mut stderr = filter_stderr(&plan.stderr_filter, stderr);
+    let outcome = match &end {
+        // Jobe blanks stderr on a time limit and keeps stdout.
+        End::CpuTime | End::WallTime => {
+            stderr.clear();
+            Outcome::TimeLimit
+        }
+        End::Memory => Outcome::MemoryLimit,
+        End::Syscall(name) => {
+            stderr.extend_from_slice(format!("Illegal system call: {name}\n").as_bytes());
+            Outcome::IllegalSyscall
+        }
+        End::Signaled(sig) => {
+            // What `sh` prints when its child dies of a signal (Jobe runs programs via sh -c).
+            stderr.extend_from_slice(format!("{}\n", signal_message(*sig)).as_bytes());
+            Outcome::RuntimeError
+        }
+        End::ExecFailed(errno) => {
+            let cmd = plan.run.argv.first().map_or("", String::as_str);
+            stderr.extend_from_slice(
+                format!("{cmd}: {}\n", std::io::Error::from_raw_os_error(*errno)).as_bytes(),
+            );
+            Outcome::RuntimeError
+        }
+        // The exit status is ignored: only stderr decides (Jobe; CodeRunner does the same).
+        End::Exited(_) if stderr.is_empty() => Outcome::Success,
+        End::Exited(_) => Outcome::RuntimeError,
+    };
+    RunResult {
+        outcome,
+        cmpinfo: Vec::new(),
+        stdout,
+        stderr,
+        usage,
+    }
+}
+
+/// The messages dash and bash print for a child killed by a signal.
+pub fn signal_message(sig: i32) -> String {
+    match sig {
+        libc::SIGHUP => "Hangup".into(),
+        libc::SIGINT => String::new(),
+        libc::SIGQUIT => "Quit".into(),
+        libc::SIGILL => "Illegal instruction".into(),
+        libc::SIGTRAP => "Trace/breakpoint trap".into(),
+        libc::SIGABRT => "Aborted".into(),
+        libc::SIGBUS => "Bus error".into(),
+        libc::SIGFPE => "Floating point exception".into(),
+        libc::SIGKILL => "Killed".into(),
+        libc::SIGUSR1 => "User defined signal 1".into(),
+        libc::SIGSEGV => "Segmentation fault".into(),
+        libc::SIGUSR2 => "User defined signal 2".into(),
+        libc::SIGPIPE => "Broken pipe".into(),
+        libc::SIGALRM => "Alarm clock".into(),
+        libc::SIGTERM => "Terminated".into(),
+        libc::SIGXCPU => "CPU time limit exceeded".into(),
+        libc::SIGXFSZ => "File size limit exceeded".into(),
+        libc::SIGSYS => "Bad system call".into(),
+        other => format!("Killed by signal {other}"),
+    }
+}
+
+/// A slot in use; returns it to the pool when dropped.
+struct SlotGuard<'a> {
+    sched: &'a Scheduler,
+    slot: Option<Slot>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl SlotGuard<'_> {
+    fn slot(&self) -> &Slot {
+        self.slot.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            // Back before the permit (dropped after this body) lets the next waiter in.
+            self.sched
+                .free
+                .lock()
+                .expect("slot list lock is never poisoned: no panics while held")
+                .push(slot);
+        }
+    }
+}
+
+impl Executor for Scheduler {
+    fn languages(&self) -> Vec<(String, String)> {
+        self.languages.clone()
+    }
+
+    fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>> {
+        Box::pin(async move {
+            let lang = job.language.clone();
+            let result = self.execute(job).await;
+            if let Ok(r) = &result {
+                tracing::info!(
+                    lang = %lang,
+                    outcome = r.outcome.code(),
+                    cpu_ms = (r.usage.cpu_secs * 1000.0).round(),
+                    wall_ms = (r.usage.wall_secs * 1000.0).round(),
+                    peak_kib = r.usage.peak_memory_bytes / 1024,
+                    "run finished"
+                );
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier 1: outcome rules (the pipeline itself runs in the privileged tests).
+    use super::*;
+    use crate::job::Usage;
+    use crate::profile::plan::{Limits, StderrFilter, Step};
+
+    fn plan() -> Plan {
+        let limits = Limits {
+            cpu: Duration::from_secs(1),
+            wall: Duration::from_secs(2),
+            memory_bytes: 1 << 20,
+            disk_bytes: 1 << 20,
+            stream_bytes: 1 << 20,
+            procs: 1,
+        };
+        Plan {
+            files: vec![],
+            compile: None,
+            cmpinfo: CmpinfoRule::Stderr {
+                stdout_separator: None,
+            },
+            run: Step {
+                argv: vec!["./prog".into()],
+                env: vec![],
+                limits,
+            },
+            stderr_filter: StderrFilter::default(),
+            stdin: None,
+            seccomp: "default".into(),
+            extra_ro_paths: vec![],
+        }
+    }
+
+    fn out(end: End, stderr: &str) -> JailOutput {
+        JailOutput {
+            stdout: b"partial".to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+            end,
+            usage: Usage::default(),
+        }
+    }
+
+    #[test]
+    fn test_success_ignores_exit_status() {
+        let r = verdict(&plan(), out(End::Exited(3), ""));
+        assert_eq!(r.outcome, Outcome::Success);
+    }
+
+    #[test]
+    fn test_stderr_means_runtime_error() {
+        let r = verdict(&plan(), out(End::Exited(0), "warning\n"));
+        assert_eq!(r.outcome, Outcome::RuntimeError);
+    }
+
+    #[test]
+    fn test_time_limit_blanks_stderr_keeps_stdout() {
+        for end in [End::CpuTime, End::WallTime] {
+            let r = verdict(&plan(), out(end, "noise"));
+            assert_eq!(r.outcome, Outcome::TimeLimit);
+            assert!(r.stderr.is_empty());
+            assert_eq!(r.stdout, b"partial");
+        }
+    }
+
+    #[test]
+    fn test_segfault_message_like_sh() {
+        let r = verdict(&plan(), out(End::Signaled(libc::SIGSEGV), ""));
+        assert_eq!(r.outcome, Outcome::RuntimeError);
+        assert_eq!(r.stderr, b"Segmentation fault\n");
+    }
+
+    #[test]
+    fn test_memory_and_syscall_outcomes() {
+        assert_eq!(
+            verdict(&plan(), out(End::Memory, "")).outcome,
+            Outcome::MemoryLimit
+        );
+        let r = verdict(&plan(), out(End::Syscall("ptrace".into()), ""));
+        assert_eq!(r.outcome, Outcome::IllegalSyscall);
+        assert_eq!(r.stderr, b"Illegal system call: ptrace\n");
+    }
+
+    #[test]
+    fn test_exec_failure_is_runtime_error() {
+        let r = verdict(&plan(), out(End::ExecFailed(libc::ENOENT), ""));
+        assert_eq!(r.outcome, Outcome::RuntimeError);
+        assert!(String::from_utf8_lossy(&r.stderr).starts_with("./prog: No such file"));
+    }
+
+    #[test]
+    fn test_compile_failure_messages() {
+        assert!(compile_failure_message(&End::CpuTime).contains("time limit"));
+        assert!(compile_failure_message(&End::Exited(1)).contains("exit status 1"));
+    }
 }

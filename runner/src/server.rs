@@ -1,0 +1,268 @@
+//! Start-up and the daemon's commands: `serve`, `check`, `run`, `bench-jail`. `main.rs` only
+//! parses arguments and calls into here.
+//!
+//! Start-up order: lock the data directory → jail (kernel probes, cgroup subtree; fails closed)
+//! → profiles (version probes) → slots (one netns each) → file cache → listen. Shutdown: SIGTERM
+//! or SIGINT stops accepting; in-flight requests finish within `shutdown_grace_secs`.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::api::{self, AppState};
+use crate::cache::FileCache;
+use crate::config::Config;
+use crate::jail::{Jail, JailSpec};
+use crate::job::{Job, Params};
+use crate::profile::Registry;
+use crate::sched::{Executor, Scheduler};
+
+/// Everything a running daemon is made of.
+pub struct Runtime {
+    pub scheduler: Arc<Scheduler>,
+    pub jail: Arc<Jail>,
+    _lock: File,
+}
+
+/// Builds the runtime: fails with a clear message when the host cannot jail safely.
+pub fn start(cfg: &Config) -> Result<Runtime> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    let lock_path = cfg.data_dir.join("lock");
+    let lock = File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "another runner is using the data directory {} (locked)",
+            cfg.data_dir.display()
+        );
+    }
+    let jail = Jail::new(&cfg.jail).context("cannot set up the jail")?;
+    jail.remove_stale_run_dirs();
+    let registry = match &cfg.profiles_dir {
+        Some(dir) => Registry::load_dir(dir),
+        None => Registry::embedded(),
+    }
+    .context("cannot load language profiles")?;
+    for (id, _) in registry.languages() {
+        let profile = registry.get(&id).context("listed language has a profile")?;
+        if !jail.has_policy(&profile.seccomp) {
+            bail!(
+                "profile {id}: unknown seccomp policy '{}'",
+                profile.seccomp
+            );
+        }
+    }
+    let slots = jail.make_slots(cfg.slots).context("cannot create slots")?;
+    let jail = Arc::new(jail);
+    let scheduler = Arc::new(Scheduler::new(
+        registry,
+        jail.clone(),
+        slots,
+        cfg.sched.clone(),
+    ));
+    Ok(Runtime {
+        scheduler,
+        jail,
+        _lock: lock,
+    })
+}
+
+/// `runner serve`.
+pub async fn serve(cfg: Config) -> Result<()> {
+    let rt = start(&cfg)?;
+    for line in rt.jail.describe() {
+        tracing::info!("{line}");
+    }
+    tracing::info!("eBPF monitor: not built in this version (cgroup events and timers)");
+    let langs = rt.scheduler.languages();
+    tracing::info!(
+        languages = %langs.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>().join(", "),
+        slots = cfg.slots,
+        "ready"
+    );
+    let cache = Arc::new(
+        FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes)
+            .context("cannot open the file cache")?,
+    );
+    let state = Arc::new(AppState::new(rt.scheduler.clone(), cache, cfg.api.clone()));
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, "serving the Jobe API at /jobe/index.php/restapi/");
+    api::serve(listener, state, shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+/// `runner check`: what this host enforces and which languages it serves.
+pub fn check(cfg: &Config) -> Result<String> {
+    let rt = start(cfg)?;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "kernel: {}\n",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    ));
+    for line in rt.jail.describe() {
+        out.push_str(&format!("{line}\n"));
+    }
+    out.push_str("seccomp: user notification (denied syscalls are named, outcome 19)\n");
+    out.push_str("eBPF monitor: not built in this version (verdicts from cgroup events and timers)\n");
+    out.push_str(&format!("slots: {} (uids from {})\n", cfg.slots, cfg.jail.uid_base));
+    out.push_str("languages:\n");
+    let langs = rt.scheduler.languages();
+    for (id, version) in &langs {
+        out.push_str(&format!("  {id} {version}\n"));
+    }
+    for (id, why) in rt.scheduler.registry().missing() {
+        out.push_str(&format!("  {id}: not available ({why})\n"));
+    }
+    Ok(out)
+}
+
+/// `runner run`: one local run, printed as Jobe's result object.
+pub async fn run_once(
+    cfg: &Config,
+    lang: &str,
+    source_file: &Path,
+    input: Option<&Path>,
+    cputime: Option<f64>,
+) -> Result<String> {
+    let rt = start(cfg)?;
+    let source = std::fs::read_to_string(source_file)
+        .with_context(|| format!("cannot read {}", source_file.display()))?;
+    let input = match input {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        None => String::new(),
+    };
+    let job = Job {
+        language: lang.to_lowercase(),
+        source,
+        source_name: None,
+        input,
+        files: vec![],
+        params: Params {
+            cputime,
+            ..Params::default()
+        },
+        debug: false,
+    };
+    let result = rt
+        .scheduler
+        .run(job)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(api::result_json(&result))
+}
+
+/// `runner bench-jail`: the jail's own cost (start + teardown around /bin/true) beside a plain
+/// fork + exec of /bin/true. Prints one JSON line (read by `cargo xtask bench jail`).
+pub async fn bench_jail(cfg: &Config, iterations: usize) -> Result<String> {
+    let rt = start(cfg)?;
+    let slots = rt.jail.make_slots(1)?;
+    let slot = &slots[0];
+    let (name, _) = Jail::new_run_dir_name();
+    let dir = rt.jail.create_run_dir(slot, &name)?;
+    let step = crate::profile::plan::Step {
+        argv: vec!["/bin/true".into()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        limits: crate::profile::plan::Limits {
+            cpu: Duration::from_secs(1),
+            wall: Duration::from_secs(2),
+            memory_bytes: 64 << 20,
+            disk_bytes: 1 << 20,
+            stream_bytes: 1 << 16,
+            procs: 8,
+        },
+    };
+    let mut jail_ms = Vec::with_capacity(iterations);
+    let mut fork_ms = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let out = rt
+            .jail
+            .spawn(JailSpec {
+                step: &step,
+                policy: "default",
+                run_dir: &dir,
+                slot,
+                stdin: None,
+                extra_ro: &[],
+            })
+            .await?;
+        jail_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if out.end != crate::jail::End::Exited(0) {
+            bail!("/bin/true in the jail ended with {:?}", out.end);
+        }
+        let t = Instant::now();
+        let st = std::process::Command::new("/bin/true").status()?;
+        fork_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if !st.success() {
+            bail!("/bin/true failed");
+        }
+    }
+    let (jp50, jp99) = percentiles(&mut jail_ms);
+    let (fp50, fp99) = percentiles(&mut fork_ms);
+    Ok(format!(
+        "{{\"jail_p50_ms\":{jp50:.3},\"jail_p99_ms\":{jp99:.3},\"forkexec_p50_ms\":{fp50:.3},\"forkexec_p99_ms\":{fp99:.3}}}"
+    ))
+}
+
+fn percentiles(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    if v.is_empty() { (0.0, 0.0) } else { (at(0.5), at(0.99)) }
+}
+
+/// `runner check-config`: the config (already validated by `Config::load`), the profiles and the
+/// seccomp policies they name, without touching the kernel. Used as systemd `ExecStartPre=`.
+pub fn check_config(cfg: &Config) -> Result<String> {
+    let profiles = match &cfg.profiles_dir {
+        Some(dir) => crate::profile::merge(
+            crate::profile::embedded_profiles()?,
+            crate::profile::dir_profiles(dir)?,
+        ),
+        None => crate::profile::embedded_profiles()?,
+    };
+    let mut policies = Vec::new();
+    for (name, text) in &cfg.jail.seccomp_policies {
+        crate::jail::seccomp::Policy::from_toml(name, text)
+            .with_context(|| format!("seccomp policy {name}"))?;
+        policies.push(name.as_str());
+    }
+    for p in &profiles {
+        if !policies.contains(&p.seccomp.as_str()) {
+            bail!("profile {}: unknown seccomp policy '{}'", p.id, p.seccomp);
+        }
+    }
+    Ok(format!(
+        "config OK: listen {}, data_dir {}, {} slots, {} profiles ({})",
+        cfg.listen,
+        cfg.data_dir.display(),
+        cfg.slots,
+        profiles.len(),
+        profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+    ))
+}

@@ -1,0 +1,15 @@
+//! Logging: `tracing` to stderr, one line per event, no colours when stderr is not a terminal
+//! (journald adds its own timestamps and priorities). `RUST_LOG` overrides the level.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
