@@ -22,7 +22,8 @@ use super::sys::{self, Errno};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Step {
-    MountPrivate = 1,
+    ParentDeath = 1,
+    MountPrivate,
     MountOp,
     PivotRoot,
     Hostname,
@@ -44,7 +45,7 @@ impl Step {
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
         [
-            MountPrivate, MountOp, PivotRoot, Hostname, JoinNetns, WaitGo, Fork, Stdio, Chdir,
+            ParentDeath, MountPrivate, MountOp, PivotRoot, Hostname, JoinNetns, WaitGo, Fork, Stdio, Chdir,
             Rlimit, Credentials, NoNewPrivs, Landlock, Seccomp, SendListener, Exec,
         ]
         .into_iter()
@@ -53,6 +54,7 @@ impl Step {
 
     pub fn name(self) -> &'static str {
         match self {
+            Step::ParentDeath => "set the parent-death signal",
             Step::MountPrivate => "make mounts private",
             Step::MountOp => "build the mount tree",
             Step::PivotRoot => "pivot_root",
@@ -134,6 +136,14 @@ fn check<T>(p: &Prepared, step: Step, r: Result<T, Errno>) -> T {
 
 /// The jail's init. Never returns.
 pub fn init(p: &Prepared) -> ! {
+    // 0. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
+    //    namespace: no jailed process outlives the daemon. (The death signal follows the parent
+    //    *thread*; clone3 runs on a tokio worker, which lives as long as the runtime.)
+    check(
+        p,
+        Step::ParentDeath,
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map(drop),
+    );
     // 1. Nothing we mount may propagate back to the host (or from it).
     check(
         p,
