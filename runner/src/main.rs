@@ -9,7 +9,10 @@ use runner::config::Config;
 use runner::{server, telemetry};
 
 #[derive(Parser)]
-#[command(version, about = "A Jobe-compatible sandbox runner: every compile and run in a jail")]
+#[command(
+    version,
+    about = "A Jobe-compatible sandbox runner: every compile and run in a jail"
+)]
 struct Cli {
     /// Config file (TOML); without it every setting has its default.
     #[arg(long, global = true)]
@@ -60,23 +63,34 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::print_stdout, reason = "CLI commands print their result on stdout")]
+#[allow(
+    clippy::print_stdout,
+    reason = "CLI commands print their result on stdout"
+)]
 fn run(cli: Cli) -> Result<()> {
     let mut cfg = Config::load(cli.config.as_deref())?;
     let rt = tokio::runtime::Runtime::new()?;
-    match cli.command {
+    let out = match cli.command {
         Command::Serve { listen } => {
             cfg.listen = listen.unwrap_or(cfg.listen);
-            rt.block_on(server::serve(cfg))
+            return rt.block_on(server::serve(cfg));
         }
-        Command::Check => Ok(print!("{}", server::check(&cfg)?)),
-        Command::CheckConfig => Ok(println!("{}", server::check_config(&cfg)?)),
-        Command::Run { lang, file, stdin, cputime } => {
-            let out = rt.block_on(server::run_once(&cfg, &lang, &file, stdin.as_deref(), cputime))?;
-            Ok(println!("{out}"))
-        }
-        Command::BenchJail { iterations } => {
-            Ok(println!("{}", rt.block_on(server::bench_jail(&cfg, iterations))?))
-        }
-    }
+        Command::Check => server::check(&cfg)?,
+        Command::CheckConfig => server::check_config(&cfg)?,
+        Command::Run {
+            lang,
+            file,
+            stdin,
+            cputime,
+        } => rt.block_on(server::run_once(
+            &cfg,
+            &lang,
+            &file,
+            stdin.as_deref(),
+            cputime,
+        ))?,
+        Command::BenchJail { iterations } => rt.block_on(server::bench_jail(&cfg, iterations))?,
+    };
+    println!("{}", out.trim_end());
+    Ok(())
 }

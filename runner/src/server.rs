@@ -50,10 +50,7 @@ pub fn start(cfg: &Config) -> Result<Runtime> {
     for (id, _) in registry.languages() {
         let profile = registry.get(&id).context("listed language has a profile")?;
         if !jail.has_policy(&profile.seccomp) {
-            bail!(
-                "profile {id}: unknown seccomp policy '{}'",
-                profile.seccomp
-            );
+            bail!("profile {id}: unknown seccomp policy '{}'", profile.seccomp);
         }
     }
     let slots = jail.make_slots(cfg.slots).context("cannot create slots")?;
@@ -129,8 +126,13 @@ pub fn check(cfg: &Config) -> Result<String> {
         out.push_str(&format!("{line}\n"));
     }
     out.push_str("seccomp: user notification (denied syscalls are named, outcome 19)\n");
-    out.push_str("eBPF monitor: not built in this version (verdicts from cgroup events and timers)\n");
-    out.push_str(&format!("slots: {} (uids from {})\n", cfg.slots, cfg.jail.uid_base));
+    out.push_str(
+        "eBPF monitor: not built in this version (verdicts from cgroup events and timers)\n",
+    );
+    out.push_str(&format!(
+        "slots: {} (uids from {})\n",
+        cfg.slots, cfg.jail.uid_base
+    ));
     out.push_str("languages:\n");
     let langs = rt.scheduler.languages();
     for (id, version) in &langs {
@@ -154,7 +156,9 @@ pub async fn run_once(
     let source = std::fs::read_to_string(source_file)
         .with_context(|| format!("cannot read {}", source_file.display()))?;
     let input = match input {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
         None => String::new(),
     };
     let job = Job {
@@ -233,7 +237,11 @@ pub async fn bench_jail(cfg: &Config, iterations: usize) -> Result<String> {
 fn percentiles(v: &mut [f64]) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    if v.is_empty() { (0.0, 0.0) } else { (at(0.5), at(0.99)) }
+    if v.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (at(0.5), at(0.99))
+    }
 }
 
 /// `runner check-config`: the config (already validated by `Config::load`), the profiles and the
@@ -263,6 +271,10 @@ pub fn check_config(cfg: &Config) -> Result<String> {
         cfg.data_dir.display(),
         cfg.slots,
         profiles.len(),
-        profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+        profiles
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }

@@ -13,7 +13,10 @@ use runner::profile::plan::{Limits, Step};
 /// Returns false (and prints why) when privileged tests cannot run here.
 pub fn privileged() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     if !root {
         if std::env::var_os("RUNNER_REQUIRE_ALL").is_some() {
@@ -41,7 +44,11 @@ pub fn env() -> Env {
     };
     let jail = Jail::new(&cfg).expect("jail setup");
     let slots = jail.make_slots(2).expect("slots");
-    Env { jail, slots, data_dir }
+    Env {
+        jail,
+        slots,
+        data_dir,
+    }
 }
 
 pub fn limits() -> Limits {

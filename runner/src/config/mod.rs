@@ -112,7 +112,10 @@ pub struct Config {
 
 fn secs(setting: &'static str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
     if !(min..=max).contains(&v) {
-        return Err(invalid(setting, format!("must be between {min} and {max} seconds")));
+        return Err(invalid(
+            setting,
+            format!("must be between {min} and {max} seconds"),
+        ));
     }
     Ok(Duration::from_secs_f64(v))
 }
@@ -173,8 +176,11 @@ impl TryFrom<RawConfig> for Config {
             3600.0,
         )?;
         let cputime_max = raw.limits.cputime_max_secs.unwrap_or(120.0);
-        if !(cputime_max >= 1.0 && cputime_max <= 3600.0) {
-            return Err(invalid("limits.cputime_max_secs", "must be between 1 and 3600"));
+        if !(1.0..=3600.0).contains(&cputime_max) {
+            return Err(invalid(
+                "limits.cputime_max_secs",
+                "must be between 1 and 3600",
+            ));
         }
         let wall_factor = raw.limits.wall_factor.unwrap_or(2.0);
         if !(1.0..=100.0).contains(&wall_factor) {

@@ -200,9 +200,22 @@ impl Cgroups {
             mountinfo: paths.proc_self_mountinfo.clone(),
         })?;
         let own_v2_dir = join(&cg2, own_v2.as_deref().unwrap_or("/"));
-        let own_mem_dir = mounts.v1_memory.as_ref().map(|m| join(m, own_mem.as_deref().unwrap_or("/")));
-        let own_pids_dir = mounts.v1_pids.as_ref().map(|m| join(m, own_pids.as_deref().unwrap_or("/")));
-        for dir in [Some(&own_v2_dir), own_mem_dir.as_ref(), own_pids_dir.as_ref()].into_iter().flatten() {
+        let own_mem_dir = mounts
+            .v1_memory
+            .as_ref()
+            .map(|m| join(m, own_mem.as_deref().unwrap_or("/")));
+        let own_pids_dir = mounts
+            .v1_pids
+            .as_ref()
+            .map(|m| join(m, own_pids.as_deref().unwrap_or("/")));
+        for dir in [
+            Some(&own_v2_dir),
+            own_mem_dir.as_ref(),
+            own_pids_dir.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             remove_stale(dir);
         }
         // Unique per Cgroups value (tests create several per process); the pid comes first so
@@ -221,7 +234,10 @@ impl Cgroups {
             let base = parent.join(&name);
             fs::create_dir(&base).map_err(io_err("create", &base))?;
             let mut ctl = vec!["+memory", "+pids"];
-            if controllers(&base, CGROUP_CONTROLLERS).iter().any(|c| c == "cpu") {
+            if controllers(&base, CGROUP_CONTROLLERS)
+                .iter()
+                .any(|c| c == "cpu")
+            {
                 ctl.push("+cpu");
             }
             write(&base.join(CGROUP_SUBTREE_CONTROL), &ctl.join(" "))?;
@@ -371,7 +387,9 @@ fn remove_stale(parent: &Path) {
         }
         match fs::remove_dir(&base) {
             Ok(()) => tracing::info!(cgroup = %base.display(), "removed stale cgroup subtree"),
-            Err(err) => tracing::warn!(?err, cgroup = %base.display(), "cannot remove stale cgroup subtree"),
+            Err(err) => {
+                tracing::warn!(?err, cgroup = %base.display(), "cannot remove stale cgroup subtree")
+            }
         }
     }
 }
@@ -497,9 +515,13 @@ impl JobCgroup {
 
     fn remove_dirs(&mut self) {
         self.dir_fd = None;
-        for dir in [Some(&self.v2), self.v1_memory.as_ref(), self.v1_pids.as_ref()]
-            .into_iter()
-            .flatten()
+        for dir in [
+            Some(&self.v2),
+            self.v1_memory.as_ref(),
+            self.v1_pids.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
         {
             match fs::remove_dir(dir) {
                 Ok(()) => {}
@@ -545,8 +567,14 @@ mod tests {
     #[test]
     fn test_parse_hybrid_mounts() {
         let m = parse_mounts(HYBRID_MOUNTINFO);
-        assert_eq!(m.cgroup2.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
-        assert_eq!(m.v1_memory.as_deref(), Some(Path::new("/sys/fs/cgroup/memory")));
+        assert_eq!(
+            m.cgroup2.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            m.v1_memory.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/memory"))
+        );
         assert_eq!(m.v1_pids.as_deref(), Some(Path::new("/sys/fs/cgroup/pids")));
     }
 

@@ -21,7 +21,7 @@ use super::sys::{self, Errno};
 /// Steps reported over the error pipe (the parent maps them to `JailError::Setup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-pub enum Step {
+pub(super) enum Step {
     ParentDeath = 1,
     MountPrivate,
     MountOp,
@@ -42,17 +42,32 @@ pub enum Step {
 }
 
 impl Step {
-    pub fn from_u32(v: u32) -> Option<Step> {
+    pub(super) fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
         [
-            ParentDeath, MountPrivate, MountOp, PivotRoot, Hostname, JoinNetns, WaitGo, Fork, Stdio, Chdir,
-            Rlimit, Credentials, NoNewPrivs, Landlock, Seccomp, SendListener, Exec,
+            ParentDeath,
+            MountPrivate,
+            MountOp,
+            PivotRoot,
+            Hostname,
+            JoinNetns,
+            WaitGo,
+            Fork,
+            Stdio,
+            Chdir,
+            Rlimit,
+            Credentials,
+            NoNewPrivs,
+            Landlock,
+            Seccomp,
+            SendListener,
+            Exec,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
     }
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Step::ParentDeath => "set the parent-death signal",
             Step::MountPrivate => "make mounts private",
@@ -77,9 +92,12 @@ impl Step {
 
 /// One step of building the jail's filesystem, in order.
 #[derive(Debug)]
-pub enum MountOp {
+pub(super) enum MountOp {
     Mkdir(CString),
-    Symlink { target: CString, link: CString },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
     Touch(CString),
     Mount {
         src: Option<CString>,
@@ -92,31 +110,33 @@ pub enum MountOp {
 
 /// Everything the two processes need, prepared by the parent before `clone3`.
 #[derive(Debug)]
-pub struct Prepared {
-    pub root: CString,
-    pub mount_ops: Vec<MountOp>,
-    pub hostname: &'static [u8],
-    pub netns: Option<RawFd>,
-    pub go_r: RawFd,
-    pub err_w: RawFd,
-    pub status_w: RawFd,
-    pub notify_w: RawFd,
-    pub stdin: RawFd,
-    pub stdout: RawFd,
-    pub stderr: RawFd,
-    pub uid: u32,
-    pub gid: u32,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
-    pub workdir: CString,
-    pub landlock: RawFd,
+pub(super) struct Prepared {
+    pub(super) root: CString,
+    pub(super) mount_ops: Vec<MountOp>,
+    pub(super) hostname: &'static [u8],
+    pub(super) netns: Option<RawFd>,
+    pub(super) go_r: RawFd,
+    pub(super) err_w: RawFd,
+    pub(super) status_w: RawFd,
+    pub(super) notify_w: RawFd,
+    pub(super) stdin: RawFd,
+    pub(super) stdout: RawFd,
+    pub(super) stderr: RawFd,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub(super) workdir: CString,
+    pub(super) landlock: RawFd,
     /// Rules the child adds after mounting: (path inside the jail, access).
-    pub landlock_jail_rules: Vec<(CString, u64)>,
-    pub seccomp: Vec<libc::sock_filter>,
-    pub exec_path: CString,
-    pub argv: Vec<CString>,
-    pub argv_ptrs: Vec<*const c_char>,
-    pub envp: Vec<CString>,
-    pub envp_ptrs: Vec<*const c_char>,
+    pub(super) landlock_jail_rules: Vec<(CString, u64)>,
+    pub(super) seccomp: Vec<libc::sock_filter>,
+    pub(super) exec_path: CString,
+    /// Owns the strings `argv_ptrs` points into.
+    pub(super) _argv: Vec<CString>,
+    pub(super) argv_ptrs: Vec<*const c_char>,
+    /// Owns the strings `envp_ptrs` points into.
+    pub(super) _envp: Vec<CString>,
+    pub(super) envp_ptrs: Vec<*const c_char>,
 }
 
 fn fail(err_w: RawFd, step: Step, e: Errno) -> ! {
@@ -135,7 +155,7 @@ fn check<T>(p: &Prepared, step: Step, r: Result<T, Errno>) -> T {
 }
 
 /// The jail's init. Never returns.
-pub fn init(p: &Prepared) -> ! {
+pub(super) fn init(p: &Prepared) -> ! {
     // 0. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
     //    namespace: no jailed process outlives the daemon. (The death signal follows the parent
     //    *thread*; clone3 runs on a tokio worker, which lives as long as the runtime.)

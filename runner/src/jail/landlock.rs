@@ -112,7 +112,7 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
-    pub fn new(abi: Abi) -> Result<Ruleset, sys::Errno> {
+    pub fn new(abi: Abi) -> std::io::Result<Ruleset> {
         let net = if abi.0 >= 4 {
             NET_BIND_TCP | NET_CONNECT_TCP
         } else {
@@ -132,15 +132,17 @@ impl Ruleset {
         } else {
             1
         };
-        let fd = sys::landlock_ruleset(&attr[..len])?;
+        let fd = sys::landlock_ruleset(&attr[..len]).map_err(sys::Errno::into_io)?;
         Ok(Ruleset { fd })
     }
 
     /// Grants `access` beneath a host path (which the jail sees through a bind mount).
-    pub fn allow(&self, path: &Path, access: u64) -> Result<(), sys::Errno> {
-        let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| sys::Errno(libc::EINVAL))?;
-        let fd = sys::open_owned(&c, libc::O_PATH)?;
+    pub fn allow(&self, path: &Path, access: u64) -> std::io::Result<()> {
+        let c = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        let fd = sys::open_owned(&c, libc::O_PATH).map_err(sys::Errno::into_io)?;
         sys::landlock_add_path_rule(self.fd.as_raw_fd(), access, fd.as_raw_fd())
+            .map_err(sys::Errno::into_io)
     }
 
     pub fn raw(&self) -> i32 {

@@ -10,14 +10,17 @@ pub mod cgroup;
 mod child;
 pub mod landlock;
 pub mod seccomp;
-#[allow(unsafe_code, reason = "the jail's raw syscalls are confined to this one module")]
+#[allow(
+    unsafe_code,
+    reason = "the jail's raw syscalls are confined to this one module"
+)]
 mod sys;
 
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -416,7 +419,7 @@ impl Jail {
             nosuid_nodev,
             Some("size=1m,mode=755".into()),
         )?];
-        let mut bind_ro = |ops: &mut Vec<MountOp>, host: &Path| -> Result<(), JailError> {
+        let bind_ro = |ops: &mut Vec<MountOp>, host: &Path| -> Result<(), JailError> {
             let rel = host.to_str().ok_or(JailError::Nul)?;
             // Parents first (extra paths may be nested, e.g. /opt/tool).
             let mut acc = PathBuf::from("/");
@@ -531,8 +534,11 @@ impl Jail {
     }
 
     fn landlock_ruleset(&self, spec: &JailSpec<'_>) -> Result<Ruleset, JailError> {
-        let rs = Ruleset::new(self.abi).map_err(sys_err("landlock_create_ruleset"))?;
-        let allow = |p: &Path, a: u64| rs.allow(p, a).map_err(sys_err("landlock_add_rule"));
+        let rs = Ruleset::new(self.abi).map_err(|source| JailError::Syscall {
+            call: "landlock_create_ruleset",
+            source,
+        })?;
+        let allow = |p: &Path, a: u64| rs.allow(p, a).map_err(io_err("add a Landlock rule for", p));
         for e in &self.system {
             if let SysEntry::Dir(p) = e {
                 allow(p, landlock::RX)?;
@@ -588,15 +594,20 @@ impl Jail {
             None => sys::open_owned(c"/dev/null", libc::O_RDONLY).map_err(sys_err("open"))?,
         };
         let ruleset = self.landlock_ruleset(&spec)?;
-        let prepared = self.prepare(&spec, policy, &ruleset, PreparedFds {
-            go_r: go_r.as_raw_fd(),
-            err_w: err_w.as_raw_fd(),
-            status_w: status_w.as_raw_fd(),
-            notify_w: notify_w.as_raw_fd(),
-            stdin: stdin.as_raw_fd(),
-            stdout: out_w.as_raw_fd(),
-            stderr: errout_w.as_raw_fd(),
-        })?;
+        let prepared = self.prepare(
+            &spec,
+            policy,
+            &ruleset,
+            PreparedFds {
+                go_r: go_r.as_raw_fd(),
+                err_w: err_w.as_raw_fd(),
+                status_w: status_w.as_raw_fd(),
+                notify_w: notify_w.as_raw_fd(),
+                stdin: stdin.as_raw_fd(),
+                stdout: out_w.as_raw_fd(),
+                stderr: errout_w.as_raw_fd(),
+            },
+        )?;
 
         // 3. clone3.
         // NEWCGROUP: the job sees its own cgroup as "/" (no host cgroup paths in /proc/self/cgroup).
@@ -611,7 +622,9 @@ impl Jail {
             Some(parent) => parent,
         };
         drop(prepared);
-        drop((go_r, err_w, status_w, notify_w, stdin, out_w, errout_w, ruleset));
+        drop((
+            go_r, err_w, status_w, notify_w, stdin, out_w, errout_w, ruleset,
+        ));
 
         // 5. Hybrid hosts: limits live in v1 groups, which CLONE_INTO_CGROUP cannot target.
         if let Err(e) = cg.attach_v1(pid) {
@@ -654,7 +667,15 @@ impl Jail {
 
         // 7. Watch until init exits.
         let watched = self
-            .watch(&cg, &pidfd, listener, policy, limits.cpu, limits.wall, started)
+            .watch(
+                &cg,
+                &pidfd,
+                listener,
+                policy,
+                limits.cpu,
+                limits.wall,
+                started,
+            )
             .await;
         let end = end.or(watched);
 
@@ -712,7 +733,10 @@ impl Jail {
 
     /// Waits for the job's init to exit, killing the job when a limit is reached. Returns the
     /// reason if we (or the kernel's OOM killer) ended it.
-    #[allow(clippy::too_many_arguments, reason = "one call site; the values are distinct")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site; the values are distinct"
+    )]
     async fn watch(
         &self,
         cg: &JobCgroup,
@@ -723,7 +747,7 @@ impl Jail {
         wall: Duration,
         started: Instant,
     ) -> Option<End> {
-        let exited = match AsyncFd::new(PidFd(pidfd.as_raw_fd())) {
+        let exited = match sys::async_fd(pidfd.as_fd()) {
             Ok(fd) => fd,
             Err(err) => {
                 tracing::error!(?err, "cannot watch pidfd; killing job");
@@ -731,12 +755,13 @@ impl Jail {
                 return None;
             }
         };
-        let mut notify = listener.and_then(|fd| AsyncFd::new(fd).ok());
-        let oom = cg
-            .v1_oom_eventfd()
-            .ok()
-            .flatten()
-            .and_then(|fd| AsyncFd::new(fd).ok());
+        let mut notify = listener
+            .as_ref()
+            .and_then(|fd| sys::async_fd(fd.as_fd()).ok());
+        let oom_fd = cg.v1_oom_eventfd().ok().flatten();
+        let oom = oom_fd
+            .as_ref()
+            .and_then(|fd| sys::async_fd(fd.as_fd()).ok());
         let wall_deadline = tokio::time::Instant::from_std(started + wall);
         let mut reason = None;
         loop {
@@ -762,7 +787,7 @@ impl Jail {
                 r = readable(&notify), if reason.is_none() => {
                     // The listener is also readable (POLLHUP) once no task uses the filter any
                     // more; only a successful NOTIF_RECV is a denied syscall.
-                    let got = r.then(|| notify.as_ref())
+                    let got = r.then_some(notify.as_ref())
                         .flatten()
                         .and_then(|n| sys::seccomp_notif_recv(n.get_ref().as_raw_fd()).ok());
                     match got {
@@ -843,9 +868,9 @@ impl Jail {
             seccomp: policy.program.clone(),
             exec_path,
             argv_ptrs: ptrs(&argv),
-            argv,
+            _argv: argv,
             envp_ptrs: ptrs(&envp),
-            envp,
+            _envp: envp,
         })
     }
 }
@@ -862,15 +887,7 @@ struct PreparedFds {
 
 const DEV_NODES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
-/// A pidfd as an `AsRawFd` for `AsyncFd` (readable when the process exits).
-struct PidFd(i32);
-impl AsRawFd for PidFd {
-    fn as_raw_fd(&self) -> i32 {
-        self.0
-    }
-}
-
-async fn readable(fd: &Option<AsyncFd<OwnedFd>>) -> bool {
+async fn readable(fd: &Option<AsyncFd<BorrowedFd<'_>>>) -> bool {
     match fd {
         Some(fd) => match fd.readable().await {
             Ok(mut g) => {

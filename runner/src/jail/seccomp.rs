@@ -170,7 +170,12 @@ fn compile(denied: &[i32]) -> Option<Vec<libc::sock_filter>> {
 
     let mut p = Vec::with_capacity(kill_at + 1);
     p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH));
-    p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 0, to(1, kill_at))?);
+    p.push(jump(
+        BPF_JMP | BPF_JEQ | BPF_K,
+        AUDIT_ARCH,
+        0,
+        to(1, kill_at),
+    )?);
     p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR));
     if x32 {
         let i = p.len();
@@ -183,7 +188,12 @@ fn compile(denied: &[i32]) -> Option<Vec<libc::sock_filter>> {
     }
     for &nr in denied {
         let i = p.len();
-        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, to(i, notify_at), 0)?);
+        p.push(jump(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            nr as u32,
+            to(i, notify_at),
+            0,
+        )?);
     }
     let i = p.len();
     p.push(jump(

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A raw errno value from a failed syscall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Errno(pub i32);
+pub(super) struct Errno(pub i32);
 
 impl Errno {
     fn last() -> Errno {
@@ -18,7 +18,7 @@ impl Errno {
         Errno(unsafe { *libc::__errno_location() })
     }
 
-    pub fn into_io(self) -> std::io::Error {
+    pub(super) fn into_io(self) -> std::io::Error {
         std::io::Error::from_raw_os_error(self.0)
     }
 }
@@ -42,7 +42,10 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// `clone3` returning in both processes: `Ok(None)` in the child, `Ok(Some((pid, pidfd)))` in the
 /// parent. The child runs on a copy-on-write copy of the parent's stack (stack = 0), exactly like
 /// `fork`, so it must only call async-signal-safe functions until it execs or exits.
-pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Option<(i32, OwnedFd)>, Errno> {
+pub(super) fn clone3(
+    flags: u64,
+    cgroup_fd: Option<RawFd>,
+) -> Result<Option<(i32, OwnedFd)>, Errno> {
     let mut pidfd: c_int = -1;
     let mut args = libc::clone_args {
         flags: flags | libc::CLONE_PIDFD as u64,
@@ -79,13 +82,13 @@ pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Option<(i32, Owned
 
 /// A plain fork through the raw `clone` syscall, bypassing libc's atfork handlers (which may take
 /// locks held by threads that do not exist in the child). Returns 0 in the child.
-pub fn fork_raw() -> Result<i32, Errno> {
+pub(super) fn fork_raw() -> Result<i32, Errno> {
     // SAFETY: clone with only SIGCHLD and a null stack behaves as fork(2); no pointers are passed.
     let ret = cvt(unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as c_ulong, 0, 0, 0, 0) })?;
     Ok(ret as i32)
 }
 
-pub fn mount(
+pub(super) fn mount(
     src: Option<&CStr>,
     target: &CStr,
     fstype: Option<&CStr>,
@@ -105,18 +108,18 @@ pub fn mount(
     .map(drop)
 }
 
-pub fn umount2(target: &CStr, flags: c_int) -> Result<(), Errno> {
+pub(super) fn umount2(target: &CStr, flags: c_int) -> Result<(), Errno> {
     // SAFETY: target is a valid C string.
     cvt_int(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
 }
 
-pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
+pub(super) fn pivot_root(new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
     // SAFETY: both arguments are valid C strings.
     cvt(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
         .map(drop)
 }
 
-pub fn mkdir(path: &CStr, mode: u32) -> Result<(), Errno> {
+pub(super) fn mkdir(path: &CStr, mode: u32) -> Result<(), Errno> {
     // SAFETY: path is a valid C string.
     match cvt_int(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
         Ok(_) | Err(Errno(libc::EEXIST)) => Ok(()),
@@ -124,13 +127,13 @@ pub fn mkdir(path: &CStr, mode: u32) -> Result<(), Errno> {
     }
 }
 
-pub fn symlink(target: &CStr, linkpath: &CStr) -> Result<(), Errno> {
+pub(super) fn symlink(target: &CStr, linkpath: &CStr) -> Result<(), Errno> {
     // SAFETY: both arguments are valid C strings.
     cvt_int(unsafe { libc::symlink(target.as_ptr(), linkpath.as_ptr()) }).map(drop)
 }
 
 /// Creates an empty file to bind-mount a device node onto.
-pub fn touch(path: &CStr) -> Result<(), Errno> {
+pub(super) fn touch(path: &CStr) -> Result<(), Errno> {
     // SAFETY: path is a valid C string; the returned fd is closed right away.
     let fd = cvt_int(unsafe {
         libc::open(
@@ -143,45 +146,45 @@ pub fn touch(path: &CStr) -> Result<(), Errno> {
     Ok(())
 }
 
-pub fn open(path: &CStr, flags: c_int) -> Result<RawFd, Errno> {
+pub(super) fn open(path: &CStr, flags: c_int) -> Result<RawFd, Errno> {
     // SAFETY: path is a valid C string.
     cvt_int(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })
 }
 
 /// Opens a file for use in the parent, returning an owned descriptor.
-pub fn open_owned(path: &CStr, flags: c_int) -> Result<OwnedFd, Errno> {
+pub(super) fn open_owned(path: &CStr, flags: c_int) -> Result<OwnedFd, Errno> {
     let fd = open(path, flags)?;
     // SAFETY: `open` returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-pub fn close(fd: RawFd) {
+pub(super) fn close(fd: RawFd) {
     // SAFETY: closing a descriptor number has no memory-safety preconditions; callers only pass
     // descriptors they own in this process.
     unsafe { libc::close(fd) };
 }
 
-pub fn chdir(path: &CStr) -> Result<(), Errno> {
+pub(super) fn chdir(path: &CStr) -> Result<(), Errno> {
     // SAFETY: path is a valid C string.
     cvt_int(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
 }
 
-pub fn sethostname(name: &[u8]) -> Result<(), Errno> {
+pub(super) fn sethostname(name: &[u8]) -> Result<(), Errno> {
     // SAFETY: pointer and length describe `name`.
     cvt_int(unsafe { libc::sethostname(name.as_ptr() as *const c_char, name.len()) }).map(drop)
 }
 
-pub fn setns(fd: RawFd, nstype: c_int) -> Result<(), Errno> {
+pub(super) fn setns(fd: RawFd, nstype: c_int) -> Result<(), Errno> {
     // SAFETY: plain syscall on a descriptor.
     cvt_int(unsafe { libc::setns(fd, nstype) }).map(drop)
 }
 
-pub fn unshare(flags: c_int) -> Result<(), Errno> {
+pub(super) fn unshare(flags: c_int) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     cvt_int(unsafe { libc::unshare(flags) }).map(drop)
 }
 
-pub fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
+pub(super) fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
     // SAFETY: plain syscall on descriptor numbers.
     cvt_int(unsafe { libc::dup2(old, new) }).map(drop)
 }
@@ -192,27 +195,31 @@ pub fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
 // the wrapper would wait forever. The raw syscalls change only the calling thread, which here is
 // the whole process.
 
-pub fn setgroups(groups: &[libc::gid_t]) -> Result<(), Errno> {
+pub(super) fn setgroups(groups: &[libc::gid_t]) -> Result<(), Errno> {
     // SAFETY: pointer and length describe `groups`.
     cvt(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }).map(drop)
 }
 
-pub fn setresgid(gid: u32) -> Result<(), Errno> {
+pub(super) fn setresgid(gid: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
 }
 
-pub fn setresuid(uid: u32) -> Result<(), Errno> {
+pub(super) fn setresuid(uid: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
 }
 
-pub fn prctl(option: c_int, arg2: c_ulong) -> Result<c_int, Errno> {
+pub(super) fn prctl(option: c_int, arg2: c_ulong) -> Result<c_int, Errno> {
     // SAFETY: the options used by the jail take integer arguments only.
     cvt_int(unsafe { libc::prctl(option, arg2, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) })
 }
 
-pub fn setrlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> Result<(), Errno> {
+pub(super) fn setrlimit(
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) -> Result<(), Errno> {
     let lim = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
@@ -222,27 +229,27 @@ pub fn setrlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> R
 }
 
 /// Marks every descriptor from `first` upwards close-on-exec.
-pub fn cloexec_from(first: u32) -> Result<(), Errno> {
+pub(super) fn cloexec_from(first: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     cvt_int(unsafe { libc::close_range(first, c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) })
         .map(drop)
 }
 
 /// `execve`; returns only on failure.
-pub fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+pub(super) fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
     // SAFETY: the caller built `argv` and `envp` as NUL-terminated arrays of pointers to C strings
     // that outlive this call (see `child::Prepared`).
     unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     Errno::last()
 }
 
-pub fn exit(code: i32) -> ! {
+pub(super) fn exit(code: i32) -> ! {
     // SAFETY: _exit never returns and runs no atexit handlers, as required after clone.
     unsafe { libc::_exit(code) }
 }
 
 /// Writes all of `buf`, retrying on EINTR and short writes.
-pub fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
+pub(super) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
         // SAFETY: pointer and length describe `buf`.
         let n = unsafe { libc::write(fd, buf.as_ptr() as *const c_void, buf.len()) };
@@ -259,7 +266,7 @@ pub fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
 }
 
 /// One `read`, retrying on EINTR. Returns the number of bytes read (0 at end of file).
-pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+pub(super) fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
     loop {
         // SAFETY: pointer and length describe `buf`.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut c_void, buf.len()) };
@@ -274,7 +281,7 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
 }
 
 /// `wait4(pid, …, 0)`: returns `(pid, status)`.
-pub fn wait_any() -> Result<(i32, c_int), Errno> {
+pub(super) fn wait_any() -> Result<(i32, c_int), Errno> {
     let mut status: c_int = 0;
     // SAFETY: `status` is valid for writing.
     let pid = cvt_int(unsafe { libc::wait4(-1, &mut status, libc::__WALL, std::ptr::null_mut()) })?;
@@ -283,7 +290,10 @@ pub fn wait_any() -> Result<(i32, c_int), Errno> {
 
 /// Installs a seccomp filter. With `listener`, returns the user-notification descriptor
 /// (SECCOMP_FILTER_FLAG_NEW_LISTENER); otherwise returns -1.
-pub fn seccomp_set_filter(prog: &[libc::sock_filter], listener: bool) -> Result<RawFd, Errno> {
+pub(super) fn seccomp_set_filter(
+    prog: &[libc::sock_filter],
+    listener: bool,
+) -> Result<RawFd, Errno> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,
@@ -306,7 +316,7 @@ pub fn seccomp_set_filter(prog: &[libc::sock_filter], listener: bool) -> Result<
 }
 
 /// `landlock_create_ruleset`. With `attr == None` and `flags == 1` (VERSION) it returns the ABI.
-pub fn landlock_create_ruleset(attr: Option<&[u64]>, flags: u32) -> Result<RawFd, Errno> {
+pub(super) fn landlock_create_ruleset(attr: Option<&[u64]>, flags: u32) -> Result<RawFd, Errno> {
     let (ptr, len) = match attr {
         Some(a) => (a.as_ptr() as *const c_void, std::mem::size_of_val(a)),
         None => (std::ptr::null(), 0),
@@ -317,19 +327,23 @@ pub fn landlock_create_ruleset(attr: Option<&[u64]>, flags: u32) -> Result<RawFd
 }
 
 /// Creates a Landlock ruleset from a `landlock_ruleset_attr` given as its u64 fields.
-pub fn landlock_ruleset(attr: &[u64]) -> Result<OwnedFd, Errno> {
+pub(super) fn landlock_ruleset(attr: &[u64]) -> Result<OwnedFd, Errno> {
     let fd = landlock_create_ruleset(Some(attr), 0)?;
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-pub fn setsid() {
+pub(super) fn setsid() {
     // SAFETY: plain syscall; failure (already a group leader) is harmless.
     unsafe { libc::setsid() };
 }
 
 /// `landlock_add_rule` with LANDLOCK_RULE_PATH_BENEATH.
-pub fn landlock_add_path_rule(ruleset: RawFd, allowed: u64, parent_fd: RawFd) -> Result<(), Errno> {
+pub(super) fn landlock_add_path_rule(
+    ruleset: RawFd,
+    allowed: u64,
+    parent_fd: RawFd,
+) -> Result<(), Errno> {
     // struct landlock_path_beneath_attr is packed: u64 allowed_access, s32 parent_fd.
     #[repr(C, packed)]
     struct PathBeneath {
@@ -354,13 +368,13 @@ pub fn landlock_add_path_rule(ruleset: RawFd, allowed: u64, parent_fd: RawFd) ->
     .map(drop)
 }
 
-pub fn landlock_restrict_self(ruleset: RawFd) -> Result<(), Errno> {
+pub(super) fn landlock_restrict_self(ruleset: RawFd) -> Result<(), Errno> {
     // SAFETY: plain syscall on a descriptor.
     cvt(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) }).map(drop)
 }
 
 /// Sends one descriptor over a unix socket (SCM_RIGHTS).
-pub fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
+pub(super) fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr() as *mut c_void,
@@ -389,7 +403,7 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
 
 /// Receives one descriptor sent by `send_fd`, without blocking. `Ok(None)`: nothing (yet) or the
 /// peer closed without sending.
-pub fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
+pub(super) fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr() as *mut c_void,
@@ -403,16 +417,14 @@ pub fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
     msg.msg_control = cbuf.as_mut_ptr() as *mut c_void;
     msg.msg_controllen = std::mem::size_of_val(&cbuf);
     // SAFETY: `msg` and its buffers are valid for the call.
-    let n = unsafe {
-        libc::recvmsg(
-            sock,
-            &mut msg,
-            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-        )
-    };
+    let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
         let e = Errno::last();
-        return if e.0 == libc::EAGAIN { Ok(None) } else { Err(e) };
+        return if e.0 == libc::EAGAIN {
+            Ok(None)
+        } else {
+            Err(e)
+        };
     }
     // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR returns null or a valid header in it.
     unsafe {
@@ -429,7 +441,7 @@ pub fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
 }
 
 /// A connected pair of unix datagram sockets, both close-on-exec.
-pub fn socketpair() -> Result<(OwnedFd, OwnedFd), Errno> {
+pub(super) fn socketpair() -> Result<(OwnedFd, OwnedFd), Errno> {
     let mut fds = [0 as c_int; 2];
     // SAFETY: `fds` has room for the two descriptors.
     cvt_int(unsafe {
@@ -445,7 +457,7 @@ pub fn socketpair() -> Result<(OwnedFd, OwnedFd), Errno> {
 }
 
 /// A close-on-exec pipe: `(read, write)`.
-pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     let mut fds = [0 as c_int; 2];
     // SAFETY: `fds` has room for the two descriptors.
     cvt_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
@@ -454,7 +466,7 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
 }
 
 /// An anonymous in-memory file holding `data`, positioned at 0: the jail's stdin.
-pub fn memfd_with(data: &[u8]) -> Result<OwnedFd, Errno> {
+pub(super) fn memfd_with(data: &[u8]) -> Result<OwnedFd, Errno> {
     // SAFETY: the name is a valid C string; the returned fd is owned below.
     let fd = cvt_int(unsafe { libc::memfd_create(c"stdin".as_ptr(), libc::MFD_CLOEXEC) })?;
     // SAFETY: memfd_create returned a new descriptor we own.
@@ -465,7 +477,7 @@ pub fn memfd_with(data: &[u8]) -> Result<OwnedFd, Errno> {
     Ok(fd)
 }
 
-pub fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> Result<(), Errno> {
+pub(super) fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> Result<(), Errno> {
     // SAFETY: plain syscall; a null siginfo is allowed.
     cvt(unsafe {
         libc::syscall(
@@ -480,7 +492,7 @@ pub fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> Result<(), Errno> {
 }
 
 /// Reaps the process behind `pidfd` without blocking (WNOHANG). `Ok(true)` if it was reaped.
-pub fn reap_pidfd(pidfd: RawFd) -> Result<bool, Errno> {
+pub(super) fn reap_pidfd(pidfd: RawFd) -> Result<bool, Errno> {
     // SAFETY: zeroed siginfo_t is valid; waitid fills it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is valid for writing; P_PIDFD takes the descriptor as id.
@@ -497,7 +509,7 @@ pub fn reap_pidfd(pidfd: RawFd) -> Result<bool, Errno> {
 }
 
 /// Receives one seccomp user notification: `(pid, syscall number)`.
-pub fn seccomp_notif_recv(fd: RawFd) -> Result<(u32, i32), Errno> {
+pub(super) fn seccomp_notif_recv(fd: RawFd) -> Result<(u32, i32), Errno> {
     // SAFETY: the kernel requires a zeroed seccomp_notif on input.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: `notif` is a valid seccomp_notif for this kernel's ioctl (checked by size at start-up
@@ -507,17 +519,21 @@ pub fn seccomp_notif_recv(fd: RawFd) -> Result<(u32, i32), Errno> {
 }
 
 /// Creates an eventfd (close-on-exec, non-blocking) for cgroup v1 OOM notifications.
-pub fn eventfd() -> Result<OwnedFd, Errno> {
+pub(super) fn eventfd() -> Result<OwnedFd, Errno> {
     // SAFETY: plain syscall.
     let fd = cvt_int(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
     // SAFETY: eventfd returned a new descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Sets O_NONBLOCK on a descriptor the parent reads through tokio.
-pub fn set_nonblocking(fd: RawFd) -> Result<(), Errno> {
-    // SAFETY: fcntl with F_GETFL/F_SETFL on a descriptor we own.
-    let flags = cvt_int(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    // SAFETY: as above.
-    cvt_int(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+/// Registers a descriptor with tokio's reactor for readability (pidfd, seccomp listener,
+/// eventfd). Borrowing the descriptor ties its lifetime to the registration, which is the
+/// invariant `AsyncFd::register` asks for.
+pub(super) fn async_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::BorrowedFd<'_>>> {
+    // SAFETY: a BorrowedFd is open for its whole lifetime and always returns the same number;
+    // the AsyncFd cannot outlive the borrow.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }
