@@ -26,7 +26,7 @@ pub struct Step {
     /// argv[0] is resolved by the jail: an absolute path, or `./name` relative to the run dir, or
     /// a bare name looked up in the jail's PATH.
     pub argv: Vec<String>,
-    /// The complete environment (the jail adds nothing else except HOME/TMPDIR when absent).
+    /// The complete environment: the jail adds nothing.
     pub env: Vec<(String, String)>,
     pub limits: Limits,
 }

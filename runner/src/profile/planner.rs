@@ -279,8 +279,10 @@ impl Profile {
         let mut env = vec![
             ("PATH".to_owned(), BASE_PATH.to_owned()),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            // HOME and TMPDIR inside the run directory (the foundation issue): temporary files
+            // count against the run's own disk and are removed with it. /tmp is private too.
             ("HOME".to_owned(), run_dir.to_owned()),
-            ("TMPDIR".to_owned(), "/tmp".to_owned()),
+            ("TMPDIR".to_owned(), run_dir.to_owned()),
             ("OPENBLAS_NUM_THREADS".to_owned(), "4".to_owned()),
         ];
         for (key, value) in &self.env {

@@ -293,7 +293,7 @@ fn test_python3_argv_env_and_cmpinfo() {
     assert_eq!(get("HOME"), Some(RUN_DIR));
     assert_eq!(get("PATH"), Some("/usr/local/bin:/usr/bin:/bin"));
     assert_eq!(get("LANG"), Some("C.UTF-8"));
-    assert_eq!(get("TMPDIR"), Some("/tmp"));
+    assert_eq!(get("TMPDIR"), Some(RUN_DIR));
     assert_eq!(get("OPENBLAS_NUM_THREADS"), Some("4"));
     assert_eq!(p.compile.as_ref().expect("compile").env, p.run.env);
 }
