@@ -1,8 +1,8 @@
 //! runner: a Jobe-compatible sandbox runner daemon.
 //!
 //! Data flow: `api` (HTTP, Jobe wire format) → `sched` (slots, queue) → `profile::plan` (argv,
-//! limits) → `jail` (namespaces, cgroup, Landlock, seccomp) with `monitor` (kernel events) → back as
-//! a `job::RunResult`. See docs/ARCHITECTURE.md.
+//! limits) → `jail` (namespaces, cgroup, Landlock, seccomp; it also watches the job's kernel
+//! events) → back as a `job::RunResult`. See docs/ARCHITECTURE.md.
 
 #![deny(unsafe_code)]
 

@@ -25,10 +25,63 @@ pub struct Runtime {
     pub scheduler: Arc<Scheduler>,
     pub jail: Arc<Jail>,
     _lock: File,
+    /// A private data directory of a CLI command, removed on drop.
+    temp_dir: Option<std::path::PathBuf>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.temp_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Who is starting: the daemon owns `data_dir`; a CLI command (`check`, `run`, `bench-jail`)
+/// gets a private temporary one, so it works while a daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Daemon,
+    Cli,
+}
+
+/// The seccomp policies: the built-in `default` plus `<profiles_dir>/seccomp/<name>.toml`.
+pub fn seccomp_policies(cfg: &Config) -> Result<Vec<(String, String)>> {
+    let mut policies = cfg.jail.seccomp_policies.clone();
+    let Some(dir) = cfg.profiles_dir.as_ref().map(|d| d.join("seccomp")) else {
+        return Ok(policies);
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(policies);
+    };
+    for e in entries {
+        let path = e?.path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let name = path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .context("policy file name is not UTF-8")?
+                .to_owned();
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            policies.retain(|(n, _)| *n != name);
+            policies.push((name, text));
+        }
+    }
+    Ok(policies)
 }
 
 /// Builds the runtime: fails with a clear message when the host cannot jail safely.
-pub fn start(cfg: &Config) -> Result<Runtime> {
+pub fn start(cfg: &Config, mode: Mode) -> Result<Runtime> {
+    let mut cfg = cfg.clone();
+    let temp_dir = (mode == Mode::Cli)
+        .then(|| std::env::temp_dir().join(format!("runner-cli-{}", std::process::id())));
+    if let Some(dir) = &temp_dir {
+        cfg.data_dir = dir.clone();
+        cfg.jail.data_dir = dir.clone();
+    }
+    cfg.jail.seccomp_policies = seccomp_policies(&cfg)?;
+    let cfg = &cfg;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
     let lock_path = cfg.data_dir.join("lock");
@@ -65,12 +118,13 @@ pub fn start(cfg: &Config) -> Result<Runtime> {
         scheduler,
         jail,
         _lock: lock,
+        temp_dir,
     })
 }
 
 /// `runner serve`.
 pub async fn serve(cfg: Config) -> Result<()> {
-    let rt = start(&cfg)?;
+    let rt = start(&cfg, Mode::Daemon)?;
     for line in rt.jail.describe() {
         tracing::info!("{line}");
     }
@@ -114,7 +168,7 @@ async fn shutdown_signal() {
 
 /// `runner check`: what this host enforces and which languages it serves.
 pub fn check(cfg: &Config) -> Result<String> {
-    let rt = start(cfg)?;
+    let rt = start(cfg, Mode::Cli)?;
     let mut out = String::new();
     out.push_str(&format!(
         "kernel: {}\n",
@@ -152,7 +206,7 @@ pub async fn run_once(
     input: Option<&Path>,
     cputime: Option<f64>,
 ) -> Result<String> {
-    let rt = start(cfg)?;
+    let rt = start(cfg, Mode::Cli)?;
     let source = std::fs::read_to_string(source_file)
         .with_context(|| format!("cannot read {}", source_file.display()))?;
     let input = match input {
@@ -184,7 +238,7 @@ pub async fn run_once(
 /// `runner bench-jail`: the jail's own cost (start + teardown around /bin/true) beside a plain
 /// fork + exec of /bin/true. Prints one JSON line (read by `cargo xtask bench jail`).
 pub async fn bench_jail(cfg: &Config, iterations: usize) -> Result<String> {
-    let rt = start(cfg)?;
+    let rt = start(cfg, Mode::Cli)?;
     let slots = rt.jail.make_slots(1)?;
     let slot = &slots[0];
     let (name, _) = Jail::new_run_dir_name();
@@ -255,7 +309,8 @@ pub fn check_config(cfg: &Config) -> Result<String> {
         None => crate::profile::embedded_profiles()?,
     };
     let mut policies = Vec::new();
-    for (name, text) in &cfg.jail.seccomp_policies {
+    let texts = seccomp_policies(cfg)?;
+    for (name, text) in &texts {
         crate::jail::seccomp::Policy::from_toml(name, text)
             .with_context(|| format!("seccomp policy {name}"))?;
         policies.push(name.as_str());

@@ -303,8 +303,11 @@ impl Cgroups {
         Ok(own.to_owned())
     }
 
-    /// Creates the cgroup(s) of one job and applies its limits.
+    /// Creates the cgroup(s) of one job and applies its limits. `procs` is what the program may
+    /// have (processes plus threads); the jail's init is counted on top, as Jobe's `--nproc=P+1`
+    /// counts its `sh -c`.
     pub fn create_job(&self, memory_bytes: u64, procs: u32) -> Result<JobCgroup, CgroupError> {
+        let procs = procs.saturating_add(1);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = format!("job-{id}");
         let v2 = self.v2_base.join(&name);

@@ -90,6 +90,11 @@ impl Step {
     }
 }
 
+// include/uapi/linux/mount.h
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
 /// One step of building the jail's filesystem, in order.
 #[derive(Debug)]
 pub(super) enum MountOp {
@@ -99,6 +104,8 @@ pub(super) enum MountOp {
         link: CString,
     },
     Touch(CString),
+    /// Read-only, nosuid, nodev for the whole tree under a path (bind mounts of system dirs).
+    ReadOnlyTree(CString),
     Mount {
         src: Option<CString>,
         target: CString,
@@ -177,6 +184,10 @@ pub(super) fn init(p: &Prepared) -> ! {
             MountOp::Mkdir(path) => sys::mkdir(path, 0o755),
             MountOp::Symlink { target, link } => sys::symlink(target, link),
             MountOp::Touch(path) => sys::touch(path),
+            MountOp::ReadOnlyTree(path) => sys::mount_setattr_recursive(
+                path,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            ),
             MountOp::Mount {
                 src,
                 target,

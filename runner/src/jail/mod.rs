@@ -313,7 +313,7 @@ impl Jail {
                 "seccomp policies: {}",
                 self.policies.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
-            "namespaces: pid, mount, ipc, uts, net (one empty netns per slot)".to_owned(),
+            "namespaces: pid, mount, ipc, uts, cgroup, net (one empty netns per slot)".to_owned(),
         ]
     }
 
@@ -435,13 +435,8 @@ impl Jail {
                 libc::MS_BIND | libc::MS_REC,
                 None,
             )?);
-            ops.push(mount(
-                None,
-                target,
-                None,
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | nosuid_nodev,
-                None,
-            )?);
+            // Recursively: a submount under /usr or /etc must not stay writable.
+            ops.push(MountOp::ReadOnlyTree(target));
             Ok(())
         };
         for e in &self.system {
@@ -565,7 +560,8 @@ impl Jail {
     ///  1. cgroup(s) for the job with its memory and pids limits;
     ///  2. pipes, stdin memfd, Landlock ruleset, argv/env, mount plan — all prepared here, because
     ///     the child may not allocate;
-    ///  3. clone3 into new pid, mount, ipc and uts namespaces, directly into the job's v2 cgroup;
+    ///  3. clone3 into new pid, mount, ipc, uts and cgroup namespaces, directly into the job's v2
+    ///     cgroup;
     ///  4. (child/init) private mounts, new root, pivot_root, hostname, slot netns;
     ///  5. (parent) v1 cgroup attach on hybrid hosts, then "go";
     ///  6. (child/init) fork the program; (program) stdio, chdir, rlimits, capabilities and uid,

@@ -108,6 +108,37 @@ pub(super) fn mount(
     .map(drop)
 }
 
+/// `mount_setattr(AT_FDCWD, target, AT_RECURSIVE, {attr_set})` (Linux 5.12): applies mount
+/// attributes to a whole bind-mounted tree, which `MS_REMOUNT` cannot do recursively.
+pub(super) fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> Result<(), Errno> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: `target` is a valid C string and `attr` a valid mount_attr of the size passed.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
 pub(super) fn umount2(target: &CStr, flags: c_int) -> Result<(), Errno> {
     // SAFETY: target is a valid C string.
     cvt_int(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)

@@ -8,7 +8,7 @@ use std::time::Duration;
 pub struct Limits {
     /// CPU time of the whole cgroup (all processes together).
     pub cpu: Duration,
-    /// Wall-clock time from exec to kill.
+    /// Wall-clock time, counted from just before the jail's clone3 (setup included) to the kill.
     pub wall: Duration,
     /// Real memory of the cgroup (memory.max / memory.limit_in_bytes), swap off.
     pub memory_bytes: u64,

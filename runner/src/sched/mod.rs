@@ -54,8 +54,13 @@ pub struct SchedConfig {
     pub plan: PlanConfig,
 }
 
-/// The real executor: profiles, a jail and its slots.
+/// The real executor: profiles, a jail and its slots. Cheap to clone (shared state).
+#[derive(Clone)]
 pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     registry: Registry,
     languages: Vec<(String, String)>,
     jail: Arc<Jail>,
@@ -68,7 +73,7 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(registry: Registry, jail: Arc<Jail>, slots: Vec<Slot>, cfg: SchedConfig) -> Self {
         let languages = registry.languages();
-        Scheduler {
+        let inner = Inner {
             registry,
             languages,
             jail,
@@ -76,13 +81,18 @@ impl Scheduler {
             free: Mutex::new(slots),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             cfg,
+        };
+        Scheduler {
+            inner: Arc::new(inner),
         }
     }
 
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        &self.inner.registry
     }
+}
 
+impl Inner {
     /// Waits for a free slot, up to the queue timeout. `None`: overload.
     async fn acquire(&self) -> Option<SlotGuard<'_>> {
         use std::sync::atomic::Ordering;
@@ -316,7 +326,7 @@ pub fn signal_message(sig: i32) -> String {
 
 /// A slot in use; returns it to the pool when dropped.
 struct SlotGuard<'a> {
-    sched: &'a Scheduler,
+    sched: &'a Inner,
     slot: Option<Slot>,
     _permit: tokio::sync::SemaphorePermit<'a>,
 }
@@ -342,13 +352,21 @@ impl Drop for SlotGuard<'_> {
 
 impl Executor for Scheduler {
     fn languages(&self) -> Vec<(String, String)> {
-        self.languages.clone()
+        self.inner.languages.clone()
     }
 
     fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>> {
+        let inner = self.inner.clone();
         Box::pin(async move {
             let lang = job.language.clone();
-            let result = self.execute(job).await;
+            // Its own task: if the client goes away and the request future is dropped, the job
+            // still runs to its end and cleans up (no half-torn-down jail, no unreaped init).
+            let result = tokio::spawn(async move { inner.execute(job).await })
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::error!(?err, "run task failed");
+                    Err(ExecError::Internal("run task failed".into()))
+                });
             if let Ok(r) = &result {
                 tracing::info!(
                     lang = %lang,
