@@ -138,6 +138,8 @@ pub(super) struct Prepared {
     pub(super) landlock_jail_rules: Vec<(CString, u64)>,
     pub(super) seccomp: Vec<libc::sock_filter>,
     pub(super) exec_path: CString,
+    /// Every descriptor above, sorted: what init keeps open.
+    pub(super) keep_fds: Vec<RawFd>,
     /// Owns the strings `argv_ptrs` points into.
     pub(super) _argv: Vec<CString>,
     pub(super) argv_ptrs: Vec<*const c_char>,
@@ -171,6 +173,10 @@ pub(super) fn init(p: &Prepared) -> ! {
         Step::ParentDeath,
         sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map(drop),
     );
+    // 1. Init is a copy of the daemon and never execs, so close-on-exec does not help: drop every
+    //    descriptor of the daemon (listening socket, other clients, other runs' pipes, the data
+    //    directory lock) except the ones prepared for this jail.
+    sys::close_all_except(&p.keep_fds);
     // 1. Nothing we mount may propagate back to the host (or from it).
     check(
         p,
@@ -240,9 +246,7 @@ pub(super) fn init(p: &Prepared) -> ! {
         program(p);
     }
     // Init keeps only the status pipe: the program's pipes must reach EOF when it is gone.
-    for fd in [p.err_w, p.notify_w, p.stdin, p.stdout, p.stderr, p.go_r] {
-        sys::close(fd);
-    }
+    sys::close_all_except(&[p.status_w]);
     // 6. Reap everything (orphans are re-parented to us) until the program itself exits, then
     //    report its status. Our exit kills whatever is left in the namespace.
     loop {

@@ -826,6 +826,19 @@ impl Jail {
                 .chain(std::iter::once(std::ptr::null()))
                 .collect()
         };
+        let mut keep_fds = vec![
+            fds.go_r,
+            fds.err_w,
+            fds.status_w,
+            fds.notify_w,
+            fds.stdin,
+            fds.stdout,
+            fds.stderr,
+            ruleset.raw(),
+            spec.slot.netns.as_raw_fd(),
+        ];
+        keep_fds.sort_unstable();
+        keep_fds.dedup();
         let l = step.limits;
         let cpu_rlimit = l.cpu.as_secs() + 2;
         let abi = self.abi;
@@ -863,6 +876,7 @@ impl Jail {
             ],
             seccomp: policy.program.clone(),
             exec_path,
+            keep_fds,
             argv_ptrs: ptrs(&argv),
             _argv: argv,
             envp_ptrs: ptrs(&envp),

@@ -259,6 +259,22 @@ pub(super) fn setrlimit(
     cvt_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
 
+/// Closes every descriptor except those in `keep` (sorted ascending), with `close_range` over
+/// the gaps: no allocation, no /proc walk.
+pub(super) fn close_all_except(keep: &[RawFd]) {
+    let mut next: c_uint = 0;
+    for &fd in keep {
+        let fd = fd as c_uint;
+        if fd > next {
+            // SAFETY: plain syscall on descriptor numbers this process owns.
+            unsafe { libc::close_range(next, fd - 1, 0) };
+        }
+        next = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::close_range(next, c_uint::MAX, 0) };
+}
+
 /// Marks every descriptor from `first` upwards close-on-exec.
 pub(super) fn cloexec_from(first: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
