@@ -4,6 +4,8 @@
 //! no Landlock…); with `RUNNER_REQUIRE_ALL=1` (set by `cargo xtask test` in CI) a skip is a failure.
 #![forbid(unsafe_code)]
 
+pub mod daemon;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
