@@ -88,7 +88,7 @@ impl Daemon {
         let (runtime, cgroups) = {
             let _g = START.lock().unwrap_or_else(|e| e.into_inner());
             let before = own_cgroups(std::process::id());
-            let runtime = server::start(&cfg).expect("daemon start");
+            let runtime = server::start(&cfg, server::Mode::Daemon).expect("daemon start");
             let after = own_cgroups(std::process::id());
             let mine: Vec<PathBuf> = after.into_iter().filter(|p| !before.contains(p)).collect();
             (runtime, mine)

@@ -572,8 +572,6 @@ async fn e2e_sigterm_drains_in_flight() {
 /// After SIGTERM the daemon drops its listener, so a new connection must be refused (not left
 /// hanging in a backlog nobody accepts from).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the jail's init inherits the daemon's descriptors (listening socket included), \
-            so the port keeps accepting until every in-flight run ends"]
 async fn e2e_sigterm_refuses_new_connections() {
     if !privileged() {
         return;
@@ -612,8 +610,6 @@ async fn e2e_sigterm_refuses_new_connections() {
 /// credentials) must hold no descriptor of the daemon: no socket (listener, other clients'
 /// connections), no lock file, nothing from the data directory but what the run needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: jail init never execs, so CLOSE_RANGE_CLOEXEC does not apply to it and it keeps \
-            every daemon fd (listening socket, client sockets, data_dir lock) for the whole run"]
 async fn e2e_jail_init_holds_no_daemon_sockets() {
     if !privileged() {
         return;
