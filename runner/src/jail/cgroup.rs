@@ -303,25 +303,54 @@ impl Cgroups {
         Ok(own.to_owned())
     }
 
+    /// Hybrid hosts only: the v1 memory and pids groups of one slot. The slot's spawner thread
+    /// lives in them, so every job it clones starts inside without a `cgroup.procs` write (see
+    /// `SlotCgroup`). `None` on pure v2 hosts, where each job gets all its limits in its own v2
+    /// cgroup through `CLONE_INTO_CGROUP`.
+    pub fn create_slot(&self, index: usize) -> Result<Option<SlotCgroup>, CgroupError> {
+        let (Some(mem_base), Some(pids_base)) = (&self.v1_memory_base, &self.v1_pids_base) else {
+            return Ok(None);
+        };
+        // Unique even if slots are made twice (e.g. `runner bench-jail` adds one).
+        let name = format!(
+            "slot-{index}-{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let memory = mem_base.join(&name);
+        fs::create_dir(&memory).map_err(io_err("create", &memory))?;
+        let slot = SlotCgroup {
+            memory,
+            pids: pids_base.join(&name),
+        };
+        fs::create_dir(&slot.pids).map_err(io_err("create", &slot.pids))?;
+        // Best effort: keeps a job's pages out of swap should the host add swap later.
+        let _ = fs::write(slot.memory.join(V1_MEMORY_SWAPPINESS), "0");
+        Ok(Some(slot))
+    }
+
     /// Creates the cgroup(s) of one job and applies its limits. `procs` is what the program may
     /// have (processes plus threads); the jail's init is counted on top, as Jobe's `--nproc=P+1`
-    /// counts its `sh -c`.
-    pub fn create_job(&self, memory_bytes: u64, procs: u32) -> Result<JobCgroup, CgroupError> {
+    /// counts its `sh -c`. On hybrid hosts `slot` holds the v1 groups the job will start in.
+    pub fn create_job(
+        &self,
+        memory_bytes: u64,
+        procs: u32,
+        slot: Option<&SlotCgroup>,
+    ) -> Result<JobCgroup, CgroupError> {
         let procs = procs.saturating_add(1);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let name = format!("job-{id}");
-        let v2 = self.v2_base.join(&name);
+        let v2 = self.v2_base.join(format!("job-{id}"));
         fs::create_dir(&v2).map_err(io_err("create", &v2))?;
         let mut job = JobCgroup {
             layout: self.layout.clone(),
             v2,
             v1_memory: None,
-            v1_pids: None,
+            oom_kills_before: 0,
             dir_fd: None,
         };
         // From here on, dropping `job` removes what was created.
-        match self.layout {
-            Layout::V2 => {
+        match (&self.layout, slot) {
+            (Layout::V2, _) => {
                 write(&job.v2.join(MEMORY_MAX), &memory_bytes.to_string())?;
                 // No swap: a job's memory is real memory (absent without swap accounting).
                 let swap = job.v2.join(MEMORY_SWAP_MAX);
@@ -332,21 +361,25 @@ impl Cgroups {
                 write(&job.v2.join(MEMORY_OOM_GROUP), "1")?;
                 write(&job.v2.join(PIDS_MAX), &procs.to_string())?;
             }
-            Layout::Hybrid => {
-                let (Some(mem_base), Some(pids_base)) = (&self.v1_memory_base, &self.v1_pids_base)
-                else {
-                    unreachable!("hybrid layout always has v1 bases")
-                };
-                let mem = mem_base.join(&name);
-                fs::create_dir(&mem).map_err(io_err("create", &mem))?;
-                job.v1_memory = Some(mem.clone());
-                let pids = pids_base.join(&name);
-                fs::create_dir(&pids).map_err(io_err("create", &pids))?;
-                job.v1_pids = Some(pids.clone());
-                write(&mem.join(V1_MEMORY_LIMIT), &memory_bytes.to_string())?;
-                // Best effort: keeps a job's pages out of swap should the host add swap later.
-                let _ = fs::write(mem.join(V1_MEMORY_SWAPPINESS), "0");
-                write(&pids.join(PIDS_MAX), &procs.to_string())?;
+            (Layout::Hybrid, Some(slot)) => {
+                // The slot's groups are reused run after run: set this run's limits, restart the
+                // peak, and remember the OOM counter to count only this run's kills. The
+                // spawner thread is one more task in the pids group.
+                write(&slot.memory.join(V1_MEMORY_LIMIT), &memory_bytes.to_string())?;
+                write(&slot.memory.join(V1_MEMORY_MAX_USAGE), "0")?;
+                write(
+                    &slot.pids.join(PIDS_MAX),
+                    &procs.saturating_add(1).to_string(),
+                )?;
+                job.oom_kills_before =
+                    read_key(&slot.memory.join(V1_OOM_CONTROL), "oom_kill").unwrap_or(0);
+                job.v1_memory = Some(slot.memory.clone());
+            }
+            (Layout::Hybrid, None) => {
+                return Err(CgroupError::MissingControllers {
+                    path: job.v2.clone(),
+                    missing: "a slot with v1 groups (hybrid host)".into(),
+                });
             }
         }
         let dir_c = std::ffi::CString::new(job.v2.as_os_str().as_encoded_bytes())
@@ -356,6 +389,49 @@ impl Cgroups {
             .map_err(|e| io_err("open", &job.v2)(e.into_io()))?;
         job.dir_fd = Some(fd);
         Ok(job)
+    }
+}
+
+/// The v1 memory and pids groups of one slot on a hybrid host.
+///
+/// Why a thread lives here: moving a task between cgroups (`cgroup.procs`) takes the kernel's
+/// cgroup threadgroup rwsem for writing, which waits for an RCU grace period whenever no other
+/// migration happened in the last few milliseconds: 8–16 ms per job, measured on this kind of
+/// host. A fork inherits its parent *thread*'s v1 groups under the read side instead. So each
+/// slot's spawner thread moves itself in once (`enter_current_thread`) and clones every job's
+/// init from there; the v2 part still comes from `CLONE_INTO_CGROUP`.
+#[derive(Debug)]
+pub struct SlotCgroup {
+    memory: PathBuf,
+    pids: PathBuf,
+}
+
+impl SlotCgroup {
+    /// A task that moves the thread running it (not the whole process: v1 `tasks` takes a
+    /// thread id) into the slot's memory and pids groups. Memory is charged to the process's mm
+    /// owner, so the daemon's own allocations do not count against the jobs, and the memcg OOM
+    /// killer only considers thread-group leaders (`CSS_TASK_ITER_PROCS` in
+    /// `mem_cgroup_scan_tasks`), so it never picks the daemon through this thread.
+    pub fn entry(&self) -> impl FnOnce() -> Result<(), CgroupError> + Send + 'static {
+        let dirs = [self.memory.clone(), self.pids.clone()];
+        move || {
+            let tid = sys::gettid().to_string();
+            for dir in &dirs {
+                write(&dir.join("tasks"), &tid)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl Drop for SlotCgroup {
+    fn drop(&mut self) {
+        // The spawner thread has exited (it is joined first), so the groups are empty.
+        for dir in [&self.memory, &self.pids] {
+            if let Err(err) = fs::remove_dir(dir) {
+                tracing::warn!(?err, cgroup = %dir.display(), "failed to remove slot cgroup");
+            }
+        }
     }
 }
 
@@ -383,6 +459,7 @@ fn remove_stale(parent: &Path) {
         if let Ok(jobs) = fs::read_dir(&base) {
             for j in jobs.flatten() {
                 if j.file_type().is_ok_and(|t| t.is_dir()) {
+                    // job-N (v2: cgroup.kill) or slot-N (v1: its owner thread died with it).
                     let _ = fs::write(j.path().join(CGROUP_KILL), "1");
                     let _ = fs::remove_dir(j.path());
                 }
@@ -419,8 +496,9 @@ impl Drop for Cgroups {
 pub struct JobCgroup {
     layout: Layout,
     v2: PathBuf,
+    /// Hybrid only: the slot's v1 memory group (not owned: it outlives the job).
     v1_memory: Option<PathBuf>,
-    v1_pids: Option<PathBuf>,
+    oom_kills_before: u64,
     dir_fd: Option<OwnedFd>,
 }
 
@@ -436,14 +514,6 @@ impl JobCgroup {
     /// The v2 directory descriptor for `clone3(CLONE_INTO_CGROUP)`.
     pub fn clone_fd(&self) -> Option<std::os::fd::RawFd> {
         self.dir_fd.as_ref().map(AsRawFd::as_raw_fd)
-    }
-
-    /// Hybrid only: moves `pid` into the v1 memory and pids groups (before it runs user code).
-    pub fn attach_v1(&self, pid: i32) -> Result<(), CgroupError> {
-        for dir in [&self.v1_memory, &self.v1_pids].into_iter().flatten() {
-            write(&dir.join(CGROUP_PROCS), &pid.to_string())?;
-        }
-        Ok(())
     }
 
     /// Hybrid only: an eventfd that becomes readable when the job's memory cgroup hits OOM
@@ -479,10 +549,11 @@ impl JobCgroup {
     /// How many processes the kernel OOM-killed in this job.
     pub fn oom_kills(&self) -> u64 {
         match (&self.layout, &self.v1_memory) {
-            (Layout::Hybrid, Some(mem)) => read_key(&mem.join(V1_OOM_CONTROL), "oom_kill"),
-            _ => read_key(&self.v2.join(MEMORY_EVENTS), "oom_kill"),
+            (Layout::Hybrid, Some(mem)) => read_key(&mem.join(V1_OOM_CONTROL), "oom_kill")
+                .unwrap_or(0)
+                .saturating_sub(self.oom_kills_before),
+            _ => read_key(&self.v2.join(MEMORY_EVENTS), "oom_kill").unwrap_or(0),
         }
-        .unwrap_or(0)
     }
 
     /// Peak memory of the job in bytes.
@@ -518,30 +589,19 @@ impl JobCgroup {
 
     fn remove_dirs(&mut self) {
         self.dir_fd = None;
-        for dir in [
-            Some(&self.v2),
-            self.v1_memory.as_ref(),
-            self.v1_pids.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            match fs::remove_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    tracing::error!(?err, cgroup = %dir.display(), "failed to remove job cgroup")
-                }
+        match fs::remove_dir(&self.v2) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::error!(?err, cgroup = %self.v2.display(), "failed to remove job cgroup")
             }
         }
-        self.v1_memory = None;
-        self.v1_pids = None;
     }
 }
 
 impl Drop for JobCgroup {
     fn drop(&mut self) {
-        if self.dir_fd.is_some() || self.v1_memory.is_some() {
+        if self.dir_fd.is_some() {
             // Not destroyed through `destroy` (an error path): kill and remove synchronously.
             self.kill();
             for _ in 0..100 {

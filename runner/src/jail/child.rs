@@ -115,7 +115,9 @@ pub(super) enum MountOp {
     },
 }
 
-/// Everything the two processes need, prepared by the parent before `clone3`.
+/// Everything the two processes need, prepared by the parent before `clone3`. Owned data only
+/// (it is `Send`: on hybrid hosts it moves to the slot's spawner thread); the pointer arrays for
+/// `execve` are built from it on that thread, just before `clone3` (see `Ptrs`).
 #[derive(Debug)]
 pub(super) struct Prepared {
     pub(super) root: CString,
@@ -140,12 +142,29 @@ pub(super) struct Prepared {
     pub(super) exec_path: CString,
     /// Every descriptor above, sorted: what init keeps open.
     pub(super) keep_fds: Vec<RawFd>,
-    /// Owns the strings `argv_ptrs` points into.
-    pub(super) _argv: Vec<CString>,
-    pub(super) argv_ptrs: Vec<*const c_char>,
-    /// Owns the strings `envp_ptrs` points into.
-    pub(super) _envp: Vec<CString>,
-    pub(super) envp_ptrs: Vec<*const c_char>,
+    pub(super) argv: Vec<CString>,
+    pub(super) envp: Vec<CString>,
+}
+
+/// NULL-terminated pointer arrays into a `Prepared`'s argv and envp, for `execve`.
+pub(super) struct Ptrs {
+    pub(super) argv: Vec<*const c_char>,
+    pub(super) envp: Vec<*const c_char>,
+}
+
+impl Ptrs {
+    pub(super) fn new(p: &Prepared) -> Ptrs {
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        Ptrs {
+            argv: ptrs(&p.argv),
+            envp: ptrs(&p.envp),
+        }
+    }
 }
 
 fn fail(err_w: RawFd, step: Step, e: Errno) -> ! {
@@ -164,7 +183,7 @@ fn check<T>(p: &Prepared, step: Step, r: Result<T, Errno>) -> T {
 }
 
 /// The jail's init. Never returns.
-pub(super) fn init(p: &Prepared) -> ! {
+pub(super) fn init(p: &Prepared, ptrs: &Ptrs) -> ! {
     // 0. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
     //    namespace: no jailed process outlives the daemon. (The death signal follows the parent
     //    *thread*; clone3 runs on a tokio worker, which lives as long as the runtime.)
@@ -177,6 +196,14 @@ pub(super) fn init(p: &Prepared) -> ! {
     //    descriptor of the daemon (listening socket, other clients, other runs' pipes, the data
     //    directory lock) except the ones prepared for this jail.
     sys::close_all_except(&p.keep_fds);
+    // The job's processes are the OOM killer's first choice should the host run out of memory.
+    // Written through the host's /proc, before pivot_root.
+    let adj = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY);
+    check(p, Step::ParentDeath, adj.and_then(|fd| {
+        let r = sys::write_all(fd, b"1000");
+        sys::close(fd);
+        r
+    }));
     // 1. Nothing we mount may propagate back to the host (or from it).
     check(
         p,
@@ -243,7 +270,7 @@ pub(super) fn init(p: &Prepared) -> ! {
     }
     let child = check(p, Step::Fork, sys::fork_raw());
     if child == 0 {
-        program(p);
+        program(p, ptrs);
     }
     // Init keeps only the status pipe: the program's pipes must reach EOF when it is gone.
     sys::close_all_except(&[p.status_w]);
@@ -263,7 +290,7 @@ pub(super) fn init(p: &Prepared) -> ! {
 }
 
 /// The program's side. Never returns.
-fn program(p: &Prepared) -> ! {
+fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
     // New session: no controlling terminal of the daemon's.
     sys::setsid();
     check(p, Step::Stdio, sys::dup2(p.stdin, 0));
@@ -310,6 +337,6 @@ fn program(p: &Prepared) -> ! {
     // Every other inherited descriptor closes at exec; the error pipe's closing tells the parent
     // that exec succeeded.
     check(p, Step::Exec, sys::cloexec_from(3));
-    let e = sys::execve(&p.exec_path, &p.argv_ptrs, &p.envp_ptrs);
+    let e = sys::execve(&p.exec_path, &ptrs.argv, &ptrs.envp);
     fail(p.err_w, Step::Exec, e)
 }

@@ -140,6 +140,68 @@ pub struct Slot {
     pub index: usize,
     pub uid: u32,
     netns: OwnedFd,
+    /// Hybrid hosts: the thread that clones this slot's jails from inside its v1 groups.
+    /// Declared before `cgroup` so it is joined before the groups are removed.
+    spawner: Option<Spawner>,
+    cgroup: Option<cgroup::SlotCgroup>,
+}
+
+type SpawnTask = Box<dyn FnOnce() + Send>;
+
+/// A thread that runs `clone3` for one slot (see `cgroup::SlotCgroup` for why).
+#[derive(Debug)]
+struct Spawner {
+    tx: Option<std::sync::mpsc::Sender<SpawnTask>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spawner {
+    fn start(index: usize, slot_cg: &cgroup::SlotCgroup) -> Result<Spawner, JailError> {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnTask>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        // First thing on the new thread: move it into the slot's v1 groups, once.
+        let enter = slot_cg.entry();
+        let thread = std::thread::Builder::new()
+            .name(format!("runner-slot-{index}"))
+            .spawn(move || {
+                let entered = enter().map_err(JailError::from);
+                let ok = entered.is_ok();
+                let _ = ready_tx.send(entered);
+                if ok {
+                    for task in rx {
+                        task();
+                    }
+                }
+            })
+            .map_err(|source| JailError::Syscall {
+                call: "spawn slot thread",
+                source,
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| JailError::Syscall {
+                call: "spawn slot thread",
+                source: io::Error::other("thread died"),
+            })??;
+        Ok(Spawner {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `task` on the spawner thread.
+    fn run(&self, task: SpawnTask) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(task).is_ok())
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A run directory on the host, removed (without following links) when dropped.
@@ -342,10 +404,17 @@ impl Jail {
                     source: io::Error::other("thread panicked"),
                 })?
                 .map_err(sys_err("unshare(CLONE_NEWNET)"))?;
+                let cgroup = self.cgroups.create_slot(index)?;
+                let spawner = cgroup
+                    .as_ref()
+                    .map(|cg| Spawner::start(index, cg))
+                    .transpose()?;
                 Ok(Slot {
                     index,
                     uid: self.uid_base + index as u32,
                     netns,
+                    spawner,
+                    cgroup,
                 })
             })
             .collect()
@@ -576,7 +645,11 @@ impl Jail {
             .ok_or_else(|| JailError::UnknownPolicy(spec.policy.to_owned()))?;
 
         // 1. The job's cgroup.
-        let cg = self.cgroups.create_job(limits.memory_bytes, limits.procs)?;
+        let cg = self.cgroups.create_job(
+            limits.memory_bytes,
+            limits.procs,
+            spec.slot.cgroup.as_ref(),
+        )?;
 
         // 2. Everything the child needs.
         let (go_r, go_w) = sys::pipe().map_err(sys_err("pipe"))?;
@@ -613,20 +686,37 @@ impl Jail {
             | libc::CLONE_NEWUTS
             | libc::CLONE_NEWCGROUP) as u64;
         let started = Instant::now();
-        let (pid, pidfd) = match sys::clone3(flags, cg.clone_fd()).map_err(sys_err("clone3"))? {
-            None => child::init(&prepared),
-            Some(parent) => parent,
+        let cgroup_fd = cg.clone_fd();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = move || {
+            // Allocation is fine here (before the clone); the child only reads `prepared`.
+            let ptrs = child::Ptrs::new(&prepared);
+            let res = match sys::clone3(flags, cgroup_fd) {
+                Ok(None) => child::init(&prepared, &ptrs),
+                Ok(Some(parent)) => Ok(parent),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(res);
         };
-        drop(prepared);
-        drop((
-            go_r, err_w, status_w, notify_w, stdin, out_w, errout_w, ruleset,
-        ));
-
-        // 5. Hybrid hosts: limits live in v1 groups, which CLONE_INTO_CGROUP cannot target.
-        if let Err(e) = cg.attach_v1(pid) {
-            let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
-            return Err(e.into());
+        match &spec.slot.spawner {
+            Some(spawner) => {
+                if !spawner.run(Box::new(task)) {
+                    return Err(JailError::Syscall {
+                        call: "clone3",
+                        source: io::Error::other("slot thread is gone"),
+                    });
+                }
+            }
+            None => task(),
         }
+        let (_pid, pidfd) = rx
+            .await
+            .map_err(|_| JailError::Syscall {
+                call: "clone3",
+                source: io::Error::other("slot thread dropped the request"),
+            })?
+            .map_err(sys_err("clone3"))?;
+        drop((go_r, err_w, status_w, notify_w, stdin, out_w, errout_w, ruleset));
         sys::write_all(go_w.as_raw_fd(), b"g").map_err(sys_err("write go"))?;
         drop(go_w);
 
@@ -820,12 +910,6 @@ impl Jail {
             .iter()
             .map(|(k, v)| cstr(format!("{k}={v}")))
             .collect::<Result<_, _>>()?;
-        let ptrs = |v: &[CString]| {
-            v.iter()
-                .map(|c| c.as_ptr())
-                .chain(std::iter::once(std::ptr::null()))
-                .collect()
-        };
         let mut keep_fds = vec![
             fds.go_r,
             fds.err_w,
@@ -877,10 +961,8 @@ impl Jail {
             seccomp: policy.program.clone(),
             exec_path,
             keep_fds,
-            argv_ptrs: ptrs(&argv),
-            _argv: argv,
-            envp_ptrs: ptrs(&envp),
-            _envp: envp,
+            argv,
+            envp,
         })
     }
 }

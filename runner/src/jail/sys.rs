@@ -195,6 +195,12 @@ pub(super) fn close(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// The calling thread's id.
+pub(super) fn gettid() -> i32 {
+    // SAFETY: plain syscall without arguments.
+    unsafe { libc::gettid() }
+}
+
 pub(super) fn chdir(path: &CStr) -> Result<(), Errno> {
     // SAFETY: path is a valid C string.
     cvt_int(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
