@@ -403,7 +403,7 @@ print("devnull=" + w("/dev/null", "x"))
 }
 
 #[test]
-#[ignore = "bug: job processes are not in the v2 job cgroup on hybrid hosts, so cgroup.kill never stops a denied syscall and spawn hangs"]
+#[ignore = "bug: libc::CLONE_INTO_CGROUP is a c_int that overflows to 0, so jobs never enter their v2 cgroup; cgroup.kill is a no-op and spawn hangs after a denied syscall"]
 fn seccomp_denied_syscalls_end_the_run() {
     if !privileged() {
         return;
@@ -590,7 +590,7 @@ fn vm_memory_limit_is_mle() {
 }
 
 #[test]
-#[ignore = "bug: job processes are not in the v2 job cgroup on hybrid hosts: cpu.stat reads 0 and cgroup.kill kills nothing"]
+#[ignore = "bug: libc::CLONE_INTO_CGROUP is a c_int that overflows to 0, so jobs never enter their v2 cgroup: cpu.stat reads 0, cgroup.kill kills nothing"]
 fn vm_cpu_limit() {
     if !privileged() {
         return;
@@ -613,7 +613,7 @@ fn vm_cpu_limit() {
 }
 
 #[test]
-#[ignore = "bug: job processes are not in the v2 job cgroup on hybrid hosts: cpu.stat reads 0 and cgroup.kill kills nothing"]
+#[ignore = "bug: libc::CLONE_INTO_CGROUP is a c_int that overflows to 0, so jobs never enter their v2 cgroup: cpu.stat reads 0, cgroup.kill kills nothing"]
 fn vm_cpu_budget_summed_over_processes() {
     if !privileged() {
         return;
@@ -636,7 +636,7 @@ fn vm_cpu_budget_summed_over_processes() {
 }
 
 #[test]
-#[ignore = "bug: job processes are not in the v2 job cgroup on hybrid hosts: cpu.stat reads 0 and cgroup.kill kills nothing"]
+#[ignore = "bug: libc::CLONE_INTO_CGROUP is a c_int that overflows to 0, so jobs never enter their v2 cgroup: cpu.stat reads 0, cgroup.kill kills nothing"]
 fn vm_wall_limit() {
     if !privileged() {
         return;
