@@ -9,7 +9,7 @@ pub mod daemon;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runner::jail::{Jail, JailConfig, JailOutput, JailSpec, Slot};
+use runner::jail::{End, Jail, JailConfig, JailOutput, JailSpec, RunDir, Slot};
 use runner::profile::plan::{Limits, Step};
 
 /// Returns false (and prints why) when privileged tests cannot run here.
@@ -31,8 +31,9 @@ pub fn privileged() -> bool {
 }
 
 pub struct Env {
-    pub jail: Jail,
+    // Slots first: fields drop in order, and a slot's cgroups must go before the jail's subtree.
     pub slots: Vec<Slot>,
+    pub jail: Jail,
     pub data_dir: PathBuf,
 }
 
@@ -121,4 +122,195 @@ pub fn sh(script: &str) -> JailOutput {
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A jail with slots whose uids no other test of this process uses (so "no process of the slot
+/// uid is left" is a sound check while tests run in parallel), and one runtime for many spawns.
+pub struct Bench {
+    pub env: Env,
+    rt: tokio::runtime::Runtime,
+}
+
+/// Slot uids of `Bench`es start here, 64 apart; `env()` keeps the default base (1_990_000).
+const BENCH_UID_BASE: u32 = 1_990_100;
+
+impl Bench {
+    pub fn new() -> Bench {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let data_dir = std::env::temp_dir().join(format!("runner-test-{}", std::process::id()));
+        let cfg = JailConfig {
+            data_dir: data_dir.clone(),
+            uid_base: BENCH_UID_BASE + 64 * n,
+            ..JailConfig::default()
+        };
+        Bench::with_config(&cfg)
+    }
+
+    /// The default configuration (slot uid = 1_990_000 + slot).
+    pub fn default_uids() -> Bench {
+        Bench {
+            env: env(),
+            rt: runtime(),
+        }
+    }
+
+    fn with_config(cfg: &JailConfig) -> Bench {
+        let jail = Jail::new(cfg).expect("jail setup");
+        let slots = jail.make_slots(2).expect("slots");
+        Bench {
+            env: Env {
+                jail,
+                slots,
+                data_dir: cfg.data_dir.clone(),
+            },
+            rt: runtime(),
+        }
+    }
+
+    pub fn uid(&self, slot: usize) -> u32 {
+        self.env.slots[slot].uid
+    }
+
+    pub fn run_dir(&self, slot: usize) -> RunDir {
+        let (name, _) = Jail::new_run_dir_name();
+        self.env
+            .jail
+            .create_run_dir(&self.env.slots[slot], &name)
+            .expect("run dir")
+    }
+
+    /// One jailed step in an existing run directory.
+    pub fn spawn(
+        &self,
+        dir: &RunDir,
+        slot: usize,
+        argv: &[&str],
+        limits: Limits,
+        stdin: Option<&[u8]>,
+    ) -> JailOutput {
+        let step = step(argv, limits);
+        let out = self
+            .rt
+            .block_on(self.env.jail.spawn(JailSpec {
+                step: &step,
+                policy: "default",
+                run_dir: dir,
+                slot: &self.env.slots[slot],
+                stdin,
+                extra_ro: &[],
+            }))
+            .expect("spawn");
+        eprintln!(
+            "{argv:?} -> {:?} {:?}\nstdout: {}\nstderr: {}",
+            out.end,
+            out.usage,
+            text(&out.stdout[..out.stdout.len().min(2000)]),
+            text(&out.stderr[..out.stderr.len().min(2000)])
+        );
+        out
+    }
+
+    /// A fresh run directory with `files`, one step, the directory removed afterwards.
+    pub fn run(
+        &self,
+        slot: usize,
+        argv: &[&str],
+        limits: Limits,
+        files: &[(&str, &[u8])],
+        stdin: Option<&[u8]>,
+    ) -> JailOutput {
+        let dir = self.run_dir(slot);
+        for (name, data) in files {
+            dir.write_file(name, data).expect("write file");
+        }
+        self.spawn(&dir, slot, argv, limits, stdin)
+    }
+
+    pub fn sh(&self, script: &str) -> JailOutput {
+        self.run(0, &["/bin/sh", "-c", script], limits(), &[], None)
+    }
+
+    pub fn py(&self, src: &str, limits: Limits) -> JailOutput {
+        self.run(
+            0,
+            &["/usr/bin/python3", "prog.py"],
+            limits,
+            &[("prog.py", src.as_bytes())],
+            None,
+        )
+    }
+
+    /// Compiles `src` with gcc in a first jailed step (panics unless it compiles) into `a.out`
+    /// of `dir`.
+    pub fn compile_c(&self, dir: &RunDir, slot: usize, src: &str) {
+        dir.write_file("prog.c", src.as_bytes())
+            .expect("write prog.c");
+        let k = slowdown();
+        let l = Limits {
+            cpu: Duration::from_secs_f64(5.0 * k),
+            wall: Duration::from_secs_f64(10.0 * k),
+            ..limits()
+        };
+        let out = self.spawn(
+            dir,
+            slot,
+            &["/usr/bin/gcc", "-O0", "-pthread", "-o", "a.out", "prog.c"],
+            l,
+            None,
+        );
+        assert_eq!(out.end, End::Exited(0), "gcc failed: {}", text(&out.stderr));
+    }
+
+    /// Compiles `src` in the jail, then runs `./a.out` under `limits` in the same run directory.
+    pub fn c(&self, src: &str, limits: Limits) -> JailOutput {
+        let dir = self.run_dir(0);
+        self.compile_c(&dir, 0, src);
+        self.spawn(&dir, 0, &["./a.out"], limits, None)
+    }
+}
+
+impl Default for Bench {
+    fn default() -> Self {
+        Bench::new()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Host processes whose real uid is `uid` (scans the host's /proc).
+pub fn host_pids_of_uid(uid: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(st) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let real = st
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|u| u.parse::<u32>().ok());
+        if real == Some(uid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// How much slower than this host the machine is: 30 in a pure cgroup v2 machine (the test VM,
+/// emulated), else 1. Wall-clock bounds of tests are multiplied by it.
+pub fn slowdown() -> f64 {
+    let pure_v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+        .is_ok_and(|s| s.split_whitespace().any(|c| c == "memory"));
+    if pure_v2 { 30.0 } else { 1.0 }
 }

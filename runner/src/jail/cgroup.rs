@@ -365,7 +365,10 @@ impl Cgroups {
                 // The slot's groups are reused run after run: set this run's limits, restart the
                 // peak, and remember the OOM counter to count only this run's kills. The
                 // spawner thread is one more task in the pids group.
-                write(&slot.memory.join(V1_MEMORY_LIMIT), &memory_bytes.to_string())?;
+                write(
+                    &slot.memory.join(V1_MEMORY_LIMIT),
+                    &memory_bytes.to_string(),
+                )?;
                 write(&slot.memory.join(V1_MEMORY_MAX_USAGE), "0")?;
                 write(
                     &slot.pids.join(PIDS_MAX),
@@ -531,6 +534,12 @@ impl JobCgroup {
         )?;
         // The kernel holds its own reference to the control file; ours may close.
         Ok(Some(efd))
+    }
+
+    /// Whether `pid` is in this job's v2 cgroup.
+    pub fn contains(&self, pid: i32) -> bool {
+        let want = pid.to_string();
+        fs::read_to_string(self.v2.join(CGROUP_PROCS)).is_ok_and(|s| s.lines().any(|l| l == want))
     }
 
     /// Kills every process of the job (cgroup.kill, since 5.14; present on v2 dirs of hybrid

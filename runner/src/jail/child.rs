@@ -199,11 +199,15 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs) -> ! {
     // The job's processes are the OOM killer's first choice should the host run out of memory.
     // Written through the host's /proc, before pivot_root.
     let adj = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY);
-    check(p, Step::ParentDeath, adj.and_then(|fd| {
-        let r = sys::write_all(fd, b"1000");
-        sys::close(fd);
-        r
-    }));
+    check(
+        p,
+        Step::ParentDeath,
+        adj.and_then(|fd| {
+            let r = sys::write_all(fd, b"1000");
+            sys::close(fd);
+            r
+        }),
+    );
     // 1. Nothing we mount may propagate back to the host (or from it).
     check(
         p,

@@ -177,12 +177,10 @@ impl Spawner {
                 call: "spawn slot thread",
                 source,
             })?;
-        ready_rx
-            .recv()
-            .map_err(|_| JailError::Syscall {
-                call: "spawn slot thread",
-                source: io::Error::other("thread died"),
-            })??;
+        ready_rx.recv().map_err(|_| JailError::Syscall {
+            call: "spawn slot thread",
+            source: io::Error::other("thread died"),
+        })??;
         Ok(Spawner {
             tx: Some(tx),
             thread: Some(thread),
@@ -709,14 +707,27 @@ impl Jail {
             }
             None => task(),
         }
-        let (_pid, pidfd) = rx
+        let (pid, pidfd) = rx
             .await
             .map_err(|_| JailError::Syscall {
                 call: "clone3",
                 source: io::Error::other("slot thread dropped the request"),
             })?
             .map_err(sys_err("clone3"))?;
-        drop((go_r, err_w, status_w, notify_w, stdin, out_w, errout_w, ruleset));
+        drop((
+            go_r, err_w, status_w, notify_w, stdin, out_w, errout_w, ruleset,
+        ));
+        // Fail closed: the job must be in its own v2 cgroup (kill, CPU time and, on pure v2, its
+        // limits depend on it). A flag that silently did nothing once made this necessary.
+        if !cg.contains(pid) {
+            let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+            reap(&pidfd).await;
+            cg.destroy().await;
+            return Err(JailError::Syscall {
+                call: "clone3(CLONE_INTO_CGROUP)",
+                source: io::Error::other("the child is not in its job cgroup"),
+            });
+        }
         sys::write_all(go_w.as_raw_fd(), b"g").map_err(sys_err("write go"))?;
         drop(go_w);
 
@@ -869,6 +880,12 @@ impl Jail {
                     reason = Some(End::WallTime);
                     cg.kill();
                 }
+                // Belt and braces: if init has not gone a second after a kill (cgroup.kill
+                // failed?), kill init itself; its death takes the whole pid namespace with it.
+                _ = tokio::time::sleep(KILL_GRACE), if reason.is_some() => {
+                    tracing::error!("job survived cgroup.kill; killing its init");
+                    let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+                }
                 _ = tokio::time::sleep(cpu_check), if reason.is_none() => {}
                 r = readable(&notify), if reason.is_none() => {
                     // The listener is also readable (POLLHUP) once no task uses the filter any
@@ -976,6 +993,9 @@ struct PreparedFds {
     stdout: i32,
     stderr: i32,
 }
+
+/// How long a killed job may take to disappear before its init is killed directly.
+const KILL_GRACE: Duration = Duration::from_secs(1);
 
 const DEV_NODES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 

@@ -63,8 +63,10 @@ pub struct Scheduler {
 struct Inner {
     registry: Registry,
     languages: Vec<(String, String)>,
-    jail: Arc<Jail>,
+    // Slots before the jail: fields drop in order, and a slot's cgroups must be removed before
+    // the jail removes its subtree.
     free: Mutex<Vec<Slot>>,
+    jail: Arc<Jail>,
     permits: Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
     cfg: SchedConfig,

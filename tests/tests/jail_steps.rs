@@ -1,0 +1,859 @@
+//! Tier 3 (root): every step of the jail (docs/jail.md), proven from inside the jail with a
+//! shell, python3 or a C program compiled by gcc in the jail itself.
+//!
+//! Tests named `vm_*` are the cgroup and verdict tests; they also run in the pure cgroup v2 VM
+//! (`cargo xtask vm run -- <test-binary> vm_ --test-threads=1`), where code is 5–30× slower, so
+//! their wall-clock bounds scale with `slowdown()`.
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use runner::jail::End;
+use runner::profile::plan::Limits;
+use runner_tests::*;
+
+/// CPU-bound tests take this lock so that they measure the jail, not each other.
+static CPU: Mutex<()> = Mutex::new(());
+
+fn cpu_lock() -> std::sync::MutexGuard<'static, ()> {
+    CPU.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lines of `key=value` printed by a probe script.
+fn kv(out: &[u8]) -> std::collections::BTreeMap<String, String> {
+    text(out)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// One C program for the syscall, IPC and signal probes: `./a.out <mode>`.
+const PROBE_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/sched.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/shm.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void *thread_main(void *arg) { return arg; }
+
+int main(int argc, char **argv) {
+    const char *m = argc > 1 ? argv[1] : "";
+    long r = 0;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!strcmp(m, "ptrace")) r = syscall(SYS_ptrace, 0 /* PTRACE_TRACEME */, 0, 0, 0);
+    else if (!strcmp(m, "mount")) r = syscall(SYS_mount, "none", "/tmp", "tmpfs", 0, 0);
+    else if (!strcmp(m, "bpf")) r = syscall(SYS_bpf, 0, 0, 0);
+    else if (!strcmp(m, "unshare")) r = syscall(SYS_unshare, CLONE_NEWUSER);
+    else if (!strcmp(m, "keyctl")) r = syscall(SYS_keyctl, 0, 0, 0, 0, 0);
+    else if (!strcmp(m, "perf_event_open")) r = syscall(SYS_perf_event_open, 0, 0, -1, -1, 0);
+    else if (!strcmp(m, "io_uring_setup")) r = syscall(SYS_io_uring_setup, 1, 0);
+    else if (!strcmp(m, "clone_newuser")) {
+        r = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+        if (r == 0) _exit(0);
+    } else if (!strcmp(m, "clone3")) {
+        struct clone_args ca;
+        memset(&ca, 0, sizeof ca);
+        ca.exit_signal = SIGCHLD;
+        r = syscall(SYS_clone3, &ca, sizeof ca);
+        if (r == 0) _exit(0);
+        printf("clone3=%ld errno=%d\n", r, errno);
+        return 0;
+    } else if (!strcmp(m, "fork_thread")) {
+        pid_t p = fork();
+        if (p == 0) _exit(7);
+        int st = 0;
+        waitpid(p, &st, 0);
+        pthread_t t;
+        int tr = pthread_create(&t, NULL, thread_main, NULL);
+        if (tr == 0) pthread_join(t, NULL);
+        printf("fork=%d thread=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1, tr);
+        return 0;
+    } else if (!strcmp(m, "shm_create")) {
+        int id = shmget(0x5eed, 4096, IPC_CREAT | 0600);
+        int again = shmget(0x5eed, 0, 0);
+        int q = msgget(0x5eed, IPC_CREAT | 0600);
+        printf("created=%d again=%d msg=%d\n", id >= 0, again == id, q >= 0);
+        return 0;
+    } else if (!strcmp(m, "shm_lookup")) {
+        int id = shmget(0x5eed, 0, 0);
+        int e1 = errno;
+        int q = msgget(0x5eed, 0);
+        int e2 = errno;
+        printf("shm=%d shm_errno=%d msg=%d msg_errno=%d\n", id, e1, q, e2);
+        return 0;
+    } else if (!strcmp(m, "segv")) { volatile int *p = 0; *p = 1; }
+    else if (!strcmp(m, "abort")) abort();
+    else if (!strcmp(m, "exit3")) exit(3);
+    else if (!strcmp(m, "hog")) {
+        /* Allocate and touch argv[2] MiB. */
+        size_t n = (size_t)atol(argv[2]) << 20;
+        char *b = malloc(n);
+        if (!b) { printf("malloc failed\n"); return 4; }
+        for (size_t i = 0; i < n; i += 4096) b[i] = 1;
+        printf("touched\n");
+        return 0;
+    } else { printf("unknown mode %s\n", m); return 99; }
+    printf("%s returned %ld errno=%d\n", m, r, errno);
+    return 0;
+}
+"#;
+
+fn probe() -> (Bench, runner::jail::RunDir) {
+    let b = Bench::new();
+    let dir = b.run_dir(0);
+    b.compile_c(&dir, 0, PROBE_C);
+    (b, dir)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces
+
+#[test]
+fn pid_namespace_shows_only_the_job() {
+    if !privileged() {
+        return;
+    }
+    let b = Bench::new();
+    let out = b.sh(
+        "echo self=$$; echo procs=$(ls /proc | grep -E '^[0-9]+$' | tr '\\n' ' '); \
+         test -d /proc/1 && echo init=yes; sleep 0 & echo child=$!",
+    );
+    assert_eq!(out.end, End::Exited(0));
+    let kv = kv(&out.stdout);
+    // Init is pid 1, the program it forks is pid 2.
+    assert_eq!(kv["self"], "2", "the program is the jail's second process");
+    assert_eq!(kv["init"], "yes");
+    let pids: Vec<u32> = kv["procs"]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(pids.contains(&1) && pids.contains(&2), "{pids:?}");
+    assert!(
+        pids.len() <= 6 && pids.iter().all(|&p| p < 10),
+        "only the job's processes: {pids:?}"
+    );
+    assert!(kv["child"].parse::<u32>().unwrap() < 10);
+}
+
+#[test]
+fn mount_namespace_new_root() {
+    if !privileged() {
+        return;
+    }
+    let b = Bench::new();
+    // A host file in the host's /tmp must not appear in the jail's /tmp.
+    let marker = std::env::temp_dir().join(format!("runner-host-marker-{}", std::process::id()));
+    std::fs::write(&marker, b"host").unwrap();
+    let data_dir = b.env.data_dir.display().to_string();
+    let script = format!(
+        r#"
+        for p in /root /var/lib /work /home/jobe/runs/../../../var {data_dir} {marker}; do
+            if [ -e "$p" ]; then echo "visible $p"; fi
+        done
+        touch /x 2>/dev/null && echo "wrote /"
+        touch /usr/x 2>/dev/null && echo "wrote /usr"
+        touch /etc/x 2>/dev/null && echo "wrote /etc"
+        touch /bin/x 2>/dev/null && echo "wrote /bin"
+        mkdir /home/x 2>/dev/null && echo "wrote /home"
+        echo root_opts=$(awk '$2 == "/" {{print $4}}' /proc/mounts | cut -d, -f1)
+        echo usr_opts=$(awk '$2 == "/usr" {{print $4}}' /proc/mounts | cut -d, -f1)
+        touch ./f && echo rundir=ok
+        touch /tmp/t && echo tmp=ok
+        touch /dev/shm/s && echo shm=ok
+        echo dev=$(ls -A /dev | tr '\n' ' ')
+        echo mounts=$(wc -l < /proc/mounts)
+        "#,
+        marker = marker.display()
+    );
+    let out = b.sh(&script);
+    std::fs::remove_file(&marker).unwrap();
+    assert_eq!(out.end, End::Exited(0));
+    let s = text(&out.stdout);
+    assert!(!s.contains("visible"), "host paths visible:\n{s}");
+    assert!(!s.contains("wrote"), "read-only paths written:\n{s}");
+    let kv = kv(&out.stdout);
+    assert_eq!(kv["root_opts"], "ro");
+    assert_eq!(kv["usr_opts"], "ro");
+    assert_eq!(kv["rundir"], "ok");
+    assert_eq!(kv["tmp"], "ok");
+    assert_eq!(kv["shm"], "ok");
+    let dev: BTreeSet<&str> = kv["dev"].split_whitespace().collect();
+    let want: BTreeSet<&str> = [
+        "null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(dev, want);
+}
+
+#[test]
+fn tmp_and_shm_are_private_per_run() {
+    if !privileged() {
+        return;
+    }
+    let b = Bench::new();
+    let first = b.sh("echo secret > /tmp/left; echo secret > /dev/shm/left; ls /tmp /dev/shm");
+    assert_eq!(first.end, End::Exited(0));
+    assert!(text(&first.stdout).matches("left").count() == 2);
+    let second = b.sh("ls -A /tmp /dev/shm; cat /tmp/left /dev/shm/left 2>&1; true");
+    assert_eq!(second.end, End::Exited(0));
+    assert!(
+        !text(&second.stdout).contains("secret"),
+        "{}",
+        text(&second.stdout)
+    );
+    assert!(text(&second.stdout).contains("No such file"));
+}
+
+#[test]
+fn network_namespace_is_empty() {
+    if !privileged() {
+        return;
+    }
+    let b = Bench::new();
+    let py = r#"
+import errno, fcntl, socket, struct
+print("ifaces=" + ",".join(n for _, n in socket.if_nameindex()))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0) + b"\0" * 22)[:18])[1]
+print("lo_up=%d" % (flags & 1))
+try:
+    s.sendto(b"x", ("127.0.0.1", 9))
+    print("udp=sent")
+except OSError as e:
+    print("udp=%d" % e.errno)
+try:
+    s.sendto(b"x", ("10.0.0.1", 9))
+    print("udp_remote=sent")
+except OSError as e:
+    print("udp_remote=%d" % e.errno)
+for name, fam, addr in [("tcp4", socket.AF_INET, ("127.0.0.1", 80)), ("tcp6", socket.AF_INET6, ("::1", 80))]:
+    t = socket.socket(fam, socket.SOCK_STREAM)
+    t.settimeout(2)
+    try:
+        t.connect(addr)
+        print(name + "=connected")
+    except OSError as e:
+        print("%s=%d" % (name, e.errno))
+"#;
+    let out = b.py(py, limits());
+    let dev = b.sh("cat /proc/net/dev");
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(dev.end, End::Exited(0));
+    let ifaces: Vec<String> = text(&dev.stdout)
+        .lines()
+        .skip(2)
+        .map(|l| l.split(':').next().unwrap().trim().to_owned())
+        .collect();
+    assert_eq!(ifaces, ["lo"], "/proc/net/dev");
+    let kv = kv(&out.stdout);
+    assert_eq!(kv["ifaces"], "lo");
+    assert_eq!(kv["lo_up"], "0", "loopback is down");
+    // UDP is not covered by Landlock: the empty namespace alone stops it.
+    assert_eq!(kv["udp"], libc::ENETUNREACH.to_string());
+    assert_eq!(kv["udp_remote"], libc::ENETUNREACH.to_string());
+    let abi = runner::jail::landlock::Abi::detect().expect("landlock").0;
+    // With Landlock ≥ 4 the TCP connect is refused before routing (EACCES); without, the
+    // namespace still makes it fail (ENETUNREACH).
+    let want = if abi >= 4 {
+        libc::EACCES
+    } else {
+        libc::ENETUNREACH
+    };
+    assert_eq!(kv["tcp4"], want.to_string(), "landlock ABI {abi}");
+    assert_eq!(kv["tcp6"], want.to_string(), "landlock ABI {abi}");
+}
+
+#[test]
+fn ipc_namespace_is_private_per_run() {
+    if !privileged() {
+        return;
+    }
+    let (b, dir) = probe();
+    let first = b.spawn(&dir, 0, &["./a.out", "shm_create"], limits(), None);
+    assert_eq!(first.end, End::Exited(0));
+    assert_eq!(text(&first.stdout).trim(), "created=1 again=1 msg=1");
+    let second = b.spawn(&dir, 0, &["./a.out", "shm_lookup"], limits(), None);
+    assert_eq!(second.end, End::Exited(0));
+    assert_eq!(
+        text(&second.stdout).trim(),
+        format!("shm=-1 shm_errno={0} msg=-1 msg_errno={0}", libc::ENOENT)
+    );
+    // Nor did it reach the host's IPC namespace (key 0x5eed = 24301).
+    let host = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    assert!(
+        !host
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some("24301"))
+    );
+}
+
+#[test]
+fn uts_namespace_hostname() {
+    if !privileged() {
+        return;
+    }
+    let out = Bench::new().sh("hostname; uname -n; cat /proc/sys/kernel/hostname");
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(text(&out.stdout), "runner\nrunner\nrunner\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials, Landlock, seccomp, rlimits, environment
+
+#[test]
+fn credentials_are_the_slot_user_without_capabilities() {
+    if !privileged() {
+        return;
+    }
+    let b = Bench::default_uids();
+    for slot in 0..2 {
+        let out = b.run(
+            slot,
+            &[
+                "/bin/sh",
+                "-c",
+                "echo uid=$(id -u) gid=$(id -g) groups=$(id -G); \
+                 grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' \
+                 /proc/self/status",
+            ],
+            limits(),
+            &[],
+            None,
+        );
+        assert_eq!(out.end, End::Exited(0));
+        let s = text(&out.stdout);
+        let uid = 1_990_000 + slot as u32;
+        assert_eq!(b.uid(slot), uid);
+        assert!(
+            s.contains(&format!("uid={uid} gid=1990000 groups=1990000\n")),
+            "{s}"
+        );
+        let status: std::collections::BTreeMap<&str, Vec<&str>> = s
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k, v.split_whitespace().collect()))
+            .collect();
+        let u = uid.to_string();
+        assert_eq!(status["Uid"], [&*u; 4], "real, effective, saved, fs uid");
+        assert_eq!(status["Gid"], ["1990000"; 4]);
+        assert_eq!(status["Groups"], ["1990000"]);
+        for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(status[cap], ["0000000000000000"], "{cap}");
+        }
+        assert_eq!(status["NoNewPrivs"], ["1"]);
+        assert_eq!(status["Seccomp"], ["2"], "seccomp filter mode");
+    }
+}
+
+/// What Landlock adds on top of the mount tree and DAC: /proc is mounted read-write and
+/// `/proc/self/comm` is writable by its owner, so only Landlock's read-only rule for /proc can
+/// refuse the write (EACCES). The run directory (rule: read-write) stays writable. The TCP half
+/// of Landlock is proven in `network_namespace_is_empty` (EACCES instead of ENETUNREACH).
+#[test]
+fn landlock_denies_writes_outside_its_rules() {
+    if !privileged() {
+        return;
+    }
+    let py = r#"
+import os
+def w(path, data):
+    try:
+        with open(path, "w") as f:
+            f.write(data)
+        return "ok"
+    except OSError as e:
+        return str(e.errno)
+print("comm=" + w("/proc/self/comm", "renamed"))
+print("proc_rw=" + ("rw" if any(l.split()[1] == "/proc" and l.split()[3].startswith("rw") for l in open("/proc/mounts")) else "ro"))
+print("owner=%d" % (os.stat("/proc/self/comm").st_uid == os.getuid()))
+print("rundir=" + w("mine.txt", "x"))
+print("tmp=" + w("/tmp/mine.txt", "x"))
+print("devnull=" + w("/dev/null", "x"))
+"#;
+    let out = Bench::new().py(py, limits());
+    assert_eq!(out.end, End::Exited(0));
+    let kv = kv(&out.stdout);
+    assert_eq!(
+        kv["proc_rw"], "rw",
+        "/proc is a read-write mount: DAC and mounts allow it"
+    );
+    assert_eq!(kv["owner"], "1");
+    assert_eq!(
+        kv["comm"],
+        libc::EACCES.to_string(),
+        "Landlock refuses the write"
+    );
+    assert_eq!(kv["rundir"], "ok");
+    assert_eq!(kv["tmp"], "ok");
+    assert_eq!(kv["devnull"], "ok");
+}
+
+#[test]
+fn seccomp_denied_syscalls_end_the_run() {
+    if !privileged() {
+        return;
+    }
+    let (b, dir) = probe();
+    for name in [
+        "ptrace",
+        "mount",
+        "bpf",
+        "unshare",
+        "keyctl",
+        "perf_event_open",
+        "io_uring_setup",
+    ] {
+        let out = b.spawn(&dir, 0, &["./a.out", name], limits(), None);
+        assert_eq!(
+            out.end,
+            End::Syscall(name.to_owned()),
+            "{name}: {}",
+            text(&out.stdout)
+        );
+        assert!(out.stdout.is_empty(), "{name} returned to the program");
+    }
+    let out = b.spawn(&dir, 0, &["./a.out", "clone_newuser"], limits(), None);
+    assert!(
+        matches!(&out.end, End::Syscall(n) if n.contains("clone")),
+        "clone(CLONE_NEWUSER): {:?}",
+        out.end
+    );
+}
+
+/// The fixed rules of every policy: clone3 fails with ENOSYS (the program goes on), ordinary
+/// fork and threads work.
+#[test]
+fn seccomp_clone3_enosys_fork_and_threads_work() {
+    if !privileged() {
+        return;
+    }
+    let (b, dir) = probe();
+    let out = b.spawn(&dir, 0, &["./a.out", "clone3"], limits(), None);
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("clone3=-1 errno={}", libc::ENOSYS)
+    );
+    let out = b.spawn(&dir, 0, &["./a.out", "fork_thread"], limits(), None);
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(text(&out.stdout).trim(), "fork=7 thread=0");
+}
+
+#[test]
+fn rlimits() {
+    if !privileged() {
+        return;
+    }
+    let b = Bench::new();
+    let l = limits();
+    let out = b.sh("echo core=$(ulimit -c); echo fsize=$(ulimit -f); cat /proc/self/limits");
+    assert_eq!(out.end, End::Exited(0));
+    let s = text(&out.stdout);
+    let first = kv(&out.stdout);
+    assert_eq!(first["core"], "0");
+    // dash counts -f in 512-byte blocks, bash in 1024: accept the exact value in either.
+    let fsize: u64 = first["fsize"].parse().unwrap();
+    assert!(
+        fsize == l.disk_bytes / 1024 || fsize == l.disk_bytes / 512,
+        "ulimit -f {fsize}"
+    );
+    let limit = |name: &str| -> Vec<String> {
+        let line = s
+            .lines()
+            .find(|x| x.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}"));
+        line[name.len()..]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(limit("Max core file size")[..2], ["0", "0"]);
+    let disk = l.disk_bytes.to_string();
+    assert_eq!(limit("Max file size")[..2], [disk.clone(), disk.clone()]);
+    assert_eq!(
+        limit("Max stack size")[..2],
+        [(8u64 << 20).to_string(), "unlimited".into()]
+    );
+    let cpu = (l.cpu.as_secs() + 2).to_string();
+    assert_eq!(limit("Max cpu time")[..2], [cpu.clone(), cpu]);
+    assert_eq!(limit("Max open files")[..2], ["8192", "8192"]);
+
+    // Writing past disk_bytes: a shell tool dies of SIGXFSZ…
+    let small = Limits {
+        disk_bytes: 1 << 20,
+        ..limits()
+    };
+    let script = format!("exec head -c {} /dev/zero > big", (1 << 20) + 4096);
+    let out = b.run(0, &["/bin/sh", "-c", &script], small, &[], None);
+    assert_eq!(out.end, End::Signaled(libc::SIGXFSZ));
+    // …and python (which ignores SIGXFSZ) gets EFBIG with the file cut at the limit.
+    let py = "import os\ntry:\n    with open('big', 'wb') as f:\n        f.write(b'x' * (2 << 20))\nexcept OSError as e:\n    print('errno=%d' % e.errno)\nprint('size=%d' % os.path.getsize('big'))\n";
+    let out = b.run(
+        0,
+        &["/usr/bin/python3", "p.py"],
+        small,
+        &[("p.py", py.as_bytes())],
+        None,
+    );
+    assert_eq!(out.end, End::Exited(0));
+    let res = kv(&out.stdout);
+    assert_eq!(res["errno"], libc::EFBIG.to_string(), "File too large");
+    assert_eq!(res["size"], (1u64 << 20).to_string());
+}
+
+#[test]
+fn environment_cwd_and_stdin() {
+    if !privileged() {
+        return;
+    }
+    let b = Bench::new();
+    // `env` run directly (no shell adding PWD and friends): exactly what the step sets.
+    let out = b.run(0, &["/usr/bin/env"], limits(), &[], None);
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(
+        text(&out.stdout),
+        "PATH=/usr/local/bin:/usr/bin:/bin\nLANG=C.UTF-8\n"
+    );
+    let dir = b.run_dir(0);
+    let out = b.spawn(
+        &dir,
+        0,
+        &["/usr/bin/python3", "-c", "import os; print(os.getcwd())"],
+        limits(),
+        None,
+    );
+    assert_eq!(out.end, End::Exited(0));
+    let cwd = text(&out.stdout).trim().to_owned();
+    assert_eq!(cwd, dir.jail);
+    let name = cwd
+        .strip_prefix("/home/jobe/runs/jobe_")
+        .expect("cwd prefix");
+    assert!(
+        name.len() == 6 && name.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{cwd}"
+    );
+
+    let input = b"line one\n\0binary\xff\nlast";
+    let out = b.run(0, &["/bin/cat"], limits(), &[], Some(input));
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(out.stdout, input);
+    let out = b.run(
+        0,
+        &["/bin/sh", "-c", "readlink /proc/self/fd/0; cat; echo eof"],
+        limits(),
+        &[],
+        None,
+    );
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(text(&out.stdout), "/dev/null\neof\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cgroups and verdicts (also run in the pure cgroup v2 VM)
+
+#[test]
+fn vm_memory_limit_is_mle() {
+    if !privileged() {
+        return;
+    }
+    let (b, dir) = probe();
+    let k = slowdown();
+    let l = Limits {
+        memory_bytes: 64 << 20,
+        cpu: Duration::from_secs_f64(3.0 * k),
+        wall: Duration::from_secs_f64(6.0 * k),
+        ..limits()
+    };
+    // Under the limit: fine.
+    let out = b.spawn(&dir, 0, &["./a.out", "hog", "16"], l, None);
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(text(&out.stdout), "touched\n");
+    // Twice the limit, touched: the kernel's OOM killer, reported as Memory.
+    let out = b.spawn(&dir, 0, &["./a.out", "hog", "128"], l, None);
+    assert_eq!(out.end, End::Memory);
+    assert!(!text(&out.stdout).contains("touched"));
+}
+
+#[test]
+fn vm_cpu_limit() {
+    if !privileged() {
+        return;
+    }
+    let _g = cpu_lock();
+    let k = slowdown();
+    let l = Limits {
+        cpu: Duration::from_millis(500),
+        wall: Duration::from_secs_f64(5.0 * k),
+        ..limits()
+    };
+    let out = Bench::new().run(0, &["/bin/sh", "-c", "while :; do :; done"], l, &[], None);
+    assert_eq!(out.end, End::CpuTime);
+    let hi = if k > 1.0 { 1.5 } else { 0.7 };
+    assert!(
+        (0.5..=hi).contains(&out.usage.cpu_secs),
+        "cpu {} s for a 0.5 s budget",
+        out.usage.cpu_secs
+    );
+}
+
+#[test]
+fn vm_cpu_budget_summed_over_processes() {
+    if !privileged() {
+        return;
+    }
+    let _g = cpu_lock();
+    let k = slowdown();
+    let l = Limits {
+        cpu: Duration::from_secs(1),
+        wall: Duration::from_secs_f64(5.0 * k),
+        ..limits()
+    };
+    let script = "for i in 1 2 3 4; do (while :; do :; done) & done; wait";
+    let out = Bench::new().run(0, &["/bin/sh", "-c", script], l, &[], None);
+    assert_eq!(out.end, End::CpuTime);
+    assert!(out.usage.cpu_secs >= 1.0, "{:?}", out.usage);
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // With several CPUs the four processes spend the budget faster than the wall clock runs.
+    let bound = if ncpu > 1 { 1.0 } else { 1.5 } * k;
+    assert!(out.usage.wall_secs < bound, "{:?}", out.usage);
+}
+
+#[test]
+fn vm_wall_limit() {
+    if !privileged() {
+        return;
+    }
+    let k = slowdown();
+    let l = Limits {
+        wall: Duration::from_secs(1),
+        ..limits()
+    };
+    let t = Instant::now();
+    let out = Bench::new().run(0, &["/bin/sleep", "10"], l, &[], None);
+    let elapsed = t.elapsed().as_secs_f64();
+    assert_eq!(out.end, End::WallTime);
+    assert!(out.usage.wall_secs >= 1.0, "{:?}", out.usage);
+    assert!(elapsed < 1.0 + 1.0 * k, "{elapsed} s");
+}
+
+#[test]
+fn vm_fork_bomb_contained() {
+    if !privileged() {
+        return;
+    }
+    let k = slowdown();
+    let l = Limits {
+        procs: 16,
+        wall: Duration::from_secs_f64(3.0 * k),
+        cpu: Duration::from_secs_f64(3.0 * k),
+        ..limits()
+    };
+    let b = Bench::new();
+    // The pids limit holds: starting 40 sleepers fails at a fork (dash gives up with exit 2),
+    // and the sleepers die with the shell instead of keeping the run alive for 5 s.
+    let t = Instant::now();
+    let script = "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; echo all started";
+    let out = b.run(0, &["/bin/sh", "-c", script], l, &[], None);
+    assert_eq!(out.end, End::Exited(2));
+    assert!(!text(&out.stdout).contains("all started"));
+    assert!(text(&out.stderr).contains("fork"), "{}", text(&out.stderr));
+    assert!(t.elapsed().as_secs_f64() < 4.0 * k);
+    // The classic bomb ends (no hang) and leaves nothing behind.
+    let t = Instant::now();
+    let out = b.run(0, &["/bin/sh", "-c", "b(){ b|b& }; b"], l, &[], None);
+    assert!(
+        matches!(
+            out.end,
+            End::Exited(_) | End::Signaled(_) | End::CpuTime | End::WallTime
+        ),
+        "{:?}",
+        out.end
+    );
+    assert!(t.elapsed().as_secs_f64() < 4.0 * k);
+    let left = host_pids_of_uid(b.uid(0));
+    assert!(
+        left.is_empty(),
+        "processes of the slot uid left on the host: {left:?}"
+    );
+}
+
+/// Host cgroup directories (v2 and v1) of the processes of `uid`, found by polling /proc.
+fn watch_cgroups(uid: u32, stop: &std::sync::atomic::AtomicBool) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for pid in host_pids_of_uid(uid) {
+            if let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+                for line in cg.lines() {
+                    let mut f = line.splitn(3, ':');
+                    let (Some(_), Some(ctrl), Some(path)) = (f.next(), f.next(), f.next()) else {
+                        continue;
+                    };
+                    if path.contains("/job-") {
+                        seen.insert(format!("{ctrl}:{path}"));
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    seen
+}
+
+/// Every directory under /sys/fs/cgroup whose path ends with `suffix`.
+fn cgroup_dirs_ending(suffix: &str) -> Vec<std::path::PathBuf> {
+    fn walk(d: &std::path::Path, suffix: &str, depth: u32, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if p.to_string_lossy().ends_with(suffix) {
+                out.push(p.clone());
+            }
+            if depth < 8 {
+                walk(&p, suffix, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(std::path::Path::new("/sys/fs/cgroup"), suffix, 0, &mut out);
+    out
+}
+
+#[test]
+fn vm_nothing_survives() {
+    if !privileged() {
+        return;
+    }
+    let k = slowdown();
+    let b = Bench::new();
+    let uid = b.uid(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let dir = b.run_dir(0);
+    let host_dir = dir.host.clone();
+    let (out, cgroups) = std::thread::scope(|s| {
+        let w = s.spawn(|| watch_cgroups(uid, &stop));
+        // A daemon in its own session, a double-forked orphan, a plain background job; the
+        // program sleeps a little so the watcher sees the job's cgroup, then exits 0.
+        let script = "setsid sh -c 'sleep 100' & (sleep 100 &) ; sleep 100 & \
+                      sleep 0.3; echo started";
+        let l = Limits {
+            wall: Duration::from_secs_f64(4.0 * k),
+            ..limits()
+        };
+        let out = b.spawn(&dir, 0, &["/bin/sh", "-c", script], l, None);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, w.join().unwrap())
+    });
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(text(&out.stdout), "started\n");
+    let left = host_pids_of_uid(uid);
+    assert!(
+        left.is_empty(),
+        "processes of the slot uid after spawn returned: {left:?}"
+    );
+    assert!(!cgroups.is_empty(), "the watcher saw no job cgroup");
+    // The job's cgroup directories are gone once spawn returns.
+    let mut runner_dirs = BTreeSet::new();
+    for cg in &cgroups {
+        let path = cg.split_once(':').unwrap().1;
+        let job = path.rsplit('/').next().unwrap();
+        let runner = path.rsplit('/').nth(1).unwrap();
+        assert!(runner.starts_with("runner-"), "{cg}");
+        runner_dirs.insert(runner.to_owned());
+        let found = cgroup_dirs_ending(&format!("{runner}/{job}"));
+        assert!(found.is_empty(), "job cgroup left: {found:?}");
+    }
+    let found: Vec<_> = runner_dirs
+        .iter()
+        .flat_map(|r| cgroup_dirs_ending(r))
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "the jail's own subtree exists while it lives"
+    );
+    assert!(host_dir.exists());
+    drop(dir);
+    assert!(!host_dir.exists(), "run directory left after drop");
+    drop(b);
+    let found: Vec<_> = runner_dirs
+        .iter()
+        .flat_map(|r| cgroup_dirs_ending(r))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "runner cgroup subtree left after the jail was dropped: {found:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output and how programs end
+
+#[test]
+fn output_is_capped_without_blocking() {
+    if !privileged() {
+        return;
+    }
+    let cap = 64 * 1024;
+    let l = Limits {
+        stream_bytes: cap,
+        ..limits()
+    };
+    let script = format!(
+        "head -c {0} /dev/zero | tr '\\0' o; head -c {0} /dev/zero | tr '\\0' e >&2; echo done >&2; exit 0",
+        3 * cap
+    );
+    let out = Bench::new().run(0, &["/bin/sh", "-c", &script], l, &[], None);
+    assert_eq!(
+        out.end,
+        End::Exited(0),
+        "the program was not blocked by the cap"
+    );
+    assert_eq!(out.stdout.len() as u64, cap);
+    assert!(out.stdout.iter().all(|&c| c == b'o'));
+    assert_eq!(out.stderr.len() as u64, cap);
+    assert!(
+        out.stderr.iter().all(|&c| c == b'e'),
+        "stderr is a separate stream"
+    );
+    // Small outputs come through whole, each on its own stream.
+    let out = Bench::new().sh("echo out; echo err >&2");
+    assert_eq!(
+        (text(&out.stdout).as_str(), text(&out.stderr).as_str()),
+        ("out\n", "err\n")
+    );
+}
+
+#[test]
+fn signals_and_exit_codes() {
+    if !privileged() {
+        return;
+    }
+    let (b, dir) = probe();
+    let cases = [
+        ("segv", End::Signaled(libc::SIGSEGV)),
+        ("abort", End::Signaled(libc::SIGABRT)),
+        ("exit3", End::Exited(3)),
+    ];
+    for (mode, want) in cases {
+        let out = b.spawn(&dir, 0, &["./a.out", mode], limits(), None);
+        assert_eq!(out.end, want, "{mode}");
+    }
+    let out = b.spawn(&dir, 0, &["./missing"], limits(), None);
+    assert_eq!(out.end, End::ExecFailed(libc::ENOENT));
+}
