@@ -8,7 +8,7 @@
 //!
 //! Two processes live here:
 //! 1. the jail's **init** (pid 1 of the new pid namespace): makes the mount tree, joins the slot's
-//!    network namespace, waits for the parent's "go" (cgroup v1 attach done), forks the program
+//!    network namespace, waits for the parent's "go" (it checked our cgroup), forks the program
 //!    and reports its wait status; when init exits the kernel kills everything left in the
 //!    namespace;
 //! 2. the **program**: drops to the slot's uid, applies rlimits, Landlock and seccomp, execs.
@@ -23,6 +23,7 @@ use super::sys::{self, Errno};
 #[repr(u32)]
 pub(super) enum Step {
     ParentDeath = 1,
+    OomScore,
     MountPrivate,
     MountOp,
     PivotRoot,
@@ -70,6 +71,7 @@ impl Step {
     pub(super) fn name(self) -> &'static str {
         match self {
             Step::ParentDeath => "set the parent-death signal",
+            Step::OomScore => "set oom_score_adj",
             Step::MountPrivate => "make mounts private",
             Step::MountOp => "build the mount tree",
             Step::PivotRoot => "pivot_root",
@@ -146,6 +148,9 @@ pub(super) struct Prepared {
     pub(super) envp: Vec<CString>,
 }
 
+/// Size of the stack the program's side runs on until exec (it needs a few KiB).
+pub(super) const PROGRAM_STACK: usize = 256 * 1024;
+
 /// NULL-terminated pointer arrays into a `Prepared`'s argv and envp, for `execve`.
 pub(super) struct Ptrs {
     pub(super) argv: Vec<*const c_char>,
@@ -183,7 +188,7 @@ fn check<T>(p: &Prepared, step: Step, r: Result<T, Errno>) -> T {
 }
 
 /// The jail's init. Never returns.
-pub(super) fn init(p: &Prepared, ptrs: &Ptrs) -> ! {
+pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
     // 0. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
     //    namespace: no jailed process outlives the daemon. (The death signal follows the parent
     //    *thread*; clone3 runs on a tokio worker, which lives as long as the runtime.)
@@ -201,7 +206,7 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs) -> ! {
     let adj = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY);
     check(
         p,
-        Step::ParentDeath,
+        Step::OomScore,
         adj.and_then(|fd| {
             let r = sys::write_all(fd, b"1000");
             sys::close(fd);
@@ -264,18 +269,21 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs) -> ! {
     if let Some(fd) = p.netns {
         check(p, Step::JoinNetns, sys::setns(fd, libc::CLONE_NEWNET));
     }
-    // 5. Wait until the parent has put us into the v1 cgroups (hybrid hosts): memory and pids
-    //    limits must hold before the program runs. EOF means the parent gave up.
+    // 5. Wait until the parent has checked that we are in the job's cgroup (its limits must hold
+    //    before the program runs). EOF means the parent gave up.
     let mut go = [0u8; 1];
     match sys::read(p.go_r, &mut go) {
         Ok(1) => {}
         Ok(_) => sys::exit(126),
         Err(e) => fail(p.err_w, Step::WaitGo, e),
     }
-    let child = check(p, Step::Fork, sys::fork_raw());
-    if child == 0 {
-        program(p, ptrs);
-    }
+    // vfork-style: the program runs on `stack` in our memory until it execs, so the daemon's
+    // page tables are not copied a second time (clone3 above already copied them once).
+    let child = check(
+        p,
+        Step::Fork,
+        sys::vfork_on_stack(stack, &mut || program(p, ptrs)),
+    );
     // Init keeps only the status pipe: the program's pipes must reach EOF when it is gone.
     sys::close_all_except(&[p.status_w]);
     // 6. Reap everything (orphans are re-parented to us) until the program itself exits, then

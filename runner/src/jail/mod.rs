@@ -628,10 +628,11 @@ impl Jail {
     ///  2. pipes, stdin memfd, Landlock ruleset, argv/env, mount plan — all prepared here, because
     ///     the child may not allocate;
     ///  3. clone3 into new pid, mount, ipc, uts and cgroup namespaces, directly into the job's v2
-    ///     cgroup;
+    ///     cgroup — on hybrid hosts from the slot's spawner thread, which sits in the slot's v1
+    ///     groups;
     ///  4. (child/init) private mounts, new root, pivot_root, hostname, slot netns;
-    ///  5. (parent) v1 cgroup attach on hybrid hosts, then "go";
-    ///  6. (child/init) fork the program; (program) stdio, chdir, rlimits, capabilities and uid,
+    ///  5. (parent) check the child is in its job cgroup (fail closed), then "go";
+    ///  6. (child/init) vfork the program; (program) stdio, chdir, rlimits, capabilities and uid,
     ///     no_new_privs, Landlock, seccomp with a listener passed to us, exec;
     ///  7. (parent) watch: exit, wall clock, CPU budget, OOM, denied syscalls — kill on any;
     ///  8. collect output and counters, kill the cgroup, remove it.
@@ -689,8 +690,9 @@ impl Jail {
         let task = move || {
             // Allocation is fine here (before the clone); the child only reads `prepared`.
             let ptrs = child::Ptrs::new(&prepared);
+            let mut stack = vec![0u8; child::PROGRAM_STACK];
             let res = match sys::clone3(flags, cgroup_fd) {
-                Ok(None) => child::init(&prepared, &ptrs),
+                Ok(None) => child::init(&prepared, &ptrs, &mut stack),
                 Ok(Some(parent)) => Ok(parent),
                 Err(e) => Err(e),
             };

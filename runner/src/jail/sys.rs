@@ -80,12 +80,33 @@ pub(super) fn clone3(
     Ok(Some((ret as i32, pidfd)))
 }
 
-/// A plain fork through the raw `clone` syscall, bypassing libc's atfork handlers (which may take
-/// locks held by threads that do not exist in the child). Returns 0 in the child.
-pub(super) fn fork_raw() -> Result<i32, Errno> {
-    // SAFETY: clone with only SIGCHLD and a null stack behaves as fork(2); no pointers are passed.
-    let ret = cvt(unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as c_ulong, 0, 0, 0, 0) })?;
-    Ok(ret as i32)
+/// Runs `f` in a child made with `clone(CLONE_VM | CLONE_VFORK)` on `stack`, as posix_spawn
+/// does: the child shares our memory (no page-table copy of the daemon-sized address space) and
+/// we are suspended until it execs or exits. `f` should not return (it execs or `_exit`s). Returns
+/// the child's pid.
+pub(super) fn vfork_on_stack(stack: &mut [u8], f: &mut dyn FnMut()) -> Result<i32, Errno> {
+    extern "C" fn trampoline(arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` points at the `&mut dyn FnMut` below, which lives in the parent's frame;
+        // the parent is suspended (CLONE_VFORK) until the child execs or exits.
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut()) };
+        f();
+        // Not reached: `f` execs or exits. Should it return, glibc's clone exits with this.
+        127
+    }
+    // The stack grows down: start at the (16-byte aligned) end of the buffer.
+    let end = stack.as_mut_ptr_range().end as usize & !15;
+    let mut f: &mut dyn FnMut() = f;
+    // SAFETY: `stack` is ours and unused while the child runs on it (we are suspended); the
+    // trampoline's argument outlives the child's use of it, as above.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            end as *mut c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut f as *mut &mut dyn FnMut() as *mut c_void,
+        )
+    };
+    cvt_int(pid)
 }
 
 pub(super) fn mount(
