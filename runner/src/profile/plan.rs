@@ -23,7 +23,7 @@ pub struct Limits {
 /// One command to run in a jail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
-    /// argv[0] is resolved by the jail: an absolute path, or `./name` relative to the run dir, or
+    /// `argv[0]` is resolved by the jail: an absolute path, or `./name` relative to the run dir, or
     /// a bare name looked up in the jail's PATH.
     pub argv: Vec<String>,
     /// The complete environment: the jail adds nothing.
