@@ -43,6 +43,7 @@ const PIDS_MAX: &str = "pids.max";
 const V1_MEMORY_LIMIT: &str = "memory.limit_in_bytes";
 const V1_MEMORY_MAX_USAGE: &str = "memory.max_usage_in_bytes";
 const V1_MEMORY_SWAPPINESS: &str = "memory.swappiness";
+const V1_MEMSW_LIMIT: &str = "memory.memsw.limit_in_bytes";
 const V1_OOM_CONTROL: &str = "memory.oom_control";
 const V1_EVENT_CONTROL: &str = "cgroup.event_control";
 
@@ -319,11 +320,13 @@ impl Cgroups {
         let memory = mem_base.join(&name);
         fs::create_dir(&memory).map_err(io_err("create", &memory))?;
         let slot = SlotCgroup {
+            // Swap accounting is a boot option (swapaccount=1); without it there is no memsw.
+            memsw: memory.join(V1_MEMSW_LIMIT).exists(),
             memory,
             pids: pids_base.join(&name),
         };
         fs::create_dir(&slot.pids).map_err(io_err("create", &slot.pids))?;
-        // Best effort: keeps a job's pages out of swap should the host add swap later.
+        // Without swap accounting, keep a job's pages out of swap at least (best effort).
         let _ = fs::write(slot.memory.join(V1_MEMORY_SWAPPINESS), "0");
         Ok(Some(slot))
     }
@@ -407,6 +410,7 @@ impl Cgroups {
 pub struct SlotCgroup {
     memory: PathBuf,
     pids: PathBuf,
+    memsw: bool,
 }
 
 impl SlotCgroup {
