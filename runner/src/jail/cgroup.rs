@@ -368,10 +368,16 @@ impl Cgroups {
                 // The slot's groups are reused run after run: set this run's limits, restart the
                 // peak, and remember the OOM counter to count only this run's kills. The
                 // spawner thread is one more task in the pids group.
-                write(
-                    &slot.memory.join(V1_MEMORY_LIMIT),
-                    &memory_bytes.to_string(),
-                )?;
+                let limit = memory_bytes.to_string();
+                if slot.memsw {
+                    // Swap off: memory+swap = memory. The kernel wants memsw >= memory at every
+                    // step, so open memsw up, set memory, then close memsw down to it.
+                    write(&slot.memory.join(V1_MEMSW_LIMIT), "-1")?;
+                    write(&slot.memory.join(V1_MEMORY_LIMIT), &limit)?;
+                    write(&slot.memory.join(V1_MEMSW_LIMIT), &limit)?;
+                } else {
+                    write(&slot.memory.join(V1_MEMORY_LIMIT), &limit)?;
+                }
                 write(&slot.memory.join(V1_MEMORY_MAX_USAGE), "0")?;
                 write(
                     &slot.pids.join(PIDS_MAX),

@@ -145,6 +145,12 @@ impl Ruleset {
             .map_err(sys::Errno::into_io)
     }
 
+    /// Grants `access` beneath an already opened (O_PATH) directory or file.
+    pub fn allow_fd(&self, fd: std::os::fd::BorrowedFd<'_>, access: u64) -> std::io::Result<()> {
+        sys::landlock_add_path_rule(self.fd.as_raw_fd(), access, fd.as_raw_fd())
+            .map_err(sys::Errno::into_io)
+    }
+
     pub fn raw(&self) -> i32 {
         self.fd.as_raw_fd()
     }

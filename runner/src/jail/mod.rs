@@ -312,6 +312,9 @@ pub struct Jail {
     root: PathBuf,
     runs: PathBuf,
     system: Vec<SysEntry>,
+    /// Landlock rules every jail gets, as O_PATH descriptors opened once at start-up: the system
+    /// directories (read, execute) and the device nodes.
+    landlock_base: Vec<(OwnedFd, u64)>,
     gid: u32,
     uid_base: u32,
     ncpu: u32,
@@ -350,8 +353,29 @@ impl Jail {
             }
         }
         let cgroups = Cgroups::setup(&cfg.kernel)?;
+        let mut landlock_base = Vec::new();
+        let mut base_rule = |p: &Path, access: u64| -> Result<(), JailError> {
+            let fd = sys::open_owned(&cpath(p)?, libc::O_PATH)
+                .map_err(|e| io_err("open", p)(e.into_io()))?;
+            landlock_base.push((fd, access));
+            Ok(())
+        };
+        for e in &system {
+            if let SysEntry::Dir(p) = e {
+                base_rule(p, landlock::RX)?;
+            }
+        }
+        for d in DEV_NODES {
+            let access = if d.ends_with("random") {
+                landlock::READ_FILE
+            } else {
+                abi.dev_rw()
+            };
+            base_rule(&Path::new("/dev").join(d), access)?;
+        }
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         Ok(Jail {
+            landlock_base,
             cgroups,
             abi,
             policies,
@@ -600,26 +624,20 @@ impl Jail {
             call: "landlock_create_ruleset",
             source,
         })?;
-        let allow = |p: &Path, a: u64| rs.allow(p, a).map_err(io_err("add a Landlock rule for", p));
-        for e in &self.system {
-            if let SysEntry::Dir(p) = e {
-                allow(p, landlock::RX)?;
-            }
+        for (fd, access) in &self.landlock_base {
+            rs.allow_fd(fd.as_fd(), *access)
+                .map_err(|source| JailError::Syscall {
+                    call: "landlock_add_rule",
+                    source,
+                })?;
         }
+        let allow = |p: &Path, a: u64| rs.allow(p, a).map_err(io_err("add a Landlock rule for", p));
         for p in spec.extra_ro {
             if Path::new(p).exists() {
                 allow(Path::new(p), landlock::RX)?;
             }
         }
         allow(&spec.run_dir.host, self.abi.rw())?;
-        for d in DEV_NODES {
-            let access = if d.ends_with("random") {
-                landlock::READ_FILE
-            } else {
-                self.abi.dev_rw()
-            };
-            allow(&Path::new("/dev").join(d), access)?;
-        }
         Ok(rs)
     }
 
