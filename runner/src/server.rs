@@ -139,11 +139,17 @@ pub async fn serve(cfg: Config) -> Result<()> {
         FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes)
             .context("cannot open the file cache")?,
     );
-    let state = Arc::new(AppState::new(rt.scheduler.clone(), cache, cfg.api.clone()));
+    let state = Arc::new(
+        AppState::new(rt.scheduler.clone(), cache, cfg.api.clone())
+            .with_metrics(rt.scheduler.metrics()),
+    );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    tracing::info!(listen = %cfg.listen, "serving the Jobe API at /jobe/index.php/restapi/");
+    tracing::info!(
+        listen = %cfg.listen,
+        "serving the Jobe API at /jobe/index.php/restapi/ (and GET /metrics, GET /health)"
+    );
     api::serve(listener, state, shutdown_signal())
         .await
         .context("server failed")?;
@@ -226,6 +232,7 @@ pub async fn run_once(
             ..Params::default()
         },
         debug: false,
+        details: false,
     };
     let result = rt
         .scheduler

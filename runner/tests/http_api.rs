@@ -61,6 +61,19 @@ impl Executor for FakeExecutor {
                     "cgroup write failed at /sys/fs/cgroup/secret".to_owned(),
                 )),
                 "binary" => Ok(ok(b"A\x01\tB\r\n\xff\xc3(\n".to_vec())),
+                "segv" => Ok(RunResult {
+                    outcome: Outcome::RuntimeError,
+                    cmpinfo: Vec::new(),
+                    stdout: Vec::new(),
+                    stderr: b"Segmentation fault\n".to_vec(),
+                    usage: Usage {
+                        cpu_secs: 0.25,
+                        wall_secs: 0.5,
+                        peak_memory_bytes: 3 << 20,
+                        exit_code: None,
+                        signal: Some(11),
+                    },
+                }),
                 "slow" => {
                     tokio::time::sleep(Duration::from_millis(400)).await;
                     Ok(ok(b"slow done".to_vec()))
@@ -74,6 +87,7 @@ impl Executor for FakeExecutor {
 struct Server {
     addr: SocketAddr,
     fake: Arc<FakeExecutor>,
+    state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
@@ -88,12 +102,13 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, state, async {
+        let task = tokio::spawn(serve(listener, state.clone(), async {
             let _ = rx.await;
         }));
         Server {
             addr,
             fake,
+            state,
             stop: Some(stop),
             task,
             _dir: dir,
@@ -761,6 +776,237 @@ fn test_header_read_timeout_closes_slow_clients() {
         // And the server still works.
         let r = request(s.addr, "GET", &format!("{BASE}/languages"), &[], None).await;
         assert_eq!(r.status, 200);
+        s.shutdown().await;
+    });
+}
+
+async fn get(s: &Server, method: &str, path: &str) -> Resp {
+    request(s.addr, method, path, &[], None).await
+}
+
+/// The value of the sample line `name` (exact name and labels) in a metrics body.
+fn sample(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .map(str::to_owned)
+}
+
+#[test]
+fn test_metrics_count_runs_and_requests() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let r = get(&s, "GET", "/metrics").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert_eq!(
+            sample(&r.text(), "runner_ebpf_active").as_deref(),
+            Some("0")
+        );
+        assert!(!r.text().contains("runner_runs_total{"), "{}", r.text());
+
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "python3", "sourcecode": "x"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        // Unknown language: a 400, never a label.
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "cobol\"}", "sourcecode": "x"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 400);
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "overload"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.json()["outcome"], 21);
+        // File cache: one miss (HEAD), one PUT, one hit (HEAD).
+        let id = md5ish(7);
+        assert_eq!(
+            get(&s, "HEAD", &format!("{BASE}/files/{id}")).await.status,
+            404
+        );
+        assert_eq!(put_file(&s, &id, b"data").await.status, 204);
+        assert_eq!(
+            get(&s, "HEAD", &format!("{BASE}/files/{id}")).await.status,
+            204
+        );
+        assert_eq!(get(&s, "GET", "/nowhere").await.status, 404);
+        assert_eq!(get(&s, "HEAD", "/metrics").await.status, 200);
+
+        let t = get(&s, "GET", "/metrics").await.text();
+        for (k, v) in [
+            (
+                "runner_runs_total{lang=\"python3\",outcome=\"success\"}",
+                "1",
+            ),
+            (
+                "runner_runs_total{lang=\"c\",outcome=\"server_overload\"}",
+                "1",
+            ),
+            ("runner_overload_total", "1"),
+            ("runner_run_cpu_seconds_count", "1"),
+            (
+                "runner_http_requests_total{route=\"runs\",status=\"200\"}",
+                "2",
+            ),
+            (
+                "runner_http_requests_total{route=\"runs\",status=\"400\"}",
+                "1",
+            ),
+            (
+                "runner_http_requests_total{route=\"metrics\",status=\"200\"}",
+                "2",
+            ),
+            (
+                "runner_http_requests_total{route=\"head_file\",status=\"404\"}",
+                "1",
+            ),
+            (
+                "runner_http_requests_total{route=\"head_file\",status=\"204\"}",
+                "1",
+            ),
+            (
+                "runner_http_requests_total{route=\"put_file\",status=\"204\"}",
+                "1",
+            ),
+            (
+                "runner_http_requests_total{route=\"unrouted\",status=\"404\"}",
+                "1",
+            ),
+            ("runner_file_cache_hits_total", "1"),
+            ("runner_file_cache_misses_total", "1"),
+            ("runner_file_cache_bytes", "4"),
+            ("runner_draining", "0"),
+        ] {
+            assert_eq!(sample(&t, k).as_deref(), Some(v), "{k} in\n{t}");
+        }
+        assert!(!t.contains("cobol"), "client input became a label");
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_every_metric_family_has_a_sample() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        // The scheduler's gauges (queue, slots) are set by `sched`; with the fake executor the
+        // test drives them through the shared registry as the scheduler does.
+        let m = s.state.metrics.clone();
+        m.set_slots_total(2);
+        m.queue_enter();
+        m.queue_leave(Duration::from_millis(3));
+        m.slot_taken();
+        m.slot_released();
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "python3", "sourcecode": "x"}),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let t = get(&s, "GET", "/metrics").await.text();
+        for family in runner::metrics::FAMILIES {
+            assert!(
+                t.contains(&format!("# TYPE {family} ")),
+                "{family} not declared"
+            );
+            let has_sample = t.lines().any(|l| {
+                !l.starts_with('#')
+                    && l.strip_prefix(family)
+                        .is_some_and(|rest| rest.starts_with([' ', '{', '_']))
+            });
+            assert!(has_sample, "{family} has no sample in\n{t}");
+        }
+        assert_eq!(sample(&t, "runner_slots_total").as_deref(), Some("2"));
+        assert_eq!(
+            sample(&t, "runner_queue_wait_seconds_count").as_deref(),
+            Some("1")
+        );
+        s.shutdown().await;
+    });
+}
+
+#[test]
+fn test_health_ready_then_draining() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let r = get(&s, "GET", "/health").await;
+        assert_eq!(r.status, 200);
+        r.assert_json_headers();
+        assert_eq!(r.text(), r#"{"status":"ready"}"#);
+        assert_eq!(get(&s, "HEAD", "/health/").await.status, 200);
+        assert_eq!(get(&s, "POST", "/health").await.status, 404);
+        // What `serve` does when shutdown begins (the listener closes right after, so a load
+        // balancer sees 503 on connections still open, then refused connections).
+        s.state.begin_drain();
+        let r = get(&s, "GET", "/health").await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.text(), r#"{"status":"draining"}"#);
+        let t = get(&s, "GET", "/metrics").await.text();
+        assert_eq!(sample(&t, "runner_draining").as_deref(), Some("1"));
+        s.shutdown().await;
+
+        // And `serve` sets the flag itself when its shutdown future resolves.
+        let s = Server::start(ApiConfig::default()).await;
+        let state = s.state.clone();
+        assert!(!state.is_draining());
+        s.shutdown().await;
+        assert!(state.is_draining());
+    });
+}
+
+#[test]
+fn test_details_only_when_asked() {
+    bounded(async {
+        let s = Server::start(ApiConfig::default()).await;
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "segv"}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            r.text(),
+            r#"{"run_id":null,"outcome":12,"cmpinfo":"","stdout":"","stderr":"Segmentation fault\n"}"#
+        );
+        for off in [
+            serde_json::json!(false),
+            serde_json::json!(0),
+            serde_json::json!(""),
+        ] {
+            let r = post_run(&s, serde_json::json!({"language_id": "c", "sourcecode": "segv", "runner_details": off}), None).await;
+            assert_eq!(r.json().as_object().unwrap().len(), 5, "{}", r.text());
+        }
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "segv", "runner_details": true}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            r.text(),
+            r#"{"run_id":null,"outcome":12,"cmpinfo":"","stdout":"","stderr":"Segmentation fault\n","details":{"cpu_seconds":0.25,"wall_seconds":0.5,"peak_memory_bytes":3145728,"exit_code":null,"signal":11}}"#
+        );
+        assert!(s.jobs().last().unwrap().details);
+        let r = post_run(
+            &s,
+            serde_json::json!({"language_id": "c", "sourcecode": "x", "runner_details": 1}),
+            None,
+        )
+        .await;
+        let d = &r.json()["details"];
+        assert_eq!(d["exit_code"], serde_json::Value::Null);
+        assert_eq!(d["peak_memory_bytes"], 0);
         s.shutdown().await;
     });
 }

@@ -97,11 +97,10 @@ impl Daemon {
         let cache = Arc::new(
             FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes).expect("file cache"),
         );
-        let state = Arc::new(AppState::new(
-            runtime.scheduler.clone(),
-            cache,
-            cfg.api.clone(),
-        ));
+        let state = Arc::new(
+            AppState::new(runtime.scheduler.clone(), cache, cfg.api.clone())
+                .with_metrics(runtime.scheduler.metrics()),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, rx) = oneshot::channel();

@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,6 +40,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::cache::FileCache;
+use crate::metrics::Metrics;
 use crate::sched::Executor;
 
 use self::error::ApiError;
@@ -50,6 +51,7 @@ const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 const CACHE_CONTROL: &str = "no-store, max-age=0, no-cache";
 const API_KEY_HEADER: &str = "x-api-key";
 const JOB_ID_HEADER: &str = "x-coderunner-job-id";
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Settings of the HTTP front end.
 #[derive(Debug, Clone)]
@@ -87,19 +89,44 @@ pub struct AppState {
     pub executor: Arc<dyn Executor>,
     pub cache: Arc<FileCache>,
     pub config: ApiConfig,
+    /// The daemon's registry; share the scheduler's with [`AppState::with_metrics`].
+    pub metrics: Arc<Metrics>,
     rate_limiter: RateLimiter,
     request_seq: AtomicU64,
+    draining: AtomicBool,
 }
 
 impl AppState {
+    /// A state with its own fresh metrics registry.
     pub fn new(executor: Arc<dyn Executor>, cache: Arc<FileCache>, config: ApiConfig) -> Self {
         AppState {
             executor,
             cache,
             config,
+            metrics: Arc::new(Metrics::new()),
             rate_limiter: RateLimiter::default(),
             request_seq: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// Uses `metrics` (e.g. `Scheduler::metrics()`) so api and sched update one registry.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Marks the daemon as draining: `GET /health` answers 503 and `runner_draining` is 1.
+    /// `serve` calls it when its `shutdown` future resolves, before draining connections.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.metrics.set_draining(true);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 }
 
@@ -155,6 +182,7 @@ pub async fn serve(
         });
     }
 
+    state.begin_drain();
     drop(listener);
     tracing::info!(
         connections = conns.len(),
@@ -196,10 +224,12 @@ async fn handle(
     );
     async move {
         let start = Instant::now();
-        let resp = match dispatch(&state, req).await {
+        let (route, result) = dispatch(&state, req).await;
+        let resp = match result {
             Ok(r) => r,
             Err(e) => json_response(e.status(), &e.message(seq)),
         };
+        state.metrics.record_http(route, resp.status().as_u16());
         tracing::info!(
             status = resp.status().as_u16(),
             ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -211,16 +241,48 @@ async fn handle(
     .await
 }
 
+/// Routes and handles `req`; also returns the route's label for the request counter.
 async fn dispatch(
     state: &Arc<AppState>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> (&'static str, Result<Response<Full<Bytes>>, ApiError>) {
     let preflight = req
         .headers()
         .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let route = router::route(req.method(), req.uri().path(), preflight)?;
+    match router::route(req.method(), req.uri().path(), preflight) {
+        Ok(route) => (route.label(), handle_route(state, route, req).await),
+        Err(e) => (router::UNROUTED, Err(e)),
+    }
+}
+
+async fn handle_route(
+    state: &Arc<AppState>,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     match route {
         Route::Preflight => Ok(no_content()),
+        Route::Metrics => {
+            state.metrics.set_cache_bytes(state.cache.size_bytes());
+            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(METRICS_CONTENT_TYPE),
+            );
+            set_common_headers(&mut r, false);
+            Ok(r)
+        }
+        Route::Health => {
+            let (status, text) = if state.is_draining() {
+                (StatusCode::SERVICE_UNAVAILABLE, "draining")
+            } else {
+                (StatusCode::OK, "ready")
+            };
+            Ok(json_response(
+                status,
+                &serde_json::json!({ "status": text }),
+            ))
+        }
         Route::Languages => {
             let langs: Vec<(String, String)> = state.executor.languages();
             Ok(json_response(StatusCode::OK, &langs))
@@ -243,7 +305,9 @@ async fn dispatch(
             Ok(no_content())
         }
         Route::HeadFile(id) => {
-            if files::head_file(state, id).await {
+            let found = files::head_file(state, id).await;
+            state.metrics.cache_lookup(found);
+            if found {
                 Ok(no_content())
             } else {
                 // Jobe's HEAD 404 carries the JSON content type and no body.

@@ -4,6 +4,8 @@
 //! `jobe_host` with a trailing `/`) and a trailing slash both work. Everything not routed is
 //! 404 `""`, as in Jobe (not 405).
 //!
+//! Not Jobe: `GET`/`HEAD /metrics` and `/health` at the root, outside Jobe's base path.
+//!
 //! Must not: read bodies or touch state; this is pure and unit-tested.
 
 use hyper::Method;
@@ -21,7 +23,29 @@ pub(crate) enum Route {
     HeadFile(String),
     /// A CORS preflight: 204, no body.
     Preflight,
+    /// `GET /metrics` (Prometheus text format). Not Jobe.
+    Metrics,
+    /// `GET /health` (ready / draining). Not Jobe.
+    Health,
 }
+
+impl Route {
+    /// The fixed name used as the `route` label of `runner_http_requests_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Route::Languages => "languages",
+            Route::Runs => "runs",
+            Route::PutFile(_) => "put_file",
+            Route::HeadFile(_) => "head_file",
+            Route::Preflight => "preflight",
+            Route::Metrics => "metrics",
+            Route::Health => "health",
+        }
+    }
+}
+
+/// The `route` label of a request that matched no route (or had a bad URI).
+pub(crate) const UNROUTED: &str = "unrouted";
 
 /// Jobe's `permittedURIChars` (`a-z 0-9~%.:_\-`, case-insensitive) plus the separator `/`.
 fn is_permitted_uri_char(b: u8) -> bool {
@@ -41,6 +65,12 @@ pub(crate) fn route(method: &Method, path: &str, preflight: bool) -> Result<Rout
         };
     }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let get_or_head = method == Method::GET || method == Method::HEAD;
+    match segments.as_slice() {
+        ["metrics"] if get_or_head => return Ok(Route::Metrics),
+        ["health"] if get_or_head => return Ok(Route::Health),
+        _ => {}
+    }
     let Some(rest) = segments.strip_prefix(&BASE[..]) else {
         return Err(ApiError::NoRoute);
     };
@@ -91,6 +121,16 @@ mod tests {
     }
 
     #[test]
+    fn test_root_metrics_and_health() {
+        for m in [Method::GET, Method::HEAD] {
+            assert_eq!(r(m.clone(), "/metrics"), Ok(Route::Metrics));
+            assert_eq!(r(m.clone(), "/health/"), Ok(Route::Health));
+        }
+        assert_eq!(Route::Metrics.label(), "metrics");
+        assert_eq!(Route::PutFile("a".into()).label(), "put_file");
+    }
+
+    #[test]
     fn test_unrouted_is_404() {
         for (m, p) in [
             (Method::GET, format!("{B}/runs/1")),
@@ -107,6 +147,10 @@ mod tests {
             (Method::GET, "/jobe/index.php/restapi".to_owned()),
             (Method::GET, "/jobe/restapi/languages".to_owned()),
             (Method::GET, "/".to_owned()),
+            (Method::POST, "/metrics".to_owned()),
+            (Method::PUT, "/health".to_owned()),
+            (Method::GET, format!("{B}/metrics")),
+            (Method::GET, "/metrics/x".to_owned()),
         ] {
             assert_eq!(r(m.clone(), &p), Err(ApiError::NoRoute), "{m} {p}");
         }

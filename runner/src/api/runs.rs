@@ -1,11 +1,14 @@
 //! `POST /runs`: parse (wire), resolve `file_list` from the cache, hand the `Job` to the
-//! `Executor`, encode the result (jobe-api.md §1.4, §1.8).
+//! `Executor`, encode the result (jobe-api.md §1.4, §1.8). Records the run metrics (runs by
+//! language and outcome, usage histograms, overloads) and file cache lookups: here rather than in
+//! the scheduler, so that every answered run is counted once, whichever `Executor` ran it.
 //!
 //! Must not: log source, input, file contents or program output.
 
 use std::sync::Arc;
 
 use crate::job::{JobFile, RunResult};
+use crate::metrics::Metrics;
 use crate::sched::ExecError;
 
 use super::AppState;
@@ -23,17 +26,31 @@ pub(crate) async fn post_runs(state: &Arc<AppState>, body: &[u8]) -> Result<RunR
     )?;
     let mut job = req.job;
     tracing::Span::current().record("lang", job.language.as_str());
+    let lang = Metrics::lang_label(&job.language, &languages).to_owned();
+    let details = job.details;
+    let respond = |result: &RunResult| {
+        state
+            .metrics
+            .record_run(&lang, result.outcome, &result.usage);
+        if details {
+            RunResponse::with_details(result)
+        } else {
+            RunResponse::from(result)
+        }
+    };
 
     if !req.file_list.is_empty() {
         let cache = state.cache.clone();
+        let metrics = state.metrics.clone();
         let specs = req.file_list;
         // Blocking file reads off the async workers.
         let files = tokio::task::spawn_blocking(move || {
             specs
                 .into_iter()
                 .map(|(id, name)| {
-                    cache
-                        .get(&id)
+                    let contents = cache.get(&id);
+                    metrics.cache_lookup(contents.is_some());
+                    contents
                         .map(|contents| JobFile { name, contents })
                         .ok_or(id)
                 })
@@ -51,13 +68,13 @@ pub(crate) async fn post_runs(state: &Arc<AppState>, body: &[u8]) -> Result<RunR
     }
 
     if job.source == OVERLOAD_TEST_SOURCE {
-        return Ok(RunResponse::from(&RunResult::overload()));
+        return Ok(respond(&RunResult::overload()));
     }
 
     match state.executor.run(job).await {
         Ok(result) => {
             tracing::info!(outcome = result.outcome.code(), "run finished");
-            Ok(RunResponse::from(&result))
+            Ok(respond(&result))
         }
         Err(ExecError::BadRequest(m)) => Err(ApiError::BadRequest(m)),
         Err(ExecError::UnknownLanguage(l)) => Err(wire::unknown_language(&l)),

@@ -66,6 +66,8 @@ pub(crate) fn parse_run_body(
     };
     // 6. debug: PHP truthiness.
     let debug = spec.get("debug").is_some_and(php_truthy);
+    // Not Jobe: opt-in rich result (docs/jobe-compat.md), same truthiness as `debug`.
+    let details = spec.get("runner_details").is_some_and(php_truthy);
     // 7. parameters: only a JSON object has named keys; `[]`, scalars and null mean none.
     let empty = Map::new();
     let pmap = match spec.get("parameters") {
@@ -117,6 +119,7 @@ pub(crate) fn parse_run_body(
             files: Vec::new(),
             params,
             debug,
+            details,
         },
         file_list,
     })
@@ -398,7 +401,8 @@ pub(crate) fn clean(bytes: &[u8]) -> String {
     out
 }
 
-/// The body of a 200 from `runs`: exactly these five keys, in this order (§1.8).
+/// The body of a 200 from `runs`: exactly these five keys, in this order (§1.8); a sixth,
+/// `details`, only when the client opted in (`runner_details`, not Jobe).
 #[derive(Debug, Serialize)]
 pub(crate) struct RunResponse {
     pub(crate) run_id: Option<&'static str>,
@@ -406,6 +410,36 @@ pub(crate) struct RunResponse {
     pub(crate) cmpinfo: String,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) details: Option<RunDetails>,
+}
+
+/// The opt-in rich result: what the measured step (the run step; the compile step for outcome
+/// 11) used, as the kernel measured it.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunDetails {
+    pub(crate) cpu_seconds: f64,
+    pub(crate) wall_seconds: f64,
+    pub(crate) peak_memory_bytes: u64,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) signal: Option<i32>,
+}
+
+impl RunResponse {
+    /// `r` with the `details` key (the opt-in rich result).
+    pub(crate) fn with_details(r: &RunResult) -> Self {
+        let u = &r.usage;
+        RunResponse {
+            details: Some(RunDetails {
+                cpu_seconds: u.cpu_secs,
+                wall_seconds: u.wall_secs,
+                peak_memory_bytes: u.peak_memory_bytes,
+                exit_code: u.exit_code,
+                signal: u.signal,
+            }),
+            ..RunResponse::from(r)
+        }
+    }
 }
 
 impl From<&RunResult> for RunResponse {
@@ -418,6 +452,7 @@ impl From<&RunResult> for RunResponse {
             cmpinfo: clean(&r.cmpinfo),
             stdout: clean(&r.stdout),
             stderr: clean(&r.stderr),
+            details: None,
         }
     }
 }
@@ -850,6 +885,31 @@ mod tests {
         assert_eq!(
             j,
             "{\"run_id\":null,\"outcome\":15,\"cmpinfo\":\"\",\"stdout\":\"é/ü\\n\",\"stderr\":\"\"}"
+        );
+    }
+
+    #[test]
+    fn test_details_opt_in() {
+        assert!(!ok(base()).job.details);
+        for v in [json!(true), json!(1), json!("yes")] {
+            assert!(ok(with("runner_details", v.clone())).job.details, "{v}");
+        }
+        for v in [json!(false), json!(0), json!("0"), json!(""), json!(null)] {
+            assert!(!ok(with("runner_details", v.clone())).job.details, "{v}");
+        }
+        let mut r = RunResult::overload();
+        r.outcome = Outcome::RuntimeError;
+        r.usage = crate::job::Usage {
+            cpu_secs: 0.25,
+            wall_secs: 0.5,
+            peak_memory_bytes: 4096,
+            exit_code: None,
+            signal: Some(11),
+        };
+        let j = serde_json::to_string(&RunResponse::with_details(&r)).unwrap();
+        assert_eq!(
+            j,
+            r#"{"run_id":null,"outcome":12,"cmpinfo":"","stdout":"","stderr":"","details":{"cpu_seconds":0.25,"wall_seconds":0.5,"peak_memory_bytes":4096,"exit_code":null,"signal":11}}"#
         );
     }
 }

@@ -112,6 +112,9 @@ pub struct Job {
     pub files: Vec<JobFile>,
     pub params: Params,
     pub debug: bool,
+    /// The client asked for the rich result (`"runner_details": true`, a key Jobe ignores): the
+    /// response gets a sixth key `details` with the usage. Not a Jobe feature.
+    pub details: bool,
 }
 
 /// What a run produced, before JSON encoding.

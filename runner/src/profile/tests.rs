@@ -28,6 +28,7 @@ fn job(lang: &str, source_name: Option<&str>) -> Job {
         files: Vec::new(),
         params: Params::default(),
         debug: false,
+        details: false,
     }
 }
 

@@ -8,13 +8,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use crate::jail::{End, Jail, JailOutput, JailSpec, RunDir, Slot};
 use crate::job::{Job, Outcome, RunResult};
+use crate::metrics::Metrics;
 use crate::profile::plan::{CmpinfoRule, Plan};
 use crate::profile::{PlanConfig, Registry, cmpinfo, filter_stderr};
 
@@ -70,11 +72,17 @@ struct Inner {
     permits: Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
     cfg: SchedConfig,
+    /// Queue and slot gauges go here; `api` shares it (`Scheduler::metrics`).
+    metrics: Arc<Metrics>,
+    /// Per-daemon run counter: the `run` field of the per-run log line.
+    run_seq: AtomicU64,
 }
 
 impl Scheduler {
     pub fn new(registry: Registry, jail: Arc<Jail>, slots: Vec<Slot>, cfg: SchedConfig) -> Self {
         let languages = registry.languages();
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_slots_total(slots.len());
         let inner = Inner {
             registry,
             languages,
@@ -83,6 +91,8 @@ impl Scheduler {
             free: Mutex::new(slots),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             cfg,
+            metrics,
+            run_seq: AtomicU64::new(1),
         };
         Scheduler {
             inner: Arc::new(inner),
@@ -92,12 +102,19 @@ impl Scheduler {
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }
+
+    /// The metrics registry the scheduler updates (queue, slots); give it to
+    /// `AppState::with_metrics` so `GET /metrics` shows one registry.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
 }
 
 impl Inner {
     /// Waits for a free slot, up to the queue timeout. `None`: overload.
     async fn acquire(&self) -> Option<SlotGuard<'_>> {
-        use std::sync::atomic::Ordering;
+        let started = Instant::now();
+        self.metrics.queue_enter();
         let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
         let permit = if waiting >= self.cfg.max_queue + self.free_count() {
             None
@@ -109,6 +126,7 @@ impl Inner {
                 .and_then(Result::ok)
         };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.queue_leave(started.elapsed());
         let permit = permit?;
         let slot = self
             .free
@@ -116,6 +134,7 @@ impl Inner {
             .expect("slot list lock is never poisoned: no panics while held")
             .pop()
             .expect("a permit guarantees a free slot");
+        self.metrics.slot_taken();
         Some(SlotGuard {
             sched: self,
             slot: Some(slot),
@@ -348,6 +367,7 @@ impl Drop for SlotGuard<'_> {
                 .lock()
                 .expect("slot list lock is never poisoned: no panics while held")
                 .push(slot);
+            self.sched.metrics.slot_released();
         }
     }
 }
@@ -360,6 +380,7 @@ impl Executor for Scheduler {
     fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>> {
         let inner = self.inner.clone();
         Box::pin(async move {
+            let run = inner.run_seq.fetch_add(1, Ordering::Relaxed);
             let lang = job.language.clone();
             // Its own task: if the client goes away and the request future is dropped, the job
             // still runs to its end and cleans up (no half-torn-down jail, no unreaped init).
@@ -371,6 +392,7 @@ impl Executor for Scheduler {
                 });
             if let Ok(r) = &result {
                 tracing::info!(
+                    run,
                     lang = %lang,
                     outcome = r.outcome.code(),
                     cpu_ms = (r.usage.cpu_secs * 1000.0).round(),

@@ -1,0 +1,543 @@
+//! The daemon's metrics: a small hand-written registry rendered in the Prometheus text exposition
+//! format 0.0.4 (`GET /metrics`).
+//!
+//! One `Metrics` per daemon, shared by `Arc` between `api` (requests, runs, file cache, draining)
+//! and `sched` (queue, slots). Counters and gauges are atomics; labelled counters and histograms
+//! sit behind a `Mutex` (held for a map update or a bucket increment only).
+//!
+//! Label values are bounded sets: languages come from the served language list (anything else is
+//! `unknown`), outcomes are `Outcome::name`, routes are fixed names, statuses are HTTP codes. No
+//! raw client input becomes a label. Peer metrics are absent: there are no peers yet.
+//!
+//! Every family in [`FAMILIES`] is set somewhere and rendered with at least one sample once the
+//! daemon has served a run (checked in `runner/tests/http_api.rs`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::job::{Outcome, Usage};
+
+/// Every metric family this registry renders, in rendering order.
+pub const FAMILIES: &[&str] = &[
+    "runner_runs_total",
+    "runner_run_cpu_seconds",
+    "runner_run_wall_seconds",
+    "runner_run_peak_memory_bytes",
+    "runner_queue_waiting",
+    "runner_queue_wait_seconds",
+    "runner_slots_total",
+    "runner_slots_busy",
+    "runner_overload_total",
+    "runner_http_requests_total",
+    "runner_file_cache_bytes",
+    "runner_file_cache_hits_total",
+    "runner_file_cache_misses_total",
+    "runner_ebpf_active",
+    "runner_draining",
+];
+
+/// Label value for a language that is not in the served set.
+pub const UNKNOWN_LANGUAGE: &str = "unknown";
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+const MIB: f64 = 1024.0 * 1024.0;
+const MEMORY_BUCKETS: &[f64] = &[
+    MIB,
+    4.0 * MIB,
+    16.0 * MIB,
+    32.0 * MIB,
+    64.0 * MIB,
+    128.0 * MIB,
+    256.0 * MIB,
+    512.0 * MIB,
+    1024.0 * MIB,
+    2048.0 * MIB,
+];
+const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A cumulative histogram with fixed upper bounds (`+Inf` is implicit).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    state: Mutex<HistState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct HistState {
+    /// Non-cumulative counts per bound, plus one for `+Inf`.
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            state: Mutex::new(HistState {
+                counts: vec![0; bounds.len() + 1],
+                sum: 0.0,
+                count: 0,
+            }),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let v = if v.is_finite() { v.max(0.0) } else { 0.0 };
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        let mut s = lock(&self.state);
+        s.counts[i] += 1;
+        s.sum += v;
+        s.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        let s = lock(&self.state).clone();
+        let mut cum = 0u64;
+        for (i, c) in s.counts.iter().enumerate() {
+            cum += c;
+            let le = self
+                .bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| fmt_f64(*b));
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
+        }
+        let _ = writeln!(out, "{name}_sum {}", fmt_f64(s.sum));
+        let _ = writeln!(out, "{name}_count {}", s.count);
+    }
+}
+
+/// The registry. Create one per daemon with [`Metrics::new`] and share it by `Arc`.
+#[derive(Debug)]
+pub struct Metrics {
+    runs: Mutex<BTreeMap<(String, &'static str), u64>>,
+    run_cpu: Histogram,
+    run_wall: Histogram,
+    run_memory: Histogram,
+    queue_waiting: AtomicI64,
+    queue_wait: Histogram,
+    slots_total: AtomicI64,
+    slots_busy: AtomicI64,
+    overload: AtomicU64,
+    http: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    cache_bytes: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    draining: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Metrics {
+            runs: Mutex::new(BTreeMap::new()),
+            run_cpu: Histogram::new(SECONDS_BUCKETS),
+            run_wall: Histogram::new(SECONDS_BUCKETS),
+            run_memory: Histogram::new(MEMORY_BUCKETS),
+            queue_waiting: AtomicI64::new(0),
+            queue_wait: Histogram::new(QUEUE_WAIT_BUCKETS),
+            slots_total: AtomicI64::new(0),
+            slots_busy: AtomicI64::new(0),
+            overload: AtomicU64::new(0),
+            http: Mutex::new(BTreeMap::new()),
+            cache_bytes: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            draining: AtomicI64::new(0),
+        }
+    }
+
+    /// The label for `lang`: itself if it is one of `known` (the served ids), else `unknown`.
+    pub fn lang_label<'a>(lang: &'a str, known: &[(String, String)]) -> &'a str {
+        if known.iter().any(|(id, _)| id == lang) {
+            lang
+        } else {
+            UNKNOWN_LANGUAGE
+        }
+    }
+
+    /// One finished run: counts it by language and outcome; observes its usage unless it never
+    /// ran (overload). Also counts overloads. `lang` must already be a bounded label
+    /// ([`Metrics::lang_label`]).
+    pub fn record_run(&self, lang: &str, outcome: Outcome, usage: &Usage) {
+        *lock(&self.runs)
+            .entry((lang.to_owned(), outcome.name()))
+            .or_insert(0) += 1;
+        if outcome == Outcome::ServerOverload {
+            self.overload.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.run_cpu.observe(usage.cpu_secs);
+        self.run_wall.observe(usage.wall_secs);
+        #[allow(clippy::cast_precision_loss, reason = "a histogram value")]
+        self.run_memory.observe(usage.peak_memory_bytes as f64);
+    }
+
+    /// One HTTP response. `route` is a fixed route name.
+    pub fn record_http(&self, route: &'static str, status: u16) {
+        *lock(&self.http).entry((route, status)).or_insert(0) += 1;
+    }
+
+    /// A request starts waiting for a slot.
+    pub fn queue_enter(&self) {
+        self.queue_waiting.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request stops waiting (with or without a slot) after `waited`.
+    pub fn queue_leave(&self, waited: Duration) {
+        self.queue_waiting.fetch_sub(1, Ordering::Relaxed);
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    pub fn set_slots_total(&self, n: usize) {
+        self.slots_total
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn slot_taken(&self) {
+        self.slots_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn slot_released(&self) {
+        self.slots_busy.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A file cache lookup by id (`HEAD files`, `runs` `file_list`).
+    pub fn cache_lookup(&self, hit: bool) {
+        let c = if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_cache_bytes(&self, bytes: u64) {
+        self.cache_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(i64::from(draining), Ordering::Relaxed);
+    }
+
+    /// The whole registry in the text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        header(
+            &mut o,
+            "runner_runs_total",
+            "Runs answered, by language and Jobe outcome.",
+            "counter",
+        );
+        for ((lang, outcome), n) in lock(&self.runs).iter() {
+            let _ = writeln!(
+                o,
+                "runner_runs_total{{lang=\"{}\",outcome=\"{}\"}} {n}",
+                escape_label(lang),
+                escape_label(outcome)
+            );
+        }
+        hist(
+            &mut o,
+            &self.run_cpu,
+            "runner_run_cpu_seconds",
+            "CPU time of a run's measured step, in seconds.",
+        );
+        hist(
+            &mut o,
+            &self.run_wall,
+            "runner_run_wall_seconds",
+            "Wall time of a run's measured step, in seconds.",
+        );
+        hist(
+            &mut o,
+            &self.run_memory,
+            "runner_run_peak_memory_bytes",
+            "Peak memory of a run's measured step, in bytes.",
+        );
+        gauge(
+            &mut o,
+            "runner_queue_waiting",
+            "Requests waiting for a free slot.",
+            self.queue_waiting.load(Ordering::Relaxed),
+        );
+        hist(
+            &mut o,
+            &self.queue_wait,
+            "runner_queue_wait_seconds",
+            "Time a request waited for a slot (including waits that ended in overload), in seconds.",
+        );
+        gauge(
+            &mut o,
+            "runner_slots_total",
+            "Sandbox slots (concurrent runs).",
+            self.slots_total.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut o,
+            "runner_slots_busy",
+            "Slots running a job.",
+            self.slots_busy.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut o,
+            "runner_overload_total",
+            "Runs answered with outcome 21 (server overload).",
+            self.overload.load(Ordering::Relaxed),
+        );
+        header(
+            &mut o,
+            "runner_http_requests_total",
+            "HTTP responses, by route and status code.",
+            "counter",
+        );
+        for ((route, status), n) in lock(&self.http).iter() {
+            let _ = writeln!(
+                o,
+                "runner_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                escape_label(route)
+            );
+        }
+        gauge(
+            &mut o,
+            "runner_file_cache_bytes",
+            "Bytes of files in the file cache.",
+            i64::try_from(self.cache_bytes.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        );
+        counter(
+            &mut o,
+            "runner_file_cache_hits_total",
+            "File cache lookups (HEAD files, runs file_list) that found the file.",
+            self.cache_hits.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut o,
+            "runner_file_cache_misses_total",
+            "File cache lookups (HEAD files, runs file_list) that did not find the file.",
+            self.cache_misses.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut o,
+            "runner_ebpf_active",
+            "1 if the eBPF monitor is active (not built in this version: always 0).",
+            0,
+        );
+        gauge(
+            &mut o,
+            "runner_draining",
+            "1 once shutdown began (GET /health answers 503).",
+            self.draining.load(Ordering::Relaxed),
+        );
+        o
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while held leaves plain counters: still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn header(o: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(o, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+fn counter(o: &mut String, name: &str, help: &str, v: u64) {
+    header(o, name, help, "counter");
+    let _ = writeln!(o, "{name} {v}");
+}
+
+fn gauge(o: &mut String, name: &str, help: &str, v: i64) {
+    header(o, name, help, "gauge");
+    let _ = writeln!(o, "{name} {v}");
+}
+
+fn hist(o: &mut String, h: &Histogram, name: &str, help: &str) {
+    header(o, name, help, "histogram");
+    h.render(o, name);
+}
+
+/// A float as Prometheus writes it (`+Inf`, `-Inf`, `NaN`; otherwise Rust's shortest form).
+fn fmt_f64(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Label values: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// HELP text: `\` → `\\`, newline → `\n`.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+            .map(|l| &l[prefix.len() + 1..])
+    }
+
+    #[test]
+    fn test_escaping() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+        let m = Metrics::new();
+        m.record_run("we\"ird\\\n", Outcome::Success, &Usage::default());
+        let text = m.render();
+        assert!(
+            text.contains("runner_runs_total{lang=\"we\\\"ird\\\\\\n\",outcome=\"success\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn test_histogram_buckets_are_cumulative() {
+        let m = Metrics::new();
+        let usage = |cpu| Usage {
+            cpu_secs: cpu,
+            wall_secs: 0.2,
+            peak_memory_bytes: 3 << 20,
+            ..Usage::default()
+        };
+        m.record_run("c", Outcome::Success, &usage(0.03));
+        m.record_run("c", Outcome::Success, &usage(0.3));
+        m.record_run("c", Outcome::TimeLimit, &usage(500.0));
+        let t = m.render();
+        let n = "runner_run_cpu_seconds_bucket";
+        assert_eq!(sample(&t, &format!("{n}{{le=\"0.01\"}}")), Some("0"));
+        assert_eq!(sample(&t, &format!("{n}{{le=\"0.05\"}}")), Some("1"));
+        assert_eq!(sample(&t, &format!("{n}{{le=\"0.25\"}}")), Some("1"));
+        assert_eq!(sample(&t, &format!("{n}{{le=\"0.5\"}}")), Some("2"));
+        assert_eq!(sample(&t, &format!("{n}{{le=\"120\"}}")), Some("2"));
+        assert_eq!(sample(&t, &format!("{n}{{le=\"+Inf\"}}")), Some("3"));
+        assert_eq!(sample(&t, "runner_run_cpu_seconds_count"), Some("3"));
+        assert_eq!(sample(&t, "runner_run_cpu_seconds_sum"), Some("500.33"));
+        assert_eq!(
+            sample(&t, "runner_run_peak_memory_bytes_bucket{le=\"4194304\"}"),
+            Some("3")
+        );
+        assert_eq!(sample(&t, "runner_run_wall_seconds_count"), Some("3"));
+        // Buckets never decrease.
+        let mut last = 0u64;
+        for l in t.lines().filter(|l| l.starts_with(n)) {
+            let v: u64 = l.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(v >= last, "{l}");
+            last = v;
+        }
+    }
+
+    #[test]
+    fn test_counters_and_gauges() {
+        let m = Metrics::new();
+        m.record_run("python3", Outcome::Success, &Usage::default());
+        m.record_run("python3", Outcome::Success, &Usage::default());
+        m.record_run("unknown", Outcome::ServerOverload, &Usage::default());
+        m.record_http("runs", 200);
+        m.record_http("runs", 200);
+        m.record_http("unrouted", 404);
+        m.queue_enter();
+        m.queue_enter();
+        m.queue_leave(Duration::from_millis(20));
+        m.set_slots_total(4);
+        m.slot_taken();
+        m.slot_taken();
+        m.slot_released();
+        m.cache_lookup(true);
+        m.cache_lookup(false);
+        m.cache_lookup(false);
+        m.set_cache_bytes(1234);
+        m.set_draining(true);
+        let t = m.render();
+        for (k, v) in [
+            (
+                "runner_runs_total{lang=\"python3\",outcome=\"success\"}",
+                "2",
+            ),
+            (
+                "runner_runs_total{lang=\"unknown\",outcome=\"server_overload\"}",
+                "1",
+            ),
+            ("runner_overload_total", "1"),
+            // Overloads never ran: no usage observed.
+            ("runner_run_cpu_seconds_count", "2"),
+            (
+                "runner_http_requests_total{route=\"runs\",status=\"200\"}",
+                "2",
+            ),
+            (
+                "runner_http_requests_total{route=\"unrouted\",status=\"404\"}",
+                "1",
+            ),
+            ("runner_queue_waiting", "1"),
+            ("runner_queue_wait_seconds_count", "1"),
+            ("runner_queue_wait_seconds_bucket{le=\"0.01\"}", "0"),
+            ("runner_queue_wait_seconds_bucket{le=\"0.05\"}", "1"),
+            ("runner_slots_total", "4"),
+            ("runner_slots_busy", "1"),
+            ("runner_file_cache_hits_total", "1"),
+            ("runner_file_cache_misses_total", "2"),
+            ("runner_file_cache_bytes", "1234"),
+            ("runner_ebpf_active", "0"),
+            ("runner_draining", "1"),
+        ] {
+            assert_eq!(sample(&t, k), Some(v), "{k} in\n{t}");
+        }
+    }
+
+    #[test]
+    fn test_families_match_rendered_types() {
+        let t = Metrics::new().render();
+        let typed: Vec<&str> = t
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(typed, FAMILIES);
+        let helped = t.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(helped, FAMILIES.len());
+    }
+
+    #[test]
+    fn test_lang_label_only_known() {
+        let known = vec![("python3".to_owned(), "3.11".to_owned())];
+        assert_eq!(Metrics::lang_label("python3", &known), "python3");
+        assert_eq!(Metrics::lang_label("evil\"}", &known), "unknown");
+    }
+}
