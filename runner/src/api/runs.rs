@@ -73,7 +73,6 @@ pub(crate) async fn post_runs(state: &Arc<AppState>, body: &[u8]) -> Result<RunR
 
     match state.executor.run(job).await {
         Ok(result) => {
-            tracing::info!(outcome = result.outcome.code(), "run finished");
             Ok(respond(&result))
         }
         Err(ExecError::BadRequest(m)) => Err(ApiError::BadRequest(m)),
