@@ -72,9 +72,7 @@ pub(crate) async fn post_runs(state: &Arc<AppState>, body: &[u8]) -> Result<RunR
     }
 
     match state.executor.run(job).await {
-        Ok(result) => {
-            Ok(respond(&result))
-        }
+        Ok(result) => Ok(respond(&result)),
         Err(ExecError::BadRequest(m)) => Err(ApiError::BadRequest(m)),
         Err(ExecError::UnknownLanguage(l)) => Err(wire::unknown_language(&l)),
         Err(ExecError::Internal(cause)) => {
