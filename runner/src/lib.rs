@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod jail;
 pub mod job;
+pub mod notify;
 pub mod profile;
 pub mod sched;
 pub mod server;

@@ -4,6 +4,10 @@
 //! Start-up order: lock the data directory → jail (kernel probes, cgroup subtree; fails closed)
 //! → profiles (version probes) → slots (one netns each) → file cache → listen. Shutdown: SIGTERM
 //! or SIGINT stops accepting; in-flight requests finish within `shutdown_grace_secs`.
+//!
+//! Under systemd (`Type=notify`, deploy/runner.service) `serve` reports `READY=1` once the
+//! listener is bound, i.e. after the jail, cgroups, profiles and slots are set up, and
+//! `STOPPING=1` when the stop signal arrives (`notify`). Started by hand, nothing is sent.
 
 use std::fs::File;
 use std::path::Path;
@@ -17,6 +21,7 @@ use crate::cache::FileCache;
 use crate::config::Config;
 use crate::jail::{Jail, JailSpec};
 use crate::job::{Job, Params};
+use crate::notify;
 use crate::profile::Registry;
 use crate::sched::{Executor, Scheduler};
 
@@ -144,7 +149,14 @@ pub async fn serve(cfg: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     tracing::info!(listen = %cfg.listen, "serving the Jobe API at /jobe/index.php/restapi/");
-    api::serve(listener, state, shutdown_signal())
+    // Ready only now: a start-up failure above exits non-zero before systemd hears READY=1.
+    let bound = listener.local_addr().unwrap_or(cfg.listen);
+    notify::notify_or_log(&notify::ready_message(langs.len(), &bound));
+    let shutdown = async {
+        shutdown_signal().await;
+        notify::notify_or_log(notify::STOPPING);
+    };
+    api::serve(listener, state, shutdown)
         .await
         .context("server failed")?;
     tracing::info!("stopped");
