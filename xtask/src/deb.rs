@@ -87,17 +87,19 @@ fn ensure_cargo_deb() -> Result<()> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     match have {
-        Some(v) => {
+        // "cargo-deb 3.8.0 (…)": the pinned release, as CI's bpf-linker.
+        Some(v) if v.split_whitespace().nth(1) == Some(CARGO_DEB_VERSION) => {
             eprintln!("xtask: {}", v.trim());
             Ok(())
         }
-        None => timed("install cargo-deb", || {
+        _ => timed("install cargo-deb", || {
             run(Command::new(cargo()).args([
                 "install",
                 "cargo-deb",
                 "--version",
                 CARGO_DEB_VERSION,
                 "--locked",
+                "--force",
             ]))
         }),
     }
