@@ -4,6 +4,10 @@
 //! Start-up order: lock the data directory → jail (kernel probes, cgroup subtree; fails closed)
 //! → profiles (version probes) → slots (one netns each) → file cache → listen. Shutdown: SIGTERM
 //! or SIGINT stops accepting; in-flight requests finish within `shutdown_grace_secs`.
+//!
+//! Under systemd (`Type=notify`, deploy/runner.service) `serve` reports `READY=1` once the
+//! listener is bound, i.e. after the jail, cgroups, profiles and slots are set up, and
+//! `STOPPING=1` when the stop signal arrives (`notify`). Started by hand, nothing is sent.
 
 use std::fs::File;
 use std::path::Path;
@@ -17,6 +21,7 @@ use crate::cache::FileCache;
 use crate::config::Config;
 use crate::jail::{Jail, JailSpec};
 use crate::job::{Job, Params};
+use crate::notify;
 use crate::profile::Registry;
 use crate::sched::{Executor, Scheduler};
 
@@ -124,6 +129,9 @@ pub fn start(cfg: &Config, mode: Mode) -> Result<Runtime> {
 
 /// `runner serve`.
 pub async fn serve(cfg: Config) -> Result<()> {
+    // Handlers first: a SIGTERM that arrives during start-up, or right after READY=1, must
+    // drain and exit 0, not kill the daemon with the default action.
+    let stop = StopSignals::install().context("cannot install the SIGTERM/SIGINT handlers")?;
     let rt = start(&cfg, Mode::Daemon)?;
     for line in rt.jail.describe() {
         tracing::info!("{line}");
@@ -150,25 +158,41 @@ pub async fn serve(cfg: Config) -> Result<()> {
         listen = %cfg.listen,
         "serving the Jobe API at /jobe/index.php/restapi/ (and GET /metrics, GET /health)"
     );
-    api::serve(listener, state, shutdown_signal())
+    // Ready only now: a start-up failure above exits non-zero before systemd hears READY=1.
+    let bound = listener.local_addr().unwrap_or(cfg.listen);
+    notify::notify_or_log(&notify::ready_message(langs.len(), &bound));
+    let shutdown = async move {
+        stop.recv().await;
+        notify::notify_or_log(notify::STOPPING);
+    };
+    api::serve(listener, state, shutdown)
         .await
         .context("server failed")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+/// SIGTERM and SIGINT, registered with tokio when created: from then on neither kills the
+/// process, and one that arrives before `recv` is polled is not lost.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = self.int.recv() => tracing::info!("SIGINT: draining"),
+        }
     }
 }
 

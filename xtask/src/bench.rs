@@ -49,7 +49,7 @@ const PY_SRC: &str = "print(\"hello world\")\n";
 const C_SRC: &str =
     "#include <stdio.h>\n\nint main(void) {\n    printf(\"hello world\\n\");\n    return 0;\n}\n";
 const EXPECTED: &str = "hello world\n";
-const JOBE: &str = "/jobe/index.php/restapi";
+pub(crate) const JOBE: &str = "/jobe/index.php/restapi";
 
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let runner = match &args.runner {
@@ -170,7 +170,7 @@ fn http(args: &BenchArgs, runner: &Path) -> Result<()> {
     Ok(())
 }
 
-fn wait_ready(addr: &str, child: &mut Child, log: &Path) -> Result<()> {
+pub(crate) fn wait_ready(addr: &str, child: &mut Child, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -332,7 +332,12 @@ fn floor_run(base: &Path, lang: Lang, i: usize) -> Result<Option<String>> {
 }
 
 /// A minimal HTTP/1.1 client: one connection per request, `Connection: close`.
-fn http_request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+pub(crate) fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let body = body.unwrap_or("");

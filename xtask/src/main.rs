@@ -4,8 +4,11 @@
 //! - `vm setup` / `vm run`: the pure cgroup v2 QEMU VM used by the `vm_*` tests (assets in `xtask/vm/`).
 //! - `test`: THE test command (workspace tests, then the `vm_*` subset of `runner-tests` in the VM).
 //! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`).
+//! - `deb` / `deb-test`: the Debian package (cargo-deb), and an install → serve → purge round
+//!   trip of it on this machine (root).
 
 mod bench;
+mod deb;
 mod ebpf;
 mod test;
 mod util;
@@ -36,6 +39,11 @@ enum Cmd {
     Test(test::TestArgs),
     /// Benchmarks (not run in CI): `http` (runs/s vs a no-sandbox floor) and `jail` (jail cost).
     Bench(bench::BenchArgs),
+    /// Build the Debian package into target/debian/ (installs cargo-deb if missing).
+    Deb,
+    /// As root: dpkg -i the package, serve a python3 job with the installed binary (no systemd),
+    /// stop it with SIGTERM, dpkg -r and -P, and check nothing is left.
+    DebTest,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +64,8 @@ fn main() -> ExitCode {
         } => vm::run_cli(&args),
         Cmd::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Cmd::Deb => deb::build().map(|_| ExitCode::SUCCESS),
+        Cmd::DebTest => deb::test().map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

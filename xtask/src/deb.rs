@@ -1,0 +1,312 @@
+//! `cargo xtask deb` and `cargo xtask deb-test`: the Debian package (cargo-deb, metadata in
+//! `runner/Cargo.toml`) and an install → serve → remove round trip of it on this machine.
+//!
+//! `deb-test` installs the package with `dpkg -i`, so it runs as root and changes the host
+//! (/usr/bin/runner, /etc/runner, /lib/systemd/system/runner.service) until it purges the package
+//! again. It starts the installed daemon directly, not through systemd (CI has no systemd as PID
+//! 1), on a free local port and a data directory of its own, so a daemon already running on the
+//! host with the default config is not disturbed.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::{JOBE, http_request, wait_ready};
+use crate::util::{cargo, is_root, run, target_dir, timed, workspace_root};
+
+/// The cargo-deb release `cargo xtask deb` installs when it is missing (builds on rustc 1.95).
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+/// The package's data directory (postinst creates it, purge deletes it).
+const DATA_DIR: &str = "/var/lib/runner";
+
+/// What the package must install (checked after `dpkg -i`).
+const INSTALLED: &[&str] = &[
+    "/usr/bin/runner",
+    "/etc/runner/runner.toml",
+    "/lib/systemd/system/runner.service",
+    "/usr/share/runner/profiles/python3.toml",
+    "/usr/share/runner/profiles/seccomp/default.toml",
+    "/usr/share/doc/runner/deployment.md",
+    DATA_DIR,
+];
+
+/// What `dpkg -P` must leave behind: nothing of these.
+const PURGED: &[&str] = &[
+    "/usr/bin/runner",
+    "/etc/runner",
+    "/lib/systemd/system/runner.service",
+    "/usr/share/runner",
+    DATA_DIR,
+    "/etc/systemd/system/multi-user.target.wants/runner.service",
+    "/etc/systemd/system/runner.service",
+];
+
+/// `cargo xtask deb`: install cargo-deb if needed, build the release binary and the package.
+/// Returns the path of the `.deb`.
+pub(crate) fn build() -> Result<PathBuf> {
+    ensure_cargo_deb()?;
+    let out_dir = target_dir()?.join("debian");
+    let out = timed("cargo deb", || {
+        let out = Command::new(cargo())
+            .args(["deb", "-p", "runner", "--locked", "--strip"])
+            .current_dir(workspace_root())
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run cargo deb")?;
+        if !out.status.success() {
+            bail!("cargo deb failed ({})", out.status);
+        }
+        Ok(out)
+    })?;
+    // cargo-deb prints the path of the package it wrote on stdout.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let deb = printed
+        .lines()
+        .rev()
+        .map(|l| PathBuf::from(l.trim()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb") && p.is_file())
+        .with_context(|| {
+            format!(
+                "cargo deb printed no .deb path (under {})",
+                out_dir.display()
+            )
+        })?;
+    eprintln!("xtask: package: {}", deb.display());
+    Ok(deb)
+}
+
+fn ensure_cargo_deb() -> Result<()> {
+    let have = Command::new(cargo())
+        .args(["deb", "--version"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    match have {
+        // "cargo-deb 3.8.0 (…)": the pinned release, as CI's bpf-linker.
+        Some(v) if v.split_whitespace().nth(1) == Some(CARGO_DEB_VERSION) => {
+            eprintln!("xtask: {}", v.trim());
+            Ok(())
+        }
+        _ => timed("install cargo-deb", || {
+            run(Command::new(cargo()).args([
+                "install",
+                "cargo-deb",
+                "--version",
+                CARGO_DEB_VERSION,
+                "--locked",
+                "--force",
+            ]))
+        }),
+    }
+}
+
+/// The newest `.deb` under `target/debian/`.
+fn built_package() -> Result<PathBuf> {
+    let dir = target_dir()?.join("debian");
+    let mut debs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)
+        .with_context(|| format!("no {} (run `cargo xtask deb` first)", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "deb")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("runner_"))
+        })
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    debs.sort();
+    debs.pop().map(|(_, p)| p).with_context(|| {
+        format!(
+            "no runner_*.deb in {} (run `cargo xtask deb`)",
+            dir.display()
+        )
+    })
+}
+
+/// `cargo xtask deb-test`: `dpkg -i` the package, serve one job through the installed binary,
+/// stop it with SIGTERM, `dpkg -r` and `dpkg -P`, and check what is left.
+pub(crate) fn test() -> Result<()> {
+    if !is_root() {
+        bail!("deb-test installs a package: run it as root");
+    }
+    let deb = built_package()?;
+    let installed_before = Command::new("dpkg")
+        .args(["-s", "runner"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed_before {
+        bail!("a runner package is already installed; deb-test would remove it (dpkg -P runner)");
+    }
+    // A data directory already on the host (a daemon run by hand with the default config) would
+    // be deleted by the purge: keep it out of the way then, and refuse while a daemon holds it.
+    let data = Path::new(DATA_DIR);
+    let keep = data.exists();
+    if keep {
+        let lock = std::fs::File::open(data.join("lock"));
+        if lock.is_ok_and(|f| f.try_lock().is_err()) {
+            bail!("a runner daemon is using {DATA_DIR} (locked); stop it before deb-test");
+        }
+    }
+    timed("dpkg -i", || run(Command::new("dpkg").arg("-i").arg(&deb)))?;
+    // From here on the package is installed: purge it whatever happens.
+    let served = serve_one_job();
+    let removed = remove_and_check(keep);
+    served.and(removed)
+}
+
+fn serve_one_job() -> Result<()> {
+    for path in INSTALLED {
+        if !Path::new(path).exists() {
+            bail!("the package did not install {path}");
+        }
+    }
+    run(Command::new("/usr/bin/runner").args([
+        "check-config",
+        "--config",
+        "/etc/runner/runner.toml",
+    ]))?;
+
+    let tmp = tempfile::Builder::new()
+        .prefix("runner-debtest-")
+        .tempdir()
+        .context("cannot create a temp dir")?;
+    // The mode the package gives /var/lib/runner: the jail must work with it.
+    let data_dir = tmp.path().join("data");
+    std::fs::create_dir(&data_dir)?;
+    set_mode(&data_dir, 0o711)?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    // The shipped config, with only the address and the data directory changed (a later key
+    // would be a duplicate: TOML rejects it, so the lines are replaced).
+    let shipped = std::fs::read_to_string("/etc/runner/runner.toml")?;
+    let mut config = String::new();
+    let (mut saw_listen, mut saw_data) = (false, false);
+    for line in shipped.lines() {
+        if line.starts_with("listen =") {
+            config.push_str(&format!("listen = \"{addr}\"\n"));
+            saw_listen = true;
+        } else if line.starts_with("data_dir =") {
+            config.push_str(&format!("data_dir = \"{}\"\n", data_dir.display()));
+            saw_data = true;
+        } else {
+            config.push_str(line);
+            config.push('\n');
+        }
+    }
+    if !(saw_listen && saw_data) {
+        bail!("/etc/runner/runner.toml has no top-level `listen =` / `data_dir =` line");
+    }
+    let config_path = tmp.path().join("runner.toml");
+    std::fs::write(&config_path, config)?;
+
+    let log = tmp.path().join("serve.log");
+    let started = Instant::now();
+    let mut child = Command::new("/usr/bin/runner")
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("cannot start /usr/bin/runner serve")?;
+    let result = (|| {
+        wait_ready(&addr, &mut child, &log)?;
+        eprintln!(
+            "xtask: installed runner serves on {addr} after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let body = r#"{"run_spec":{"language_id":"python3","sourcecode":"print('hello from the package')","sourcefilename":"test.py","input":"","file_list":[]}}"#;
+        let (status, text) = http_request(&addr, "POST", &format!("{JOBE}/runs"), Some(body))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("POST /runs: HTTP {status}, not JSON: {text}"))?;
+        if status != 200 || v["outcome"] != 15 || v["stdout"] != "hello from the package\n" {
+            bail!("POST /runs: HTTP {status}, expected outcome 15 and the greeting, got {text}");
+        }
+        eprintln!("xtask: python3 run through the installed daemon: outcome 15");
+        stop(&mut child)
+    })();
+    if result.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!(
+            "xtask: serve log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    result
+}
+
+/// SIGTERM, then the daemon must drain and exit 0 within its grace period.
+fn stop(child: &mut Child) -> Result<()> {
+    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+    // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet (so the pid
+    // cannot have been reused).
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        bail!("kill(SIGTERM): {}", std::io::Error::last_os_error());
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("runner serve exited with {status} after SIGTERM (expected 0)");
+            }
+            eprintln!("xtask: SIGTERM: runner serve exited 0");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("runner serve still running 40 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `keep`: `/var/lib/runner` existed before the install; it is moved aside during the purge and
+/// put back afterwards.
+fn remove_and_check(keep: bool) -> Result<()> {
+    timed("dpkg -r", || {
+        run(Command::new("dpkg").args(["-r", "runner"]))
+    })?;
+    // Removed, not purged: the conffile stays, the program goes.
+    if Path::new("/usr/bin/runner").exists() {
+        bail!("dpkg -r left /usr/bin/runner");
+    }
+    if !Path::new("/etc/runner/runner.toml").exists() {
+        bail!("dpkg -r removed the conffile /etc/runner/runner.toml (only purge should)");
+    }
+    let saved = PathBuf::from(format!("{DATA_DIR}.deb-test-saved"));
+    if keep {
+        std::fs::rename(DATA_DIR, &saved)
+            .with_context(|| format!("cannot move {DATA_DIR} aside to {}", saved.display()))?;
+    }
+    let purged = timed("dpkg -P", || {
+        run(Command::new("dpkg").args(["-P", "runner"]))
+    });
+    let left: Vec<&str> = PURGED
+        .iter()
+        .copied()
+        .filter(|p| Path::new(p).symlink_metadata().is_ok())
+        .collect();
+    if keep {
+        std::fs::rename(&saved, DATA_DIR)
+            .with_context(|| format!("cannot put {} back to {DATA_DIR}", saved.display()))?;
+    }
+    purged?;
+    if !left.is_empty() {
+        bail!("dpkg -P runner left {}", left.join(", "));
+    }
+    eprintln!("xtask: package purged; nothing left");
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
