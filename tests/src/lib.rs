@@ -37,10 +37,20 @@ pub struct Env {
     pub data_dir: PathBuf,
 }
 
-/// A jail of its own for one test: dropping it removes its cgroup subtree, so nothing is left
-/// behind (statics are never dropped).
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Runs before the fields drop; by then every run directory of this Env is gone and the
+        // jail only needs its cgroups, not the data directory.
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A jail of its own for one test, with its own data directory: dropping it removes its cgroup
+/// subtree and the directory, so nothing is left behind (statics are never dropped).
 pub fn env() -> Env {
-    let data_dir = std::env::temp_dir().join(format!("runner-test-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data_dir = std::env::temp_dir().join(format!("runner-test-{}-{n}", std::process::id()));
     let cfg = JailConfig {
         data_dir: data_dir.clone(),
         ..JailConfig::default()
@@ -139,7 +149,9 @@ impl Bench {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let data_dir = std::env::temp_dir().join(format!("runner-test-{}", std::process::id()));
+        // Its own data directory: `Env` removes it on drop.
+        let data_dir =
+            std::env::temp_dir().join(format!("runner-bench-{}-{n}", std::process::id()));
         let cfg = JailConfig {
             data_dir: data_dir.clone(),
             uid_base: BENCH_UID_BASE + 64 * n,
