@@ -439,11 +439,28 @@ impl SlotCgroup {
 
 impl Drop for SlotCgroup {
     fn drop(&mut self) {
-        // The spawner thread has exited (it is joined first), so the groups are empty.
+        // The spawner thread has been joined, but a joined thread leaves its cgroups a moment
+        // later (the kernel clears the tid that join waits for before `cgroup_exit`), hence the
+        // retry on EBUSY.
         for dir in [&self.memory, &self.pids] {
-            if let Err(err) = fs::remove_dir(dir) {
+            if let Err(err) = remove_dir_when_empty(dir) {
                 tracing::warn!(?err, cgroup = %dir.display(), "failed to remove slot cgroup");
             }
+        }
+    }
+}
+
+/// `rmdir` of a cgroup, retried for up to ~100 ms while the kernel still counts exiting tasks
+/// in it (EBUSY).
+fn remove_dir_when_empty(dir: &Path) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            other => return other,
         }
     }
 }
@@ -497,7 +514,7 @@ impl Drop for Cgroups {
         .into_iter()
         .flatten()
         {
-            if let Err(err) = fs::remove_dir(dir) {
+            if let Err(err) = remove_dir_when_empty(dir) {
                 tracing::warn!(?err, cgroup = %dir.display(), "failed to remove cgroup subtree");
             }
         }

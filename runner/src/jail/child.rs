@@ -140,7 +140,7 @@ pub(super) struct Prepared {
     pub(super) landlock: RawFd,
     /// Rules the child adds after mounting: (path inside the jail, access).
     pub(super) landlock_jail_rules: Vec<(CString, u64)>,
-    pub(super) seccomp: Vec<libc::sock_filter>,
+    pub(super) seccomp: std::sync::Arc<[libc::sock_filter]>,
     pub(super) exec_path: CString,
     /// Every descriptor above, sorted: what init keeps open.
     pub(super) keep_fds: Vec<RawFd>,

@@ -70,6 +70,8 @@ pub enum JailError {
     },
     #[error("invalid command or path (contains NUL)")]
     Nul,
+    #[error("empty command")]
+    EmptyCommand,
 }
 
 fn sys_err(call: &'static str) -> impl FnOnce(sys::Errno) -> JailError {
@@ -939,7 +941,7 @@ impl Jail {
         fds: PreparedFds,
     ) -> Result<Prepared, JailError> {
         let step = spec.step;
-        let argv0 = step.argv.first().ok_or(JailError::Nul)?;
+        let argv0 = step.argv.first().ok_or(JailError::EmptyCommand)?;
         let exec_path = cstr(resolve_exec(argv0, &step.env))?;
         let argv: Vec<CString> = step.argv.iter().map(cstr).collect::<Result<_, _>>()?;
         let envp: Vec<CString> = step
@@ -995,7 +997,7 @@ impl Jail {
                 // nothing: the mount namespace holds only what is bound in above.
                 (cstr("/")?, landlock::READ_DIR),
             ],
-            seccomp: policy.program.clone(),
+            seccomp: policy.program.clone(), // an Arc: shared, not copied
             exec_path,
             keep_fds,
             argv,

@@ -38,7 +38,8 @@ struct RawPolicy {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub name: String,
-    pub program: Vec<libc::sock_filter>,
+    /// Compiled once at start-up, shared by every spawn.
+    pub program: std::sync::Arc<[libc::sock_filter]>,
     denied: BTreeMap<i32, &'static str>,
 }
 
@@ -74,7 +75,7 @@ impl Policy {
         })?;
         Ok(Policy {
             name: name.to_owned(),
-            program,
+            program: program.into(),
             denied,
         })
     }

@@ -447,6 +447,22 @@ pub(super) fn landlock_restrict_self(ruleset: RawFd) -> Result<(), Errno> {
     cvt(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) }).map(drop)
 }
 
+/// Room for one cmsghdr carrying one int, 8-byte aligned as the kernel expects.
+type CmsgBuf = [u64; 4];
+
+/// A msghdr with a one-byte payload and a control buffer for one descriptor, shared by
+/// `send_fd` and `recv_fd`. The pointers stored in it refer to `iov` and `cbuf`, which the caller
+/// keeps alive (and in place) for as long as it uses the result.
+fn fd_msghdr(iov: &mut libc::iovec, cbuf: &mut CmsgBuf) -> libc::msghdr {
+    // SAFETY: a zeroed msghdr is a valid "empty" value; the fields used are filled below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut c_void;
+    msg.msg_controllen = std::mem::size_of::<CmsgBuf>();
+    msg
+}
+
 /// Sends one descriptor over a unix socket (SCM_RIGHTS).
 pub(super) fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
     let mut byte = [0u8; 1];
@@ -454,13 +470,8 @@ pub(super) fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
         iov_base: byte.as_mut_ptr() as *mut c_void,
         iov_len: 1,
     };
-    // Space for one cmsghdr carrying one int, aligned as the kernel expects.
-    let mut cbuf = [0u64; 4];
-    // SAFETY: zeroed msghdr is a valid "empty" value; fields are filled below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut c_void;
+    let mut cbuf: CmsgBuf = [0; 4];
+    let mut msg = fd_msghdr(&mut iov, &mut cbuf);
     // SAFETY: CMSG_SPACE is a pure computation.
     msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) } as usize;
     // SAFETY: msg_control points at `cbuf`, large enough for one cmsg with one int (32 bytes).
@@ -483,13 +494,8 @@ pub(super) fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
         iov_base: byte.as_mut_ptr() as *mut c_void,
         iov_len: 1,
     };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: zeroed msghdr is a valid "empty" value; fields are filled below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut c_void;
-    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    let mut cbuf: CmsgBuf = [0; 4];
+    let mut msg = fd_msghdr(&mut iov, &mut cbuf);
     // SAFETY: `msg` and its buffers are valid for the call.
     let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
