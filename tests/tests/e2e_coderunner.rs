@@ -636,20 +636,30 @@ async fn e2e_jail_init_holds_no_daemon_sockets() {
             .find_map(|l| l.strip_prefix("PPid:"))
             .and_then(|p| p.trim().parse().ok())
             .expect("PPid");
-        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read_link(e.path()).ok())
-            .map(|p| p.display().to_string())
-            .collect();
-        let leaked: Vec<&String> = fds
-            .iter()
-            .filter(|f| f.starts_with("socket:") || f.ends_with("/lock"))
-            .collect();
-        assert!(
-            leaked.is_empty(),
-            "jail init {init} holds {leaked:?} (all: {fds:?})"
-        );
+        // Until the program execs, init still holds the jail's own descriptors (the notify
+        // socketpair end it hands to the program); it drops them right after. A leaked daemon
+        // socket or lock would stay for the whole run, so poll until the table settles.
+        let settle = Instant::now() + Duration::from_secs(1);
+        loop {
+            let fds: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect();
+            let leaked: Vec<&String> = fds
+                .iter()
+                .filter(|f| f.starts_with("socket:") || f.ends_with("/lock"))
+                .collect();
+            if leaked.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < settle,
+                "jail init {init} holds {leaked:?} (all: {fds:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(pending.await.unwrap().json()["outcome"], 15);
         d.stop().await;
     })
