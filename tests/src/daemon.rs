@@ -38,7 +38,7 @@ pub fn unique() -> (PathBuf, u32) {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("runner-e2e-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    (dir, UID_FIRST + n * UIDS_PER_DAEMON)
+    (dir, UID_FIRST + crate::uid_offset() + n * UIDS_PER_DAEMON)
 }
 
 /// Settings of an in-process daemon.

@@ -13,6 +13,16 @@ use runner::jail::{End, Jail, JailConfig, JailOutput, JailSpec, RunDir, Slot};
 use runner::profile::plan::{Limits, Step};
 
 /// Returns false (and prints why) when privileged tests cannot run here.
+/// Added to every slot uid base the test helpers choose (env `RUNNER_TEST_UID_OFFSET`, default 0),
+/// so that test suites of two checkouts running at once on one machine never share a uid (the
+/// leftover-process checks look for processes by uid).
+pub fn uid_offset() -> u32 {
+    std::env::var("RUNNER_TEST_UID_OFFSET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn privileged() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .map(|s| {
@@ -53,6 +63,7 @@ pub fn env() -> Env {
     let data_dir = std::env::temp_dir().join(format!("runner-test-{}-{n}", std::process::id()));
     let cfg = JailConfig {
         data_dir: data_dir.clone(),
+        uid_base: JailConfig::default().uid_base + uid_offset(),
         ..JailConfig::default()
     };
     let jail = Jail::new(&cfg).expect("jail setup");
@@ -154,7 +165,7 @@ impl Bench {
             std::env::temp_dir().join(format!("runner-bench-{}-{n}", std::process::id()));
         let cfg = JailConfig {
             data_dir: data_dir.clone(),
-            uid_base: BENCH_UID_BASE + 64 * n,
+            uid_base: BENCH_UID_BASE + uid_offset() + 64 * n,
             ..JailConfig::default()
         };
         Bench::with_config(&cfg)

@@ -336,7 +336,7 @@ fn credentials_are_the_slot_user_without_capabilities() {
         );
         assert_eq!(out.end, End::Exited(0));
         let s = text(&out.stdout);
-        let uid = 1_990_000 + slot as u32;
+        let uid = 1_990_000 + runner_tests::uid_offset() + slot as u32;
         assert_eq!(b.uid(slot), uid);
         assert!(
             s.contains(&format!("uid={uid} gid=1990000 groups=1990000\n")),
