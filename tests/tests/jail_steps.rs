@@ -626,10 +626,10 @@ fn vm_cpu_budget_summed_over_processes() {
     let out = Bench::new().run(0, &["/bin/sh", "-c", script], l, &[], None);
     assert_eq!(out.end, End::CpuTime);
     assert!(out.usage.cpu_secs >= 1.0, "{:?}", out.usage);
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // With several CPUs the four processes spend the budget faster than the wall clock runs.
-    let bound = if ncpu > 1 { 1.0 } else { 1.5 } * k;
-    assert!(out.usage.wall_secs < bound, "{:?}", out.usage);
+    // The proof that the budget is the sum: a per-process budget would let the four spinners burn
+    // 4 s of CPU before the last one died. Bounding the total (not the wall time, which a loaded
+    // host stretches) keeps the test meaningful on a busy machine.
+    assert!(out.usage.cpu_secs < 2.0, "{:?}", out.usage);
 }
 
 #[test]
