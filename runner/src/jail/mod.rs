@@ -626,14 +626,16 @@ impl Jail {
                 Some(format!("size={disk},mode=1777")),
             )?);
         }
-        // /proc of the jail's own pid namespace.
+        // /proc of the jail's own pid namespace. hidepid=invisible (Linux 5.8): the program sees
+        // only processes of its own uid, so not init, a copy of the daemon whose command line
+        // names the daemon's config and data directory (payload `escape/proc_leaks`).
         ops.push(MountOp::Mkdir(r("/proc")?));
         ops.push(mount(
             Some("proc"),
             r("/proc")?,
             Some("proc"),
             nosuid_nodev | libc::MS_NOEXEC,
-            None,
+            Some("hidepid=invisible".into()),
         )?);
         // The run directory, read-write, at the path Jobe uses.
         let mut acc = PathBuf::from("/");
