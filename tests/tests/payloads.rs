@@ -82,12 +82,18 @@ fn payload_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("payloads")
 }
 
-/// The source sent for `lang`: the group's prelude (protocol helpers) followed by the payload.
+/// The source sent for `lang`: the prelude (protocol helpers) followed by the payload. A `name`
+/// with a `/` names a payload of another group (`vm_payloads_core`).
 fn source(group: &str, name: &str, lang: &str) -> String {
     let ext = if lang == "c" { "c" } else { "py" };
     let dir = payload_dir();
     let prelude = std::fs::read_to_string(dir.join(format!("prelude.{ext}"))).expect("prelude");
-    let body = std::fs::read_to_string(dir.join(group).join(format!("{name}.{ext}")))
+    let file = if name.contains('/') {
+        dir.join(format!("{name}.{ext}"))
+    } else {
+        dir.join(group).join(format!("{name}.{ext}"))
+    };
+    let body = std::fs::read_to_string(file)
         .unwrap_or_else(|e| panic!("payload {group}/{name}.{ext}: {e}"));
     format!("{prelude}{body}")
 }
@@ -270,14 +276,20 @@ fn benign_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHand
 }
 
 /// Runs every case of `group` in both languages concurrently; returns the failures.
-async fn run_group(d: &Daemon, host: &Host, group: &str, cases: &[Case]) -> Vec<String> {
+async fn run_group(
+    d: &Daemon,
+    host: &Host,
+    group: &str,
+    cases: &[Case],
+    langs: &[&'static str],
+) -> Vec<String> {
     let input = host.input(d);
     let mut tasks = Vec::new();
     // On a one-slot daemon the cases run one after the other, in the table's order (cross_run:
     // both plants, then both checks).
     let sequential = d.uids.len() == 1;
     for c in cases {
-        for lang in LANGS {
+        for &lang in langs {
             let s = run_spec(group, c, lang, &input);
             let addr = d.addr;
             let c = *c;
@@ -344,7 +356,7 @@ async fn run_group(d: &Daemon, host: &Host, group: &str, cases: &[Case]) -> Vec<
 }
 
 /// Runs a whole group on its own daemon, then checks the host.
-async fn group(group: &str, slots: usize, cases: &[Case]) {
+async fn group(group: &str, slots: usize, cases: &[Case], langs: &[&'static str]) {
     let t = Instant::now();
     let d = Daemon::start(Opts {
         slots,
@@ -355,13 +367,13 @@ async fn group(group: &str, slots: usize, cases: &[Case]) {
     let before = HostSnapshot::take(&d);
     let stop = Arc::new(AtomicBool::new(false));
     let benign = benign_loop(d.addr, stop.clone());
-    let mut failures = run_group(&d, &host, group, cases).await;
+    let mut failures = run_group(&d, &host, group, cases, langs).await;
     stop.store(true, Ordering::Relaxed);
     failures.extend(benign.await.expect("benign task"));
     failures.extend(host_unharmed(&d, &host, &before).await);
     eprintln!(
         "group {group}: {} cases in {:.1?}",
-        cases.len() * LANGS.len(),
+        cases.len() * langs.len(),
         t.elapsed()
     );
     assert!(
@@ -651,7 +663,7 @@ macro_rules! group_test {
             if !privileged() {
                 return;
             }
-            tokio::time::timeout(bound(), group($group, $slots, $cases))
+            tokio::time::timeout(bound(), group($group, $slots, $cases, &LANGS))
                 .await
                 .expect("the group finished within its bound");
         }
@@ -663,6 +675,41 @@ group_test!(payloads_escape, "escape", 8, ESCAPE);
 group_test!(payloads_network, "network", 4, NETWORK);
 group_test!(payloads_residue, "residue", 2, RESIDUE);
 group_test!(payloads_cross_run, "cross_run", 1, CROSS_RUN);
+
+/// The core of the suite, Python only (no compile step: the VM is slow), for the pure cgroup v2
+/// VM: pids and memory limits, the run directory's size, nothing outlives a run, /proc hides
+/// init, no network, a denied syscall.
+const VM_CORE: &[Case] = &[
+    case("resources/fork_bomb", &[TIME_LIMIT], r#"{"numprocs": 20}"#),
+    case(
+        "resources/memory_anon",
+        &[MEMORY_LIMIT],
+        r#"{"memorylimit": 64, "cputime": 20}"#,
+    ),
+    case(
+        "resources/disk_fill",
+        &[OK],
+        r#"{"disklimit": 30, "cputime": 20}"#,
+    )
+    .check(|v| at_most(v, "WROTE", 30 * MB + (1 << 20))),
+    case("escape/double_fork_setsid", &[OK], r#"{"cputime": 20}"#),
+    case("escape/proc_leaks", &[OK], r#"{"cputime": 20}"#),
+    case("network/tcp_loopback", &[OK], r#"{"cputime": 20}"#),
+    Case {
+        params: r#"{"cputime": 20}"#,
+        ..Case::denied("escape/ptrace", "ptrace")
+    },
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vm_payloads_core() {
+    if !privileged() {
+        return;
+    }
+    tokio::time::timeout(bound(), group("vm", 4, VM_CORE, &["python3"]))
+        .await
+        .expect("the group finished within its bound");
+}
 
 /// The daemon never follows a link a program made in its run directory: reading results
 /// (`RunDir::read_file`, `has_file`), writing files (`write_file`) and removing the directory.
@@ -696,16 +743,29 @@ fn payloads_run_dir_links_never_followed() {
         std::fs::symlink_metadata(dir.host.join("prog.err")).is_ok_and(|m| m.is_symlink()),
         "the program's symlink is in the run directory"
     );
-    assert_eq!(dir.read_file("prog.err", 1 << 20), None, "read through a symlink");
-    assert!(!dir.has_file("prog.err"), "a symlink counted as a result file");
+    assert_eq!(
+        dir.read_file("prog.err", 1 << 20),
+        None,
+        "read through a symlink"
+    );
+    assert!(
+        !dir.has_file("prog.err"),
+        "a symlink counted as a result file"
+    );
     assert_eq!(dir.read_file("linkdir", 1 << 20), None);
     // A FIFO is not read (and does not block).
     let t = Instant::now();
     assert_eq!(dir.read_file("fifo.err", 1 << 20), None);
     assert!(t.elapsed() < Duration::from_secs(1), "blocked on a FIFO");
     // Writing a file whose name the program took as a symlink fails instead of writing through.
-    assert!(dir.write_file("prog.c", b"x").is_err(), "wrote through a symlink");
-    assert!(!canary.join("new.txt").exists(), "a file appeared through the link");
+    assert!(
+        dir.write_file("prog.c", b"x").is_err(),
+        "wrote through a symlink"
+    );
+    assert!(
+        !canary.join("new.txt").exists(),
+        "a file appeared through the link"
+    );
     let host = dir.host.clone();
     drop(dir);
     assert!(!host.exists(), "run directory left: {}", host.display());
