@@ -30,6 +30,7 @@ use runner_tests::{privileged, slowdown};
 use serde_json::{Value, json};
 
 const OK: i64 = 15;
+const COMPILATION_ERROR: i64 = 11;
 const RUNTIME_ERROR: i64 = 12;
 const TIME_LIMIT: i64 = 13;
 const MEMORY_LIMIT: i64 = 17;
@@ -602,6 +603,19 @@ const RESOURCES: &[Case] = &[
     case("inode_exhaustion", &[OK], "{}").check(|v| at_most(v, "FILES", 16384)),
     case("stack_overflow", &[RUNTIME_ERROR], r#"{"cputime": 5}"#),
     case("core_dump", &[RUNTIME_ERROR], "{}"),
+    case("socket_buffers", &[MEMORY_LIMIT], r#"{"memorylimit": 64}"#),
+    case("compile_bomb", &[COMPILATION_ERROR], "{}").check(|v| {
+        (v["cmpinfo"] != "")
+            .then_some(())
+            .ok_or("no cmpinfo".into())
+    }),
+    // Bytes that are not UTF-8 come back escaped as `\xNN` text (as Jobe's sanitising does).
+    case("binary_output", &[RUNTIME_ERROR], "{}").check(|v| {
+        let out = v["stdout"].as_str().unwrap_or_default();
+        (out.contains("a\\x00b\\xff") && out.lines().any(|l| l == "DONE"))
+            .then_some(())
+            .ok_or("stdout lost or mangled its bytes".into())
+    }),
 ];
 
 /// Cases of the escape group.
@@ -631,6 +645,14 @@ const ESCAPE: &[Case] = &[
     case("dev_access", &[OK], "{}"),
     case("inherited_fds", &[OK], "{}"),
     case("raise_limits", &[OK], "{}"),
+    case("daemon_environment", &[OK], "{}"),
+    Case::denied("seccomp_stacking", "ptrace"),
+    case("foreign_abi", &[RUNTIME_ERROR], "{}").check(|v| {
+        (v["stderr"] == "Bad system call\n")
+            .then_some(())
+            .ok_or("not killed by SIGSYS".into())
+    }),
+    case("clone3_enosys", &[OK], "{}"),
 ];
 
 /// Cases of the network group.
