@@ -567,6 +567,13 @@ const RESOURCES: &[Case] = &[
         &[MEMORY_LIMIT],
         r#"{"memorylimit": 64, "disklimit": 200}"#,
     ),
+    // The run directory is a tmpfs: its files are memory of the job too, not a way around the
+    // memory limit.
+    case(
+        "memory_rundir_files",
+        &[MEMORY_LIMIT],
+        r#"{"memorylimit": 64, "disklimit": 200}"#,
+    ),
     case("memory_sysv_shm", &[MEMORY_LIMIT], r#"{"memorylimit": 64}"#),
     case("page_cache", &[OK], r#"{"memorylimit": 64, "cputime": 4}"#),
     case("cpu_spinners", &[TIME_LIMIT], r#"{"cputime": 1}"#),
