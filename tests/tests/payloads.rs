@@ -276,7 +276,8 @@ fn benign_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHand
     })
 }
 
-/// Runs every case of `group` in both languages concurrently; returns the failures.
+/// Runs every case of `group` in each of `langs`, concurrently (one after the other on a
+/// one-slot daemon); returns the failures.
 async fn run_group(
     d: &Daemon,
     host: &Host,
