@@ -494,6 +494,9 @@ fn rlimits() {
     let cpu = (l.cpu.as_secs() + 2).to_string();
     assert_eq!(limit("Max cpu time")[..2], [cpu.clone(), cpu]);
     assert_eq!(limit("Max open files")[..2], ["8192", "8192"]);
+    // Never inherited from the daemon: no real-time class, no negative nice value.
+    assert_eq!(limit("Max realtime priority")[..2], ["0", "0"]);
+    assert_eq!(limit("Max nice priority")[..2], ["0", "0"]);
 
     // Writing past disk_bytes: a shell tool dies of SIGXFSZ…
     let small = Limits {

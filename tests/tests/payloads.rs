@@ -360,6 +360,7 @@ async fn run_group(
 /// Runs a whole group on its own daemon, then checks the host.
 async fn group(group: &str, slots: usize, cases: &[Case], langs: &[&'static str]) {
     let t = Instant::now();
+    raise_scheduling_rlimits();
     let d = Daemon::start(Opts {
         slots,
         queue_timeout_secs: 120.0,
@@ -386,6 +387,23 @@ async fn group(group: &str, slots: usize, cases: &[Case], langs: &[&'static str]
     );
     drop(host);
     d.stop().await;
+}
+
+/// Raises `RLIMIT_RTPRIO` and `RLIMIT_NICE` of this process (so of the in-process daemons), as a
+/// daemon started from a login shell or a unit with `LimitRTPRIO=` would have them: the jail must
+/// not hand them on (payload `resources/realtime_priority`). Raising a hard limit needs
+/// `CAP_SYS_RESOURCE`; without it the payload meets the inherited limits (`jail_steps::rlimits`
+/// checks the jail's own values directly).
+fn raise_scheduling_rlimits() {
+    let ok = std::process::Command::new("prlimit")
+        .args(["--pid", &std::process::id().to_string()])
+        .args(["--rtprio=40:40", "--nice=40:40"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("note: cannot raise RLIMIT_RTPRIO/RLIMIT_NICE here (no CAP_SYS_RESOURCE?)");
+    }
 }
 
 /// What must not change on the host while payloads run.
@@ -612,6 +630,7 @@ const RESOURCES: &[Case] = &[
     case("stack_overflow", &[RUNTIME_ERROR], r#"{"cputime": 5}"#),
     case("core_dump", &[RUNTIME_ERROR], "{}"),
     case("socket_buffers", &[MEMORY_LIMIT], r#"{"memorylimit": 64}"#),
+    case("realtime_priority", &[OK], "{}"),
     case("compile_bomb", &[COMPILATION_ERROR], "{}").check(|v| {
         (v["cmpinfo"] != "")
             .then_some(())
@@ -708,7 +727,8 @@ group_test!(payloads_cross_run, "cross_run", 1, CROSS_RUN);
 
 /// The core of the suite, Python only (no compile step: the VM is slow), for the pure cgroup v2
 /// VM: pids and memory limits, the run directory's size, nothing outlives a run, /proc hides
-/// init, no network, a denied syscall.
+/// init, no network, no real-time scheduling (the VM's root can raise the daemon's limits), a
+/// denied syscall.
 const VM_CORE: &[Case] = &[
     case("resources/fork_bomb", &[TIME_LIMIT], r#"{"numprocs": 20}"#),
     case(
@@ -725,6 +745,7 @@ const VM_CORE: &[Case] = &[
     case("escape/double_fork_setsid", &[OK], r#"{"cputime": 20}"#),
     case("escape/proc_leaks", &[OK], r#"{"cputime": 20}"#),
     case("network/tcp_loopback", &[OK], r#"{"cputime": 20}"#),
+    case("resources/realtime_priority", &[OK], r#"{"cputime": 20}"#),
     Case {
         params: r#"{"cputime": 20}"#,
         ..Case::denied("escape/ptrace", "ptrace")

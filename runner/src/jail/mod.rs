@@ -1025,6 +1025,10 @@ impl Jail {
                 (libc::RLIMIT_STACK, 8 << 20, libc::RLIM_INFINITY),
                 (libc::RLIMIT_CPU, cpu_rlimit, cpu_rlimit),
                 (libc::RLIMIT_NOFILE, 8192, 8192),
+                // Not inherited from the daemon: a real-time class (RLIMIT_RTPRIO > 0) or a
+                // negative nice value (RLIMIT_NICE > 20) would let a job starve the host.
+                (libc::RLIMIT_RTPRIO, 0, 0),
+                (libc::RLIMIT_NICE, 0, 0),
             ],
             workdir: cstr(&spec.run_dir.jail)?,
             landlock: ruleset.raw(),
