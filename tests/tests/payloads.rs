@@ -627,6 +627,11 @@ const RESOURCES: &[Case] = &[
     case("sleep_forever", &[TIME_LIMIT], r#"{"cputime": 1}"#),
     case("zombie_farm", &[OK], r#"{"numprocs": 20}"#).check(|v| at_most(v, "ZOMBIES", 20)),
     case("inode_exhaustion", &[OK], "{}").check(|v| at_most(v, "FILES", 16384)),
+    case(
+        "tmp_inodes",
+        &[MEMORY_LIMIT],
+        r#"{"memorylimit": 64, "cputime": 10}"#,
+    ),
     case("stack_overflow", &[RUNTIME_ERROR], r#"{"cputime": 5}"#),
     case("core_dump", &[RUNTIME_ERROR], "{}"),
     case("socket_buffers", &[MEMORY_LIMIT], r#"{"memorylimit": 64}"#),
