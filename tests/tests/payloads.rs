@@ -625,6 +625,7 @@ const RESOURCES: &[Case] = &[
     case("huge_file", &[OK], r#"{"disklimit": 4}"#).check(|v| at_most(v, "WROTE", 4 * MB)),
     case("fd_exhaustion", &[OK], "{}").check(|v| at_most(v, "FDS", 8192)),
     case("sleep_forever", &[TIME_LIMIT], r#"{"cputime": 1}"#),
+    case("self_stop", &[TIME_LIMIT], r#"{"cputime": 1}"#),
     case("zombie_farm", &[OK], r#"{"numprocs": 20}"#).check(|v| at_most(v, "ZOMBIES", 20)),
     case("inode_exhaustion", &[OK], "{}").check(|v| at_most(v, "FILES", 16384)),
     case(
