@@ -1,4 +1,8 @@
 #include <dirent.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
@@ -28,5 +32,12 @@ int main(void) {
         if (atoi(e->d_name) > 0 && atoi(e->d_name) != getpid()) printf("LEAK process %s of run A\n", e->d_name);
     d = opendir("/tmp");
     while ((e = readdir(d))) if (e->d_name[0] != '.') printf("LEAK /tmp/%s\n", e->d_name);
+    int u = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un ua = {.sun_family = AF_UNIX};
+    strncpy(ua.sun_path + 1, m, sizeof ua.sun_path - 2);
+    if (bind(u, (void *)&ua, offsetof(struct sockaddr_un, sun_path) + 1 + strlen(m)) < 0) leak("abstract socket of run A still bound");
+    int ud = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in da = {.sin_family = AF_INET, .sin_port = htons(40000 + strtoul(arg("ipckey"), NULL, 10) % 20000)};
+    if (bind(ud, (void *)&da, sizeof da) < 0) leak("UDP port of run A still bound");
     puts("DONE");
 }

@@ -16,4 +16,15 @@ for p in os.listdir("/proc"):
         leak(f"process {p} of run A")
 for f in os.listdir("/tmp") + os.listdir("/dev/shm"):
     leak("left in /tmp or /dev/shm: " + f)
+import socket
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind("\0" + m)
+except OSError as e:
+    leak(f"abstract socket @{m} of run A still bound: {e}")
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 40000 + int(A["ipckey"]) % 20000))
+except OSError as e:
+    leak(f"UDP port of run A still bound: {e}")
 print("DONE")
