@@ -462,6 +462,13 @@ async fn host_unharmed(d: &Daemon, host: &Host, before: &HostSnapshot) -> Vec<St
     if !left.is_empty() {
         f.push(format!("run directories left: {left:?}"));
     }
+    // …nor a run directory's tmpfs still mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let runs_text = runs.display().to_string();
+    let mounted: Vec<&str> = mounts.lines().filter(|l| l.contains(&runs_text)).collect();
+    if !mounted.is_empty() {
+        f.push(format!("run directory mounts left: {mounted:?}"));
+    }
     let now = HostSnapshot::take(d);
     let new: Vec<_> = now.data_dir.difference(&before.data_dir).collect();
     let gone: Vec<_> = before.data_dir.difference(&now.data_dir).collect();
