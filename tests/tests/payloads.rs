@@ -379,14 +379,19 @@ async fn group(group: &str, slots: usize, cases: &[Case], langs: &[&'static str]
         cases.len() * langs.len(),
         t.elapsed()
     );
+    // Stop the daemon (removing its data directory) before failing, so a failed run leaves
+    // nothing behind either.
+    if !failures.is_empty() {
+        eprintln!("{} failure(s):\n{}", failures.len(), failures.join("\n"));
+    }
+    drop(host);
+    d.stop().await;
     assert!(
         failures.is_empty(),
         "{} failure(s):\n{}",
         failures.len(),
         failures.join("\n")
     );
-    drop(host);
-    d.stop().await;
 }
 
 /// Raises `RLIMIT_RTPRIO` and `RLIMIT_NICE` of this process (so of the in-process daemons), as a
