@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use runner::config::Config;
+use runner::config::{self, Config};
 use runner::{server, telemetry};
 
 #[derive(Parser)]
@@ -72,6 +72,9 @@ fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let out = match cli.command {
         Command::Serve { listen } => {
+            if let Some(warning) = cli.config.as_deref().and_then(config::readable_by_others) {
+                tracing::warn!("{warning}");
+            }
             cfg.listen = listen.unwrap_or(cfg.listen);
             return rt.block_on(server::serve(cfg));
         }

@@ -273,7 +273,7 @@ pub async fn bench_jail(cfg: &Config, iterations: usize) -> Result<String> {
     let slots = rt.jail.make_slots(1)?;
     let slot = &slots[0];
     let (name, _) = Jail::new_run_dir_name();
-    let dir = rt.jail.create_run_dir(slot, &name)?;
+    let dir = rt.jail.create_run_dir(slot, &name, 1 << 20)?;
     let step = crate::profile::plan::Step {
         argv: vec!["/bin/true".into()],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],

@@ -75,6 +75,9 @@ pub fn env() -> Env {
     }
 }
 
+/// Size of the run directories the helpers create (a tmpfs each).
+pub const RUN_DIR_BYTES: u64 = 64 << 20;
+
 pub fn limits() -> Limits {
     Limits {
         cpu: Duration::from_secs(2),
@@ -114,7 +117,10 @@ pub fn run_in(
     rt.block_on(async {
         let slot = &env.slots[slot];
         let (name, _) = Jail::new_run_dir_name();
-        let dir = env.jail.create_run_dir(slot, &name).expect("run dir");
+        let dir = env
+            .jail
+            .create_run_dir(slot, &name, RUN_DIR_BYTES)
+            .expect("run dir");
         for (name, data) in files {
             dir.write_file(name, data).expect("write file");
         }
@@ -200,7 +206,7 @@ impl Bench {
         let (name, _) = Jail::new_run_dir_name();
         self.env
             .jail
-            .create_run_dir(&self.env.slots[slot], &name)
+            .create_run_dir(&self.env.slots[slot], &name, RUN_DIR_BYTES)
             .expect("run dir")
     }
 

@@ -128,18 +128,21 @@ fn pid_namespace_shows_only_the_job() {
     let b = Bench::new();
     let out = b.sh(
         "echo self=$$; echo procs=$(ls /proc | grep -E '^[0-9]+$' | tr '\\n' ' '); \
-         test -d /proc/1 && echo init=yes; sleep 0 & echo child=$!",
+         test -d /proc/1 && echo init=visible; cat /proc/1/cmdline >/dev/null && echo cmdline=readable; \
+         sleep 0 & echo child=$!",
     );
     assert_eq!(out.end, End::Exited(0));
     let kv = kv(&out.stdout);
     // Init is pid 1, the program it forks is pid 2.
     assert_eq!(kv["self"], "2", "the program is the jail's second process");
-    assert_eq!(kv["init"], "yes");
+    // /proc is mounted hidepid=invisible: init (root, a copy of the daemon) is not shown.
+    assert!(!kv.contains_key("init"), "init is visible: {kv:?}");
+    assert!(!kv.contains_key("cmdline"), "init's cmdline is readable");
     let pids: Vec<u32> = kv["procs"]
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
-    assert!(pids.contains(&1) && pids.contains(&2), "{pids:?}");
+    assert!(!pids.contains(&1) && pids.contains(&2), "{pids:?}");
     assert!(
         pids.len() <= 6 && pids.iter().all(|&p| p < 10),
         "only the job's processes: {pids:?}"
@@ -491,6 +494,9 @@ fn rlimits() {
     let cpu = (l.cpu.as_secs() + 2).to_string();
     assert_eq!(limit("Max cpu time")[..2], [cpu.clone(), cpu]);
     assert_eq!(limit("Max open files")[..2], ["8192", "8192"]);
+    // Never inherited from the daemon: no real-time class, no negative nice value.
+    assert_eq!(limit("Max realtime priority")[..2], ["0", "0"]);
+    assert_eq!(limit("Max nice priority")[..2], ["0", "0"]);
 
     // Writing past disk_bytes: a shell tool dies of SIGXFSZ…
     let small = Limits {

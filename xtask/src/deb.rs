@@ -8,6 +8,7 @@
 //! host with the default config is not disturbed.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -166,6 +167,16 @@ fn serve_one_job() -> Result<()> {
             bail!("the package did not install {path}");
         }
     }
+    // Jobs can read world-readable files under /etc, and the config may hold API keys.
+    let mode = std::fs::metadata("/etc/runner/runner.toml")?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "/etc/runner/runner.toml is mode {:o}, not 0600",
+            mode & 0o777
+        );
+    }
     run(Command::new("/usr/bin/runner").args([
         "check-config",
         "--config",
@@ -306,7 +317,6 @@ fn remove_and_check(keep: bool) -> Result<()> {
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {mode:o} {}", path.display()))
 }

@@ -251,6 +251,21 @@ impl TryFrom<RawConfig> for Config {
     }
 }
 
+/// A warning when the config file at `path` can be read by its group or by others: it may hold
+/// API keys, and jobs can read world-readable files under `/etc` (docs/threat-model.md). `None`
+/// when the mode is fine or the file cannot be inspected.
+pub fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "config file {} is readable by group or others (mode {:o}); it may hold API keys: chmod 600 it",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     //! Tier 1: defaults and validation.
@@ -302,5 +317,18 @@ mod tests {
     fn test_keys_table_enables_keys() {
         let c = parse("[api.keys]\nabc = 60\n").unwrap();
         assert_eq!(c.api.api_keys.unwrap().get("abc"), Some(&60));
+    }
+
+    #[test]
+    fn test_config_readable_by_others_warns() {
+        use std::os::unix::fs::PermissionsExt;
+        let p = std::env::temp_dir().join(format!("runner-cfg-mode-{}.toml", std::process::id()));
+        std::fs::write(&p, "").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(readable_by_others(&p).is_some_and(|w| w.contains("mode 644")));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(readable_by_others(&p), None);
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(readable_by_others(&p), None);
     }
 }

@@ -260,8 +260,17 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        // remove_dir_all does not follow symlinks (CVE-2022-21658 fixed it); root may remove
-        // whatever modes the program set.
+        // The tmpfs goes with everything in it, so nothing the program left in it (links,
+        // FIFOs, directories of mode 000) is ever walked. Lazily: a descriptor the daemon may
+        // still hold must not make the unmount fail.
+        if let Ok(p) = cpath(&self.host)
+            && let Err(err) = sys::umount2(&p, libc::MNT_DETACH)
+        {
+            tracing::error!(err = ?err.into_io(), dir = %self.host.display(), "failed to unmount run directory");
+        }
+        // Now an empty mount point. Should the unmount have failed, remove_dir_all does not
+        // follow symlinks (CVE-2022-21658 fixed it); root may remove whatever modes the
+        // program set.
         if let Err(err) = fs::remove_dir_all(&self.host) {
             tracing::error!(?err, dir = %self.host.display(), "failed to remove run directory");
         }
@@ -454,31 +463,60 @@ impl Jail {
 
     /// Creates the run directory `name` (from `new_run_dir_name`) for `slot`: mode 0700, owned
     /// by the slot's uid, so other slots' users cannot enter it.
-    pub fn create_run_dir(&self, slot: &Slot, name: &str) -> Result<RunDir, JailError> {
+    ///
+    /// The directory is a tmpfs of its own, `size_bytes` large (at least 1 MiB: a tmpfs of size
+    /// 0 would be unlimited) with at most `RUN_DIR_INODES` inodes: `RLIMIT_FSIZE` limits each
+    /// file, and only a filesystem of its own limits all of them together, so that a program
+    /// writing many files cannot fill the disk of `data_dir` (payload `resources/disk_fill`).
+    /// Its pages are charged to the memory cgroup of whoever writes them (the job, or the daemon
+    /// for the files of the request) and freed when it is unmounted on drop.
+    pub fn create_run_dir(
+        &self,
+        slot: &Slot,
+        name: &str,
+        size_bytes: u64,
+    ) -> Result<RunDir, JailError> {
         let host = self.runs.join(name);
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&host)
             .map_err(io_err("create", &host))?;
-        let dir = RunDir {
+        let data = format!(
+            "size={},nr_inodes={RUN_DIR_INODES},mode=0700,uid={},gid={}",
+            size_bytes.max(1 << 20),
+            slot.uid,
+            self.gid
+        );
+        let mounted = sys::mount(
+            Some(c"runner-run"),
+            &cpath(&host)?,
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(&cstr(data)?),
+        );
+        if let Err(e) = mounted {
+            let _ = fs::remove_dir(&host);
+            return Err(sys_err("mount(run directory tmpfs)")(e));
+        }
+        Ok(RunDir {
             jail: format!("{JAIL_RUNS_DIR}/{name}"),
             host,
             uid: slot.uid,
             gid: self.gid,
-        };
-        std::os::unix::fs::chown(&dir.host, Some(slot.uid), Some(self.gid))
-            .map_err(io_err("chown", &dir.host))?;
-        Ok(dir)
+        })
     }
 
     /// Removes run directories left by a previous daemon that died (the data directory is
-    /// locked to one daemon, so none of them is in use).
+    /// locked to one daemon, so none of them is in use), unmounting their tmpfs first.
     pub fn remove_stale_run_dirs(&self) {
         let Ok(entries) = fs::read_dir(&self.runs) else {
             return;
         };
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with("jobe_") {
+                if let Ok(p) = cpath(&e.path()) {
+                    while sys::umount2(&p, libc::MNT_DETACH).is_ok() {}
+                }
                 let _ = fs::remove_dir_all(e.path());
             }
         }
@@ -588,14 +626,16 @@ impl Jail {
                 Some(format!("size={disk},mode=1777")),
             )?);
         }
-        // /proc of the jail's own pid namespace.
+        // /proc of the jail's own pid namespace. hidepid=invisible (Linux 5.8): the program sees
+        // only processes of its own uid, so not init, a copy of the daemon whose command line
+        // names the daemon's config and data directory (payload `escape/proc_leaks`).
         ops.push(MountOp::Mkdir(r("/proc")?));
         ops.push(mount(
             Some("proc"),
             r("/proc")?,
             Some("proc"),
             nosuid_nodev | libc::MS_NOEXEC,
-            None,
+            Some("hidepid=invisible".into()),
         )?);
         // The run directory, read-write, at the path Jobe uses.
         let mut acc = PathBuf::from("/");
@@ -985,6 +1025,10 @@ impl Jail {
                 (libc::RLIMIT_STACK, 8 << 20, libc::RLIM_INFINITY),
                 (libc::RLIMIT_CPU, cpu_rlimit, cpu_rlimit),
                 (libc::RLIMIT_NOFILE, 8192, 8192),
+                // Not inherited from the daemon: a real-time class (RLIMIT_RTPRIO > 0) or a
+                // negative nice value (RLIMIT_NICE > 20) would let a job starve the host.
+                (libc::RLIMIT_RTPRIO, 0, 0),
+                (libc::RLIMIT_NICE, 0, 0),
             ],
             workdir: cstr(&spec.run_dir.jail)?,
             landlock: ruleset.raw(),
@@ -1018,6 +1062,9 @@ struct PreparedFds {
 
 /// How long a killed job may take to disappear before its init is killed directly.
 const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// Inodes of a run directory's tmpfs (files, directories and links together).
+pub const RUN_DIR_INODES: u32 = 16384;
 
 const DEV_NODES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 

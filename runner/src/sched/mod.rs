@@ -163,7 +163,7 @@ impl Inner {
         let slot = guard.slot();
         let run_dir = self
             .jail
-            .create_run_dir(slot, &dir_name)
+            .create_run_dir(slot, &dir_name, run_dir_size(&plan))
             .map_err(internal("create run directory"))?;
         for (name, data) in &plan.files {
             run_dir
@@ -233,6 +233,22 @@ impl Inner {
             .map_err(internal("run step"))?;
         Ok(verdict(plan, out))
     }
+}
+
+/// Size of the run directory's tmpfs: the larger disk limit of the two steps (one file may grow
+/// to it) plus the request's files, each rounded up to whole pages.
+fn run_dir_size(plan: &Plan) -> u64 {
+    let disk = plan
+        .compile
+        .as_ref()
+        .map_or(0, |c| c.limits.disk_bytes)
+        .max(plan.run.limits.disk_bytes);
+    let files: u64 = plan
+        .files
+        .iter()
+        .map(|(_, data)| (data.len() as u64).div_ceil(4096) * 4096)
+        .sum();
+    disk.saturating_add(files)
 }
 
 fn internal(what: &'static str) -> impl FnOnce(crate::jail::JailError) -> ExecError {

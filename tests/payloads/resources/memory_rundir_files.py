@@ -1,0 +1,10 @@
+# Files in the run directory (a tmpfs of its own) are memory: charged to the job's cgroup.
+buf = b"\x07" * (1 << 20)
+try:
+    for i in range(1000):
+        with open(f"./hog{i}", "wb") as f:
+            for j in range(16):
+                f.write(buf)
+except OSError:
+    pass
+print("DONE")

@@ -1,0 +1,5 @@
+int main(void) {
+    static char buf[1 << 16];
+    memset(buf, 'e', sizeof buf);
+    for (;;) fwrite(buf, 1, sizeof buf, stderr);
+}

@@ -1,0 +1,5 @@
+#include <pthread.h>
+static void *sleeper(void *a) { (void)a; for (;;) pause(); }
+int main(void) {
+    for (;;) { pthread_t t; pthread_create(&t, NULL, sleeper, NULL); }
+}
