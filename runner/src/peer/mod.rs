@@ -115,6 +115,9 @@ struct Peer {
     origin: Option<String>,
     /// Our forwarded runs at it right now.
     inflight: AtomicUsize,
+    /// Bumped when a forwarded run's response reports the load: a probe sent before that
+    /// carries older news and does not overwrite it.
+    reports: AtomicU64,
     st: Mutex<PeerState>,
     /// Notified when the peer goes down or is ejected: forwards waiting on it fail over.
     down: Notify,
@@ -217,6 +220,7 @@ impl Peers {
                     key: p.key.clone(),
                     origin: None,
                     inflight: AtomicUsize::new(0),
+                    reports: AtomicU64::new(0),
                     st: Mutex::new(PeerState::default()),
                     down: Notify::new(),
                 })
@@ -555,6 +559,7 @@ impl Peers {
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_load)
             {
+                p.reports.fetch_add(1, Ordering::SeqCst);
                 self.note_load(p, load);
             }
             match reply.status {
@@ -745,6 +750,7 @@ async fn probe_one(sh: &Shared, p: &Peer) {
     if !lock(&p.st).health.should_probe(Instant::now()) {
         return;
     }
+    let reports = p.reports.load(Ordering::SeqCst);
     let r = sh
         .client
         .call(
@@ -765,8 +771,10 @@ async fn probe_one(sh: &Shared, p: &Peer) {
         let mut st = lock(&p.st);
         st.is_self = s.instance == sh.instance;
         st.languages.clone_from(&s.languages);
-        st.slots = s.slots;
-        st.external = (s.slots.saturating_sub(s.free) + s.queued).saturating_sub(ours);
+        if p.reports.load(Ordering::SeqCst) == reports {
+            st.slots = s.slots;
+            st.external = (s.slots.saturating_sub(s.free) + s.queued).saturating_sub(ours);
+        }
     }
     let t = lock(&p.st)
         .health
@@ -830,6 +838,7 @@ fn update_dns(sh: &Shared, e: &config::DnsEntry, urls: &BTreeSet<String>) {
             key: e.key.clone(),
             origin: Some(e.name.clone()),
             inflight: AtomicUsize::new(0),
+            reports: AtomicU64::new(0),
             st: Mutex::new(PeerState::default()),
             down: Notify::new(),
         }));
