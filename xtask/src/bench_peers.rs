@@ -234,6 +234,13 @@ pub(crate) fn run(runner: &Path, runs: usize) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("runner-bench-peers-")
         .tempdir()?;
+    // RUNNER_BENCH_KEEP=1 keeps the directory with the runners' configs and logs.
+    let (d, _remove) = if std::env::var_os("RUNNER_BENCH_KEEP").is_some() {
+        (dir.keep(), None)
+    } else {
+        (dir.path().to_owned(), Some(dir))
+    };
+    let d = d.as_path();
     let offset: u32 = std::env::var("RUNNER_TEST_UID_OFFSET")
         .ok()
         .and_then(|v| v.parse().ok())
