@@ -516,6 +516,16 @@ async fn test_failover_on_5xx_and_timeout() {
                 }
             }
             assert!(ejected, "{mode:?}: the bad peer was never ejected");
+            // Every peer family but the file pushes (test_file_push_on_404) has a sample now.
+            let mut m = String::new();
+            a.state.peers.as_ref().unwrap().render_metrics(&mut m);
+            for f in runner::peer::metrics::PEER_FAMILIES {
+                if *f == "runner_peer_file_pushes_total" {
+                    continue;
+                }
+                let sampled = m.lines().any(|l| !l.starts_with('#') && l.starts_with(f));
+                assert!(sampled, "{f} has no sample:\n{m}");
+            }
             // Its status still answers: after the cool-down (300 ms) it is probed back in.
             wait_up(&a, &bad.url(), true).await;
             a.shutdown().await;
@@ -553,6 +563,37 @@ async fn test_file_push_on_404() {
         a.state.peers.as_ref().unwrap().render_metrics(&mut m);
         let once = format!("runner_peer_file_pushes_total{{peer=\"{}\"}} 1\n", b.url());
         assert!(m.contains(&once), "{m}");
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+/// With `forward_queue_wait_ms` above the expected local wait, busy runs queue locally instead
+/// of being forwarded.
+#[tokio::test]
+async fn test_forward_queue_wait_keeps_runs_local() {
+    bounded(async {
+        let b = Server::start(Fake::new("b", &["python3"], 4), Some(peer_cfg(false, &[]))).await;
+        let mut cfg = peer_cfg(true, &[(b.url(), 1)]);
+        cfg.forward_queue_wait = Duration::from_secs(60);
+        let a = Server::start(Fake::new("a", &["python3"], 1), Some(cfg)).await;
+        wait_up(&a, &b.url(), true).await;
+        let mut hs = Vec::new();
+        for i in 0..3 {
+            let addr = a.addr;
+            hs.push(tokio::spawn(async move {
+                run(addr, "python3", &format!("q{i}"), &[]).await
+            }));
+        }
+        for h in hs {
+            let r = h.await.unwrap();
+            assert!(
+                r.json()["stdout"].as_str().unwrap().starts_with("a:"),
+                "{r:?}"
+            );
+        }
+        assert_eq!(b.fake.count(), 0);
         a.shutdown().await;
         b.shutdown().await;
     })
