@@ -599,3 +599,34 @@ async fn test_forward_queue_wait_keeps_runs_local() {
     })
     .await;
 }
+
+/// A client that goes away while its run is at a peer does not leave the peer counted as busy:
+/// later runs are still forwarded to it.
+#[tokio::test]
+async fn test_client_gone_mid_forward_frees_the_peer() {
+    bounded(async {
+        let mut slow = Arc::into_inner(Fake::new("b", &["python3"], 1)).expect("fresh");
+        slow.delay = Duration::from_millis(400);
+        let b = Server::start(Arc::new(slow), Some(peer_cfg(false, &[]))).await;
+        let a = Server::start(Fake::new("a", &["python3"], 0), Some(peer_cfg(true, &[(b.url(), 1)]))).await;
+        wait_up(&a, &b.url(), true).await;
+        let body = run_body("python3", "gone", &[]);
+        let mut s = TcpStream::connect(a.addr).await.unwrap();
+        let head = format!(
+            "POST {BASE}/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        for i in 0..3 {
+            let r = run(a.addr, "python3", &format!("after{i}"), &[]).await;
+            assert_eq!(r.json()["stdout"], format!("b:after{i}"), "{r:?}");
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}

@@ -176,15 +176,33 @@ impl Drop for Peers {
 /// Result of one forward (possibly after a file push).
 enum Attempt {
     Done(Result<RunResult, ExecError>),
-    Retry,
+    /// Try elsewhere; the peer that failed.
+    Retry(Arc<Peer>),
 }
 
 /// What a waiting run does next.
 enum Choice<F> {
     Local(F),
     Queue,
-    Peer(Arc<Peer>),
+    Peer(InFlight),
     Overload,
+}
+
+/// One of our runs at a peer: counted in its `inflight` from creation to drop, also when the
+/// client goes away and the request future is dropped mid-forward.
+struct InFlight(Arc<Peer>);
+
+impl InFlight {
+    fn new(p: Arc<Peer>) -> Self {
+        p.inflight.fetch_add(1, Ordering::SeqCst);
+        InFlight(p)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Counts a run as waiting while alive.
@@ -399,8 +417,7 @@ impl Peers {
                 if attempts < sh.cfg.max_attempts
                     && let Some(p) = self.select(&lang, &tried)
                 {
-                    p.inflight.fetch_add(1, Ordering::SeqCst);
-                    break Choice::Peer(p);
+                    break Choice::Peer(InFlight::new(p));
                 }
                 let now = Instant::now();
                 if now >= deadline {
@@ -428,9 +445,9 @@ impl Peers {
                     return r;
                 }
                 Choice::Overload => return Ok(RunResult::overload()),
-                Choice::Peer(p) => match self.forward(&p, &body, &files, cache).await {
+                Choice::Peer(run) => match self.forward(run, &body, &files, cache).await {
                     Attempt::Done(r) => return r,
-                    Attempt::Retry => {
+                    Attempt::Retry(p) => {
                         attempts += 1;
                         sh.metrics.retry();
                         tracing::info!(peer = %p.url, attempts, "forward failed; trying elsewhere");
@@ -510,16 +527,19 @@ impl Peers {
         }
     }
 
-    /// Sends the run to `p` (whose `inflight` the caller raised) and reads the answer.
+    /// Sends the run to its peer and reads the answer.
     async fn forward(
         &self,
-        p: &Arc<Peer>,
+        run: InFlight,
         body: &Bytes,
         files: &[String],
         cache: &Arc<FileCache>,
     ) -> Attempt {
         let sh = &self.shared;
         let m = &sh.metrics;
+        let p = run.0.clone();
+        let p = &p;
+        let mut run = Some(run);
         let mut pushed = false;
         loop {
             let started = Instant::now();
@@ -538,18 +558,18 @@ impl Peers {
                 r = call => Some(r),
                 () = down => None,
             };
-            p.inflight.fetch_sub(1, Ordering::SeqCst);
+            drop(run.take());
             sh.changed.notify_waiters();
             let reply = match res {
                 None => {
                     m.forward(&p.url, "error");
                     tracing::warn!(peer = %p.url, "peer went down while running a forwarded run");
-                    return Attempt::Retry;
+                    return Attempt::Retry(p.clone());
                 }
                 Some(Err(e)) => {
                     m.forward(&p.url, "error");
                     self.eject(p, &error_chain(&e));
-                    return Attempt::Retry;
+                    return Attempt::Retry(p.clone());
                 }
                 Some(Ok(r)) => r,
             };
@@ -568,7 +588,7 @@ impl Peers {
                     match parse_result(&reply.body) {
                         Some(r) if r.outcome == Outcome::ServerOverload => {
                             m.forward(&p.url, "overload");
-                            return Attempt::Retry;
+                            return Attempt::Retry(p.clone());
                         }
                         Some(r) => {
                             m.forward(&p.url, "ok");
@@ -577,7 +597,7 @@ impl Peers {
                         None => {
                             m.forward(&p.url, "error");
                             self.eject(p, "unreadable run result");
-                            return Attempt::Retry;
+                            return Attempt::Retry(p.clone());
                         }
                     }
                 }
@@ -585,16 +605,16 @@ impl Peers {
                     m.forward(&p.url, "files_missing");
                     pushed = true;
                     if !self.push_files(p, files, cache).await {
-                        return Attempt::Retry;
+                        return Attempt::Retry(p.clone());
                     }
-                    p.inflight.fetch_add(1, Ordering::SeqCst);
+                    run = Some(InFlight::new(p.clone()));
                 }
                 StatusCode::BAD_REQUEST => {
                     m.forward(&p.url, "client_error");
                     let msg: String = serde_json::from_slice(&reply.body).unwrap_or_default();
                     if msg.starts_with("Language '") {
                         // Its language list changed since the last probe: another may have it.
-                        return Attempt::Retry;
+                        return Attempt::Retry(p.clone());
                     }
                     // The same checks as ours, with the profile: the client's error.
                     return Attempt::Done(Err(ExecError::BadRequest(msg)));
@@ -609,7 +629,7 @@ impl Peers {
                         };
                         self.eject(p, &why);
                     }
-                    return Attempt::Retry;
+                    return Attempt::Retry(p.clone());
                 }
             }
         }
