@@ -420,7 +420,8 @@ impl Peers {
                     break Choice::Peer(InFlight::new(p));
                 }
                 let now = Instant::now();
-                if now >= deadline {
+                // Out of time, or a language only peers have and every attempt used.
+                if now >= deadline || (!local_ok && attempts >= sh.cfg.max_attempts) {
                     break Choice::Overload;
                 }
                 tokio::select! {
