@@ -287,7 +287,8 @@ async fn run(addr: SocketAddr, lang: &str, src: &str, headers: &[(&str, &str)]) 
 /// Waits until `a` reports `peer` up in its metrics.
 async fn wait_up(a: &Server, peer: &str, up: bool) {
     let want = format!("runner_peer_up{{peer=\"{peer}\"}} {}", u8::from(up));
-    for _ in 0..200 {
+    // Up to 15 s: generous on a loaded machine (probes run every 100 ms).
+    for _ in 0..600 {
         let mut text = String::new();
         if let Some(p) = &a.state.peers {
             p.render_metrics(&mut text);
