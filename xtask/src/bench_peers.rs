@@ -5,9 +5,10 @@
 //! 200 ms (wall-bound), offered at concurrency 12:
 //! 1. one runner alone;
 //! 2. peer mode: every run sent to runner A, whose peers are B and C;
-//! 3. peer mode again, runner C killed (SIGKILL) halfway: failed runs (target 0);
-//! 4. CodeRunner-style: each run to a random one of the three, no peer mode;
-//! 5. the same with C killed halfway.
+//! 3. peer mode again, runner B killed (SIGKILL) halfway: failed runs (target 0);
+//! 4. both: a random host per run, every runner a peer of the other two;
+//! 5. CodeRunner-style: each run to a random one of the three, no peer mode;
+//! 6. the same with one runner killed halfway.
 //!
 //! Target: peer mode ≥ 2.7× the single runner's throughput, 0 failed runs in 3. A killed
 //! runner is restarted on its data directory and stopped with SIGTERM, which removes what the
@@ -284,6 +285,38 @@ pub(crate) fn run(runner: &Path, runs: usize) -> Result<()> {
             load(runs, &|_| a.addr.clone(), &mut kill),
         ));
         b.recover()?;
+    }
+    {
+        // The recommended set-up: CodeRunner's `;` list names all three, each a peer of the others.
+        let addrs: Vec<String> = (0..3)
+            .map(|_| -> Result<String> {
+                let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+                Ok(format!("127.0.0.1:{port}"))
+            })
+            .collect::<Result<_>>()?;
+        let runners: Vec<Runner> = (0..3)
+            .map(|i| {
+                let others: Vec<&str> = (0..3)
+                    .filter(|j| *j != i)
+                    .map(|j| addrs[j].as_str())
+                    .collect();
+                Runner::start_at(
+                    bin,
+                    d,
+                    &format!("pm{i}"),
+                    uid(7 + i as u32),
+                    &peer_section(true, &others),
+                    addrs[i].clone(),
+                )
+            })
+            .collect::<Result<_>>()?;
+        std::thread::sleep(Duration::from_millis(1000));
+        let _ = load(CONCURRENCY, &|i| addrs[pick(i, 3)].clone(), none);
+        rows.push((
+            "peer mode + random host (all peers)".into(),
+            load(runs, &|i| addrs[pick(i + 7, 3)].clone(), none),
+        ));
+        drop(runners);
     }
     {
         let addrs: Vec<Runner> = (0..3)
