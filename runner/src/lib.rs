@@ -13,6 +13,7 @@ pub mod jail;
 pub mod job;
 pub mod metrics;
 pub mod notify;
+pub mod peer;
 pub mod profile;
 pub mod sched;
 pub mod server;

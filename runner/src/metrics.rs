@@ -7,7 +7,7 @@
 //!
 //! Label values are bounded sets: languages come from the served language list (anything else is
 //! `unknown`), outcomes are `Outcome::name`, routes are fixed names, statuses are HTTP codes. No
-//! raw client input becomes a label. Peer metrics are absent: there are no peers yet.
+//! raw client input becomes a label. Peer metrics live in `peer::metrics` and are rendered after these.
 //!
 //! Every family in [`FAMILIES`] is set somewhere and rendered with at least one sample once the
 //! daemon has served a run (checked in `runner/tests/http_api.rs`).
@@ -115,6 +115,22 @@ impl Histogram {
         }
         let _ = writeln!(out, "{name}_sum {}", fmt_f64(s.sum));
         let _ = writeln!(out, "{name}_count {}", s.count);
+    }
+
+    /// As `render`, with `labels` (already escaped, e.g. `peer="x"`) on every sample.
+    pub fn render_labelled(&self, out: &mut String, name: &str, labels: &str) {
+        let s = lock(&self.state).clone();
+        let mut cum = 0u64;
+        for (i, c) in s.counts.iter().enumerate() {
+            cum += c;
+            let le = self
+                .bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| fmt_f64(*b));
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cum}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", fmt_f64(s.sum));
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.count);
     }
 }
 

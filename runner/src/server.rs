@@ -149,7 +149,8 @@ pub async fn serve(cfg: Config) -> Result<()> {
     );
     let state = Arc::new(
         AppState::new(rt.scheduler.clone(), cache, cfg.api.clone())
-            .with_metrics(rt.scheduler.metrics()),
+            .with_metrics(rt.scheduler.metrics())
+            .with_peers(crate::peer::Peers::from_config(&cfg)),
     );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -46,6 +46,10 @@ pub fn unique() -> (PathBuf, u32) {
 pub struct Opts {
     pub slots: usize,
     pub queue_timeout_secs: f64,
+    /// `[peer]` (peer mode); `None`: no peer section.
+    pub peer: Option<runner::peer::RawPeer>,
+    /// `profiles_dir` (extra or overriding language profiles).
+    pub profiles_dir: Option<PathBuf>,
 }
 
 impl Default for Opts {
@@ -53,6 +57,8 @@ impl Default for Opts {
         Opts {
             slots: 2,
             queue_timeout_secs: 10.0,
+            peer: None,
+            profiles_dir: None,
         }
     }
 }
@@ -71,6 +77,13 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(opts: Opts) -> Daemon {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Daemon::start_on(opts, listener).await
+    }
+
+    /// As `start`, serving on `listener` (bound beforehand, so that two daemons can name each
+    /// other as peers).
+    pub async fn start_on(opts: Opts, listener: TcpListener) -> Daemon {
         let (data_dir, uid_base) = unique();
         let raw = RawConfig {
             listen: Some("127.0.0.1:0".into()),
@@ -82,6 +95,8 @@ impl Daemon {
                 uid_base: Some(uid_base),
                 ..RawJail::default()
             },
+            peer: opts.peer.clone().unwrap_or_default(),
+            profiles_dir: opts.profiles_dir.clone(),
             ..RawConfig::default()
         };
         let cfg = Config::try_from(raw).expect("valid config");
@@ -99,9 +114,9 @@ impl Daemon {
         );
         let state = Arc::new(
             AppState::new(runtime.scheduler.clone(), cache, cfg.api.clone())
-                .with_metrics(runtime.scheduler.metrics()),
+                .with_metrics(runtime.scheduler.metrics())
+                .with_peers(runner::peer::Peers::from_config(&cfg)),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, rx) = oneshot::channel();
         let task = tokio::spawn(api::serve(listener, state, async {
@@ -116,6 +131,32 @@ impl Daemon {
             runtime: Some(runtime),
             cgroups,
         }
+    }
+
+    /// A crash as peers see it: the server is aborted at once (open connections are reset, new
+    /// ones refused). Then waits for the runs still in the scheduler's tasks to end and checks
+    /// the clean-up as `stop` does.
+    pub async fn kill(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(rt) = &self.runtime {
+            use runner::sched::Executor;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let l = rt.scheduler.load();
+                if l.free == l.slots && l.queued == 0 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "runs of a killed daemon did not end"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.stop().await;
     }
 
     /// Stops serving, drops the runtime and asserts that no cgroup and no jailed process of this

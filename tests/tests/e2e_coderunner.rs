@@ -382,6 +382,7 @@ async fn e2e_overload_gives_outcome_21() {
         let d = Daemon::start(Opts {
             slots: 1,
             queue_timeout_secs: 0.5,
+            ..Opts::default()
         })
         .await;
         let addr = d.addr;

@@ -4,6 +4,8 @@
 //!   hello world at concurrency 1, 2, 4 (and the CPU count), one connection per request like
 //!   CodeRunner. The floor is the same compile + run done directly (no sandbox, no HTTP) at the same
 //!   concurrency. Target: ratio >= 0.8 at concurrency = CPUs.
+//! - `peers` (only when named; root): peer mode vs one runner vs random spreading, see
+//!   `bench_peers.rs`.
 //! - `jail`: `runner bench-jail --iterations N` prints one JSON line
 //!   `{"jail_p50_ms":..,"jail_p99_ms":..,"forkexec_p50_ms":..,"forkexec_p99_ms":..}`.
 //!   Target: jail cost <= 2 ms over fork+exec (p50).
@@ -43,6 +45,8 @@ pub(crate) struct BenchArgs {
 enum Which {
     Http,
     Jail,
+    /// Peer mode vs one runner vs random spreading (root; only when named).
+    Peers,
 }
 
 const PY_SRC: &str = "print(\"hello world\")\n";
@@ -64,6 +68,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
             util::target_dir()?.join("release/runner")
         }
     };
+    if args.which == Some(Which::Peers) {
+        return crate::bench_peers::run(&runner, args.runs);
+    }
     if args.which != Some(Which::Jail) {
         http(args, &runner)?;
     }

@@ -8,6 +8,7 @@
 //!   trip of it on this machine (root).
 
 mod bench;
+mod bench_peers;
 mod deb;
 mod ebpf;
 mod test;
@@ -37,7 +38,8 @@ enum Cmd {
     },
     /// Run the tests: `cargo test --workspace`, then the `vm_*` tests of runner-tests in the VM.
     Test(test::TestArgs),
-    /// Benchmarks (not run in CI): `http` (runs/s vs a no-sandbox floor) and `jail` (jail cost).
+    /// Benchmarks (not run in CI): `http` (runs/s vs a no-sandbox floor), `jail` (jail cost),
+    /// `peers` (peer mode vs one runner vs random spreading; root, only when named).
     Bench(bench::BenchArgs),
     /// Build the Debian package into target/debian/ (installs cargo-deb if missing).
     Deb,

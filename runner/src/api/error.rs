@@ -23,6 +23,8 @@ pub(crate) enum ApiError {
     MissingKey,
     /// 403: API keys are required and this one is not configured.
     UnknownKey,
+    /// 403: a peer header (`X-Runner-Hop`, `X-Runner-Peer-Key`) without this runner's peer key.
+    UnknownPeerKey,
     /// 401: the key's hourly run budget is spent (CodeRunner: "submission limit reached").
     RateLimited,
     /// 500 with this exact client-facing message (Jobe's PUT write failure text).
@@ -37,7 +39,9 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::BadUri => StatusCode::BAD_REQUEST,
             ApiError::NoRoute | ApiError::FilesMissing => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::MissingKey | ApiError::UnknownKey => StatusCode::FORBIDDEN,
+            ApiError::MissingKey | ApiError::UnknownKey | ApiError::UnknownPeerKey => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::RateLimited => StatusCode::UNAUTHORIZED,
             ApiError::InternalWith(_) | ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -56,6 +60,7 @@ impl ApiError {
             }
             ApiError::MissingKey => "Missing API key".to_owned(),
             ApiError::UnknownKey => "Unknown API key".to_owned(),
+            ApiError::UnknownPeerKey => "Unknown peer key".to_owned(),
             ApiError::RateLimited => "Max RUN rate for this server exceeded".to_owned(),
             ApiError::Internal => format!("Server exception (internal error, request {request})"),
         }
@@ -79,6 +84,7 @@ mod tests {
             ),
             (ApiError::MissingKey, 403, "Missing API key"),
             (ApiError::UnknownKey, 403, "Unknown API key"),
+            (ApiError::UnknownPeerKey, 403, "Unknown peer key"),
             (
                 ApiError::RateLimited,
                 401,

@@ -94,6 +94,8 @@ pub struct AppState {
     rate_limiter: RateLimiter,
     request_seq: AtomicU64,
     draining: AtomicBool,
+    /// Peer mode (docs/peers.md); `None` without a `[peer]` key. Set with [`AppState::with_peers`].
+    pub peers: Option<Arc<crate::peer::Peers>>,
 }
 
 impl AppState {
@@ -107,6 +109,32 @@ impl AppState {
             rate_limiter: RateLimiter::default(),
             request_seq: AtomicU64::new(1),
             draining: AtomicBool::new(false),
+            peers: None,
+        }
+    }
+
+    /// Enables peer mode: forwarding (if `peer.enabled`), the peer key, `/peer/status`.
+    #[must_use]
+    pub fn with_peers(mut self, peers: Option<Arc<crate::peer::Peers>>) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// This runner's load: the executor's slots and queue plus the runs waiting in peer mode.
+    pub fn load(&self) -> crate::sched::Load {
+        let mut l = self.executor.load();
+        if let Some(p) = &self.peers {
+            l.queued += p.waiting();
+        }
+        l
+    }
+
+    /// `GET /languages`: local, plus those of healthy peers in peer mode.
+    pub fn languages(&self) -> Vec<(String, String)> {
+        let local = self.executor.languages();
+        match &self.peers {
+            Some(p) => p.languages(local),
+            None => local,
         }
     }
 
@@ -225,10 +253,14 @@ async fn handle(
     async move {
         let start = Instant::now();
         let (route, result) = dispatch(&state, req).await;
-        let resp = match result {
+        let mut resp = match result {
             Ok(r) => r,
             Err(e) => json_response(e.status(), &e.message(seq)),
         };
+        // Every response tells peers (and operators) how busy this runner is.
+        if let Ok(v) = HeaderValue::from_str(&crate::peer::format_load(state.load())) {
+            resp.headers_mut().insert(crate::peer::LOAD_HEADER, v);
+        }
         state.metrics.record_http(route, resp.status().as_u16());
         tracing::info!(
             status = resp.status().as_u16(),
@@ -260,11 +292,18 @@ async fn handle_route(
     route: Route,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let caller =
+        crate::peer::authenticate(state.peers.as_ref().and_then(|p| p.key()), req.headers())
+            .map_err(|_| ApiError::UnknownPeerKey)?;
     match route {
         Route::Preflight => Ok(no_content()),
         Route::Metrics => {
             state.metrics.set_cache_bytes(state.cache.size_bytes());
-            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            let mut text = state.metrics.render();
+            if let Some(p) = &state.peers {
+                p.render_metrics(&mut text);
+            }
+            let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(METRICS_CONTENT_TYPE),
@@ -284,19 +323,31 @@ async fn handle_route(
             ))
         }
         Route::Languages => {
-            let langs: Vec<(String, String)> = state.executor.languages();
+            let langs: Vec<(String, String)> = state.languages();
             Ok(json_response(StatusCode::OK, &langs))
         }
+        Route::PeerStatus => match (&state.peers, caller) {
+            (Some(p), crate::peer::Caller::Peer) => Ok(json_response(
+                StatusCode::OK,
+                &p.status(state.load(), &state.executor.languages()),
+            )),
+            _ => Err(ApiError::UnknownPeerKey),
+        },
         Route::Runs => {
-            if let Some(keys) = &state.config.api_keys {
+            // A peer authenticated with the peer key; the client's API key was checked by the
+            // runner it sent the run to.
+            if let (Some(keys), crate::peer::Caller::Client) = (&state.config.api_keys, caller) {
                 let key = req
                     .headers()
                     .get(API_KEY_HEADER)
                     .map(|v| v.to_str().unwrap_or(""));
                 state.rate_limiter.check(keys, key, Instant::now())?;
             }
+            // Hop-marked (and authenticated above): runs here, never forwarded again.
+            let from_peer = caller == crate::peer::Caller::Peer
+                && req.headers().contains_key(crate::peer::HOP_HEADER);
             let body = read_body(req, state.config.max_body_bytes).await?;
-            let result = runs::post_runs(state, &body).await?;
+            let result = runs::post_runs(state, body, from_peer).await?;
             Ok(json_response(StatusCode::OK, &result))
         }
         Route::PutFile(id) => {

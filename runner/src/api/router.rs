@@ -27,6 +27,8 @@ pub(crate) enum Route {
     Metrics,
     /// `GET /health` (ready / draining). Not Jobe.
     Health,
+    /// `GET /peer/status` (capacity and local languages, for peers). Not Jobe.
+    PeerStatus,
 }
 
 impl Route {
@@ -40,6 +42,7 @@ impl Route {
             Route::Preflight => "preflight",
             Route::Metrics => "metrics",
             Route::Health => "health",
+            Route::PeerStatus => "peer_status",
         }
     }
 }
@@ -69,6 +72,7 @@ pub(crate) fn route(method: &Method, path: &str, preflight: bool) -> Result<Rout
     match segments.as_slice() {
         ["metrics"] if get_or_head => return Ok(Route::Metrics),
         ["health"] if get_or_head => return Ok(Route::Health),
+        ["peer", "status"] if get_or_head => return Ok(Route::PeerStatus),
         _ => {}
     }
     let Some(rest) = segments.strip_prefix(&BASE[..]) else {
@@ -125,6 +129,7 @@ mod tests {
         for m in [Method::GET, Method::HEAD] {
             assert_eq!(r(m.clone(), "/metrics"), Ok(Route::Metrics));
             assert_eq!(r(m.clone(), "/health/"), Ok(Route::Health));
+            assert_eq!(r(m.clone(), "/peer/status"), Ok(Route::PeerStatus));
         }
         assert_eq!(Route::Metrics.label(), "metrics");
         assert_eq!(Route::PutFile("a".into()).label(), "put_file");

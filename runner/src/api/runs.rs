@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::job::{JobFile, RunResult};
 use crate::metrics::Metrics;
 use crate::sched::ExecError;
@@ -15,12 +17,17 @@ use super::AppState;
 use super::error::ApiError;
 use super::wire::{self, OVERLOAD_TEST_SOURCE, RunResponse};
 
-/// Runs one job; `Ok` is the 200 body.
-pub(crate) async fn post_runs(state: &Arc<AppState>, body: &[u8]) -> Result<RunResponse, ApiError> {
-    let languages = state.executor.languages();
+/// Runs one job; `Ok` is the 200 body. In peer mode a client's run may be forwarded
+/// (`peer::Peers::dispatch`); a run `from_peer` runs here only.
+pub(crate) async fn post_runs(
+    state: &Arc<AppState>,
+    body: Bytes,
+    from_peer: bool,
+) -> Result<RunResponse, ApiError> {
+    let languages = state.languages();
     let cputime_limit = i64::from(state.config.cputime_upper_limit_secs);
     let req = wire::parse_run_body(
-        body,
+        &body,
         |l| languages.iter().any(|(id, _)| id == l),
         cputime_limit,
     )?;
@@ -39,6 +46,7 @@ pub(crate) async fn post_runs(state: &Arc<AppState>, body: &[u8]) -> Result<RunR
         }
     };
 
+    let file_ids: Vec<String> = req.file_list.iter().map(|(id, _)| id.clone()).collect();
     if !req.file_list.is_empty() {
         let cache = state.cache.clone();
         let metrics = state.metrics.clone();
@@ -71,7 +79,15 @@ pub(crate) async fn post_runs(state: &Arc<AppState>, body: &[u8]) -> Result<RunR
         return Ok(respond(&RunResult::overload()));
     }
 
-    match state.executor.run(job).await {
+    let result = match &state.peers {
+        Some(p) if from_peer => p.run_forwarded(&state.executor, job).await,
+        Some(p) if p.forwarding() => {
+            p.dispatch(&state.executor, &state.cache, job, body, file_ids)
+                .await
+        }
+        _ => state.executor.run(job).await,
+    };
+    match result {
         Ok(result) => Ok(respond(&result)),
         Err(ExecError::BadRequest(m)) => Err(ApiError::BadRequest(m)),
         Err(ExecError::UnknownLanguage(l)) => Err(wire::unknown_language(&l)),

@@ -62,6 +62,9 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub jail: RawJail,
+    /// `[peer]`: peer mode (docs/peers.md).
+    #[serde(default)]
+    pub peer: crate::peer::RawPeer,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +111,7 @@ pub struct Config {
     pub cache_max_bytes: u64,
     pub sched: SchedConfig,
     pub jail: JailConfig,
+    pub peer: crate::peer::PeerConfig,
 }
 
 fn secs(setting: &'static str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
@@ -223,7 +227,9 @@ impl TryFrom<RawConfig> for Config {
                 format!("{} is not absolute", p.display()),
             ));
         }
+        let peer = crate::peer::PeerConfig::try_from(raw.peer)?;
         Ok(Config {
+            peer,
             listen,
             cache_dir: data_dir.join("files"),
             cache_max_bytes: raw.cache.max_bytes.unwrap_or(1 << 30),

@@ -44,6 +44,29 @@ pub trait Executor: Send + Sync + 'static {
     fn languages(&self) -> Vec<(String, String)>;
     /// Compile and run `job`. Resolves to outcome 21 when no slot frees up in time.
     fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>>;
+    /// Slots, free slots and waiting requests, for `X-Runner-Load` and `GET /peer/status`.
+    /// Fakes that do not model slots report zeros.
+    fn load(&self) -> Load {
+        Load::default()
+    }
+    /// Starts `job` only if a slot is free right now (no queueing); otherwise gives it back.
+    /// Peer mode uses it to run locally first and forward the overflow. The default (fakes)
+    /// always runs.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the job is handed back, not an error"
+    )]
+    fn try_run(&self, job: Job) -> Result<BoxFuture<'_, Result<RunResult, ExecError>>, Job> {
+        Ok(self.run(job))
+    }
+}
+
+/// A runner's capacity at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub slots: usize,
+    pub free: usize,
+    pub queued: usize,
 }
 
 /// Scheduler settings (from `config`).
@@ -76,6 +99,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Per-daemon run counter: the `run` field of the per-run log line.
     run_seq: AtomicU64,
+    slots_total: usize,
 }
 
 impl Scheduler {
@@ -83,6 +107,7 @@ impl Scheduler {
         let languages = registry.languages();
         let metrics = Arc::new(Metrics::new());
         metrics.set_slots_total(slots.len());
+        let slots_total = slots.len();
         let inner = Inner {
             registry,
             languages,
@@ -93,6 +118,7 @@ impl Scheduler {
             cfg,
             metrics,
             run_seq: AtomicU64::new(1),
+            slots_total,
         };
         Scheduler {
             inner: Arc::new(inner),
@@ -127,7 +153,13 @@ impl Inner {
         };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         self.metrics.queue_leave(started.elapsed());
-        let permit = permit?;
+        // The guard gives the permit back (`add_permits`) when dropped.
+        permit?.forget();
+        Some(self.claim())
+    }
+
+    /// Takes a slot for a permit already acquired and forgotten.
+    fn claim(&self) -> SlotGuard<'_> {
         let slot = self
             .free
             .lock()
@@ -135,19 +167,21 @@ impl Inner {
             .pop()
             .expect("a permit guarantees a free slot");
         self.metrics.slot_taken();
-        Some(SlotGuard {
+        SlotGuard {
             sched: self,
             slot: Some(slot),
-            _permit: permit,
-        })
+        }
     }
 
     fn free_count(&self) -> usize {
         self.permits.available_permits()
     }
 
-    /// The whole job on one slot: files, compile, run, outcome.
-    async fn execute(&self, job: Job) -> Result<RunResult, ExecError> {
+    /// The whole job on one slot: files, compile, run, outcome. `claimed`: a permit already
+    /// taken (and forgotten) by `try_run`; otherwise the job waits in the queue for one.
+    async fn execute(&self, job: Job, claimed: bool) -> Result<RunResult, ExecError> {
+        // Claim first, so that an early return below gives the slot back.
+        let claimed = claimed.then(|| self.claim());
         let profile = self
             .registry
             .get(&job.language)
@@ -157,8 +191,12 @@ impl Inner {
         let plan = profile
             .plan(&job, &self.cfg.plan, &jail_dir)
             .map_err(|e| ExecError::BadRequest(e.to_string()))?;
-        let Some(guard) = self.acquire().await else {
-            return Ok(RunResult::overload());
+        let guard = match claimed {
+            Some(g) => g,
+            None => match self.acquire().await {
+                Some(g) => g,
+                None => return Ok(RunResult::overload()),
+            },
         };
         let slot = guard.slot();
         let run_dir = self
@@ -361,11 +399,10 @@ pub fn signal_message(sig: i32) -> String {
     }
 }
 
-/// A slot in use; returns it to the pool when dropped.
+/// A slot in use; returns it, then its (forgotten) semaphore permit, to the pool when dropped.
 struct SlotGuard<'a> {
     sched: &'a Inner,
     slot: Option<Slot>,
-    _permit: tokio::sync::SemaphorePermit<'a>,
 }
 
 impl SlotGuard<'_> {
@@ -384,6 +421,7 @@ impl Drop for SlotGuard<'_> {
                 .expect("slot list lock is never poisoned: no panics while held")
                 .push(slot);
             self.sched.metrics.slot_released();
+            self.sched.permits.add_permits(1);
         }
     }
 }
@@ -394,32 +432,61 @@ impl Executor for Scheduler {
     }
 
     fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>> {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            let run = inner.run_seq.fetch_add(1, Ordering::Relaxed);
-            let lang = job.language.clone();
-            // Its own task: if the client goes away and the request future is dropped, the job
-            // still runs to its end and cleans up (no half-torn-down jail, no unreaped init).
-            let result = tokio::spawn(async move { inner.execute(job).await })
-                .await
-                .unwrap_or_else(|err| {
-                    tracing::error!(?err, "run task failed");
-                    Err(ExecError::Internal("run task failed".into()))
-                });
-            if let Ok(r) = &result {
-                tracing::info!(
-                    run,
-                    lang = %lang,
-                    outcome = r.outcome.code(),
-                    cpu_ms = (r.usage.cpu_secs * 1000.0).round(),
-                    wall_ms = (r.usage.wall_secs * 1000.0).round(),
-                    peak_kib = r.usage.peak_memory_bytes / 1024,
-                    "run finished"
-                );
-            }
-            result
-        })
+        spawn_run(self.inner.clone(), job, false)
     }
+
+    fn load(&self) -> Load {
+        let slots = self.inner.slots_total;
+        Load {
+            slots,
+            free: self.inner.free_count(),
+            queued: self.inner.waiting.load(Ordering::SeqCst),
+        }
+    }
+
+    fn try_run(&self, job: Job) -> Result<BoxFuture<'_, Result<RunResult, ExecError>>, Job> {
+        // tokio's semaphore hands released permits to queued waiters first, so this never
+        // jumps the queue.
+        match self.inner.permits.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                Ok(spawn_run(self.inner.clone(), job, true))
+            }
+            Err(_) => Err(job),
+        }
+    }
+}
+
+/// Runs `job` in a task of its own and logs the run line. `claimed`: a permit is already held.
+fn spawn_run(
+    inner: Arc<Inner>,
+    job: Job,
+    claimed: bool,
+) -> BoxFuture<'static, Result<RunResult, ExecError>> {
+    let run = inner.run_seq.fetch_add(1, Ordering::Relaxed);
+    let lang = job.language.clone();
+    // Its own task, started now: if the client goes away and the request future is dropped, the
+    // job still runs to its end and cleans up (no half-torn-down jail, no unreaped init), and a
+    // claimed slot is always given back.
+    let task = tokio::spawn(async move { inner.execute(job, claimed).await });
+    Box::pin(async move {
+        let result = task.await.unwrap_or_else(|err| {
+            tracing::error!(?err, "run task failed");
+            Err(ExecError::Internal("run task failed".into()))
+        });
+        if let Ok(r) = &result {
+            tracing::info!(
+                run,
+                lang = %lang,
+                outcome = r.outcome.code(),
+                cpu_ms = (r.usage.cpu_secs * 1000.0).round(),
+                wall_ms = (r.usage.wall_secs * 1000.0).round(),
+                peak_kib = r.usage.peak_memory_bytes / 1024,
+                "run finished"
+            );
+        }
+        result
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,162 @@
+//! Peer-mode metrics, rendered after the daemon's own registry by `GET /metrics`.
+//!
+//! Label values are peer base URLs from the config or from DNS answers (never client input).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::metrics::Histogram;
+
+/// Every family rendered here (checked by a test).
+pub const PEER_FAMILIES: &[&str] = &[
+    "runner_peer_forwards_total",
+    "runner_peer_retries_total",
+    "runner_peer_ejections_total",
+    "runner_peer_file_pushes_total",
+    "runner_peer_up",
+    "runner_peer_forward_seconds",
+];
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
+
+/// The peer-mode registry.
+#[derive(Debug, Default)]
+pub struct PeerMetrics {
+    forwards: Mutex<BTreeMap<(String, &'static str), u64>>,
+    retries: AtomicU64,
+    ejections: Mutex<BTreeMap<String, u64>>,
+    pushes: Mutex<BTreeMap<String, u64>>,
+    up: Mutex<BTreeMap<String, bool>>,
+    latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl PeerMetrics {
+    /// One forward attempt to `peer`, and how it ended (`ok`, `overload`, `error`, `client_error`,
+    /// `files_missing`).
+    pub(crate) fn forward(&self, peer: &str, result: &'static str) {
+        *lock(&self.forwards)
+            .entry((peer.to_owned(), result))
+            .or_insert(0) += 1;
+    }
+
+    pub(crate) fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ejected(&self, peer: &str) {
+        *lock(&self.ejections).entry(peer.to_owned()).or_insert(0) += 1;
+    }
+
+    pub(crate) fn pushed(&self, peer: &str, files: u64) {
+        *lock(&self.pushes).entry(peer.to_owned()).or_insert(0) += files;
+    }
+
+    pub(crate) fn set_up(&self, peer: &str, up: bool) {
+        lock(&self.up).insert(peer.to_owned(), up);
+    }
+
+    pub(crate) fn forget(&self, peer: &str) {
+        lock(&self.up).remove(peer);
+    }
+
+    /// Time from sending a forwarded run to its complete response.
+    pub(crate) fn latency(&self, peer: &str, secs: f64) {
+        let h = lock(&self.latency)
+            .entry(peer.to_owned())
+            .or_insert_with(|| Arc::new(Histogram::new(LATENCY_BUCKETS)))
+            .clone();
+        h.observe(secs);
+    }
+
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    pub fn render(&self, o: &mut String) {
+        let head = |o: &mut String, name: &str, help: &str, kind: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(
+            o,
+            "runner_peer_forwards_total",
+            "Runs forwarded to a peer, by peer and result.",
+            "counter",
+        );
+        for ((p, r), n) in lock(&self.forwards).iter() {
+            let _ = writeln!(
+                o,
+                "runner_peer_forwards_total{{peer=\"{}\",result=\"{r}\"}} {n}",
+                esc(p)
+            );
+        }
+        head(
+            o,
+            "runner_peer_retries_total",
+            "Forwarded runs retried on another peer or locally.",
+            "counter",
+        );
+        let _ = writeln!(o, "runner_peer_retries_total {}", self.retries());
+        head(
+            o,
+            "runner_peer_ejections_total",
+            "Peers taken out after a failed forward (then re-probed after the cool-down).",
+            "counter",
+        );
+        for (p, n) in lock(&self.ejections).iter() {
+            let _ = writeln!(o, "runner_peer_ejections_total{{peer=\"{}\"}} {n}", esc(p));
+        }
+        head(
+            o,
+            "runner_peer_file_pushes_total",
+            "Files pushed to a peer that answered 404 to a forwarded run.",
+            "counter",
+        );
+        for (p, n) in lock(&self.pushes).iter() {
+            let _ = writeln!(
+                o,
+                "runner_peer_file_pushes_total{{peer=\"{}\"}} {n}",
+                esc(p)
+            );
+        }
+        head(
+            o,
+            "runner_peer_up",
+            "1 if the peer takes forwarded runs.",
+            "gauge",
+        );
+        for (p, up) in lock(&self.up).iter() {
+            let _ = writeln!(o, "runner_peer_up{{peer=\"{}\"}} {}", esc(p), u8::from(*up));
+        }
+        head(
+            o,
+            "runner_peer_forward_seconds",
+            "Latency of forwarded runs that got a response, by peer, in seconds.",
+            "histogram",
+        );
+        let hs: Vec<(String, Arc<Histogram>)> = lock(&self.latency)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (p, h) in hs {
+            h.render_labelled(
+                o,
+                "runner_peer_forward_seconds",
+                &format!("peer=\"{}\"", esc(&p)),
+            );
+        }
+    }
+}
