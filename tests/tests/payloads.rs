@@ -364,6 +364,7 @@ async fn group(group: &str, slots: usize, cases: &[Case], langs: &[&'static str]
     let d = Daemon::start(Opts {
         slots,
         queue_timeout_secs: 120.0,
+        ..Opts::default()
     })
     .await;
     let host = Host::new(group, &d).await;
