@@ -136,7 +136,6 @@ pub async fn serve(cfg: Config) -> Result<()> {
     for line in rt.jail.describe() {
         tracing::info!("{line}");
     }
-    tracing::info!("eBPF monitor: not built in this version (cgroup events and timers)");
     let langs = rt.scheduler.languages();
     tracing::info!(
         languages = %langs.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>().join(", "),
@@ -210,9 +209,6 @@ pub fn check(cfg: &Config) -> Result<String> {
         out.push_str(&format!("{line}\n"));
     }
     out.push_str("seccomp: user notification (denied syscalls are named, outcome 19)\n");
-    out.push_str(
-        "eBPF monitor: not built in this version (verdicts from cgroup events and timers)\n",
-    );
     out.push_str(&format!(
         "slots: {} (uids from {})\n",
         cfg.slots, cfg.jail.uid_base

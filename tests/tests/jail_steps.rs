@@ -222,7 +222,9 @@ fn network_namespace_is_empty() {
     if !privileged() {
         return;
     }
-    let b = Bench::new();
+    // The namespace alone, without the eBPF monitor's connect/sendmsg deny programs (which
+    // would answer EPERM first; tests/verdicts.rs checks those).
+    let b = Bench::with_ebpf(EbpfMode::Off);
     let py = r#"
 import errno, fcntl, socket, struct
 print("ifaces=" + ",".join(n for _, n in socket.if_nameindex()))
@@ -626,10 +628,10 @@ fn vm_cpu_budget_summed_over_processes() {
     let out = Bench::new().run(0, &["/bin/sh", "-c", script], l, &[], None);
     assert_eq!(out.end, End::CpuTime);
     assert!(out.usage.cpu_secs >= 1.0, "{:?}", out.usage);
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // With several CPUs the four processes spend the budget faster than the wall clock runs.
-    let bound = if ncpu > 1 { 1.0 } else { 1.5 } * k;
-    assert!(out.usage.wall_secs < bound, "{:?}", out.usage);
+    // Per-process budgets would let them use 4 s of CPU. The wall bound is loose: on a shared,
+    // loaded machine four busy processes do not get two whole CPUs.
+    assert!(out.usage.cpu_secs < 1.5 * k, "{:?}", out.usage);
+    assert!(out.usage.wall_secs < 3.0 * k, "{:?}", out.usage);
 }
 
 #[test]

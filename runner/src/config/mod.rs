@@ -62,6 +62,8 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub jail: RawJail,
+    #[serde(default)]
+    pub monitor: RawMonitor,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +95,13 @@ pub struct RawJail {
     pub uid_base: Option<u32>,
     pub gid: Option<u32>,
     pub system_paths: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    /// "auto" (default), "require" or "off" (docs/ebpf.md).
+    pub ebpf: Option<String>,
 }
 
 /// The validated configuration.
@@ -223,6 +232,10 @@ impl TryFrom<RawConfig> for Config {
                 format!("{} is not absolute", p.display()),
             ));
         }
+        let ebpf = match raw.monitor.ebpf.as_deref() {
+            None => crate::monitor::EbpfMode::default(),
+            Some(v) => v.parse().map_err(|e: String| invalid("monitor.ebpf", e))?,
+        };
         Ok(Config {
             listen,
             cache_dir: data_dir.join("files"),
@@ -232,6 +245,7 @@ impl TryFrom<RawConfig> for Config {
                 system_paths,
                 uid_base,
                 gid,
+                ebpf,
                 ..jail_defaults
             },
             data_dir,
@@ -290,6 +304,7 @@ mod tests {
             ("[limits]\nwall_factor = 0.5", "limits.wall_factor"),
             ("[jail]\nuid_base = 10", "jail.uid_base"),
             ("queue_timeout_secs = -1.0", "queue_timeout_secs"),
+            ("[monitor]\nebpf = \"on\"", "monitor.ebpf"),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),
