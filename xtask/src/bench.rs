@@ -1,4 +1,5 @@
-//! `cargo xtask bench [http|jail]`: numbers to compare against the targets, no assertions.
+//! `cargo xtask bench [http|jail|verdicts]`: numbers to compare against the targets, no
+//! assertions. `verdicts` is in `bench_verdicts.rs`.
 //!
 //! - `http`: `runner serve` in release on a free port; Jobe `POST /runs` of a python3 and a C
 //!   hello world at concurrency 1, 2, 4 (and the CPU count), one connection per request like
@@ -37,12 +38,17 @@ pub(crate) struct BenchArgs {
     /// Benchmark this runner binary instead of building `target/release/runner`.
     #[arg(long)]
     runner: Option<PathBuf>,
+    /// `verdicts`: runs per (mode, processes, budget).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) verdict_runs: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Which {
     Http,
     Jail,
+    /// CPU-limit overshoot and kill → response time, eBPF vs no-eBPF (only when named).
+    Verdicts,
 }
 
 const PY_SRC: &str = "print(\"hello world\")\n";
@@ -55,6 +61,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let runner = match &args.runner {
         Some(r) => r.clone(),
         None => {
+            if args.which == Some(Which::Verdicts) {
+                crate::bench_verdicts::prepare();
+            }
             let root = util::workspace_root();
             util::run(
                 Command::new(util::cargo())
@@ -64,6 +73,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
             util::target_dir()?.join("release/runner")
         }
     };
+    if args.which == Some(Which::Verdicts) {
+        return crate::bench_verdicts::run(args, &runner);
+    }
     if args.which != Some(Which::Jail) {
         http(args, &runner)?;
     }

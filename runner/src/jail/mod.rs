@@ -817,7 +817,7 @@ impl Jail {
         };
 
         // 7. Watch until init exits.
-        let watched = self
+        let (watched, killed_at) = self
             .watch(
                 &cg,
                 &pidfd,
@@ -853,6 +853,9 @@ impl Jail {
             peak_memory_bytes: peak,
             exit_code: None,
             signal: None,
+            killed_at_unix: killed_at
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
         };
         if let Some(st) = status {
             if libc::WIFEXITED(st) {
@@ -887,7 +890,7 @@ impl Jail {
     }
 
     /// Waits for the job's init to exit, killing the job when a limit is reached. Returns the
-    /// reason if we (or the kernel's OOM killer) ended it.
+    /// reason if we (or the kernel's OOM killer) ended it, and when `cgroup.kill` was written.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site; the values are distinct"
@@ -902,13 +905,13 @@ impl Jail {
         wall: Duration,
         started: Instant,
         mut events: Option<&mut JobWatch>,
-    ) -> Option<End> {
+    ) -> (Option<End>, Option<std::time::SystemTime>) {
         let exited = match sys::async_fd(pidfd.as_fd()) {
             Ok(fd) => fd,
             Err(err) => {
                 tracing::error!(?err, "cannot watch pidfd; killing job");
                 cg.kill();
-                return None;
+                return (None, None);
             }
         };
         let mut notify = listener
@@ -927,6 +930,7 @@ impl Jail {
             .and_then(|fd| sys::async_fd(fd.as_fd()).ok());
         let wall_deadline = tokio::time::Instant::from_std(started + wall);
         let mut reason = None;
+        let mut killed_at = None;
         loop {
             // CPU budget: sleep for the least wall time in which the job could use what is left
             // (all CPUs busy), then look again. Converges geometrically; no fixed tick.
@@ -934,6 +938,10 @@ impl Jail {
             if reason.is_none() && used >= cpu_budget {
                 reason = Some(End::CpuTime);
                 cg.kill();
+            }
+            // Every branch below that sets `reason` has just written cgroup.kill.
+            if reason.is_some() && killed_at.is_none() {
+                killed_at = Some(std::time::SystemTime::now());
             }
             let left = cpu_budget.saturating_sub(used);
             let mut cpu_check = (left / self.ncpu).max(Duration::from_millis(1));
@@ -945,7 +953,7 @@ impl Jail {
             tokio::select! {
                 r = exited.readable() => {
                     if let Ok(mut g) = r { g.retain_ready(); }
-                    return reason;
+                    return (reason, killed_at);
                 }
                 _ = tokio::time::sleep_until(wall_deadline), if reason.is_none() => {
                     reason = Some(End::WallTime);
