@@ -931,6 +931,8 @@ impl Jail {
         let wall_deadline = tokio::time::Instant::from_std(started + wall);
         let mut reason = None;
         let mut killed_at = None;
+        // The eBPF budget event came but cpu.stat was not there yet (see below).
+        let mut budget_near = false;
         loop {
             // CPU budget: sleep for the least wall time in which the job could use what is left
             // (all CPUs busy), then look again. Converges geometrically; no fixed tick.
@@ -945,7 +947,7 @@ impl Jail {
             }
             let left = cpu_budget.saturating_sub(used);
             let mut cpu_check = (left / self.ncpu).max(Duration::from_millis(1));
-            if events.is_some() {
+            if events.is_some() && !budget_near {
                 // The eBPF budget event is the verdict; this check only backs it up (a lost
                 // ring-buffer record), so it looks later than the event can come.
                 cpu_check += EBPF_BACKSTOP;
@@ -982,8 +984,18 @@ impl Jail {
                 }
                 ev = next_event(&mut events), if reason.is_none() => match ev {
                     JobEvent::Budget { .. } => {
-                        reason = Some(End::CpuTime);
-                        cg.kill();
+                        // The eBPF side counts on-CPU time by the clock, which includes interrupt
+                        // time the kernel does not charge to tasks (≈0.2 % under load), so the
+                        // event can come a few ms early. The budget is what cpu.stat (the
+                        // verdict's and `usage`'s measure) says: kill now if it agrees, else
+                        // the check above takes over for the last few ms, without the backstop
+                        // delay.
+                        if cg.cpu_usage() >= cpu_budget {
+                            reason = Some(End::CpuTime);
+                            cg.kill();
+                        } else {
+                            budget_near = true;
+                        }
                     }
                     JobEvent::Oom { .. } => {
                         reason = Some(End::Memory);

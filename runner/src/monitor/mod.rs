@@ -294,7 +294,9 @@ impl Monitor {
             ),
             (common::GLOBAL_OFF_CGROUP_KN, off("cgroup", "kn")),
             (common::GLOBAL_OFF_KERNFS_NODE_ID, off("kernfs_node", "id")),
-            (common::GLOBAL_KILL_CURRENT, 1),
+            // Off: the event can come a few ms before cpu.stat reaches the budget (the jail
+            // confirms it there), and a kernel-side SIGKILL would end the job early.
+            (common::GLOBAL_KILL_CURRENT, 0),
         ];
         let mut loader = EbpfLoader::new();
         loader.btf(Some(&kernel_btf));
