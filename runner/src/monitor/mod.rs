@@ -127,11 +127,17 @@ pub enum JobEvent {
     NetDenied,
 }
 
+/// At most this many exits are kept per job (a job may fork for its whole run).
+pub const MAX_EXITS_KEPT: usize = 1024;
+
 /// What the monitor saw of one job (in `jail::JailOutput`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobStats {
-    /// (host pid, wait status) of every process of the job that exited, in order.
+    /// (host pid, wait status) of the processes of the job that exited, in order (the first
+    /// `MAX_EXITS_KEPT`).
     pub exits: Vec<(u32, Option<i32>)>,
+    /// All process exits seen, kept or not.
+    pub exit_count: u64,
     pub oom_victims: Vec<u32>,
     /// CPU time the eBPF side had measured when the budget event came.
     pub budget_used: Option<Duration>,
@@ -141,7 +147,12 @@ pub struct JobStats {
 impl JobStats {
     fn add(&mut self, ev: JobEvent) {
         match ev {
-            JobEvent::Exit { pid, status } => self.exits.push((pid, status)),
+            JobEvent::Exit { pid, status } => {
+                self.exit_count += 1;
+                if self.exits.len() < MAX_EXITS_KEPT {
+                    self.exits.push((pid, status));
+                }
+            }
             JobEvent::Oom { pid } => self.oom_victims.push(pid),
             JobEvent::Budget { used } => self.budget_used = Some(used),
             JobEvent::NetDenied => self.net_denied += 1,
@@ -271,13 +282,18 @@ pub fn start(
     }
 }
 
-impl Monitor {
-    fn load(cgroup_subtree: &Path) -> Result<Monitor, MonitorError> {
-        let (bytes, source) = object()?;
-        let kernel_btf = aya::Btf::from_sys_fs().map_err(|_| MonitorError::NoBtf)?;
-        let offsets = btf::Btf::from_sys().ok_or(MonitorError::NoBtf)?;
-        let off = |s: &str, f: &str| offsets.offset(s, f).unwrap_or(common::OFFSET_UNKNOWN);
-        let globals = [
+/// The globals with kernel struct offsets, by name.
+type Offsets = [(&'static str, u32); 7];
+
+/// The running kernel's BTF (for aya) and the offsets the programs need, read once per process:
+/// parsing ~5 MB of BTF takes tens of ms (hundreds unoptimised), and tests make many jails.
+fn kernel_btf() -> Option<&'static (aya::Btf, Offsets)> {
+    static BTF: std::sync::OnceLock<Option<(aya::Btf, Offsets)>> = std::sync::OnceLock::new();
+    BTF.get_or_init(|| {
+        let kernel = aya::Btf::from_sys_fs().ok()?;
+        let btf = btf::Btf::from_sys()?;
+        let off = |s: &str, f: &str| btf.offset(s, f).unwrap_or(common::OFFSET_UNKNOWN);
+        let offsets = [
             (common::GLOBAL_OFF_TASK_PID, off("task_struct", "pid")),
             (common::GLOBAL_OFF_TASK_TGID, off("task_struct", "tgid")),
             (
@@ -294,12 +310,22 @@ impl Monitor {
             ),
             (common::GLOBAL_OFF_CGROUP_KN, off("cgroup", "kn")),
             (common::GLOBAL_OFF_KERNFS_NODE_ID, off("kernfs_node", "id")),
-            // Off: the event can come a few ms before cpu.stat reaches the budget (the jail
-            // confirms it there), and a kernel-side SIGKILL would end the job early.
-            (common::GLOBAL_KILL_CURRENT, 0),
         ];
+        Some((kernel, offsets))
+    })
+    .as_ref()
+}
+
+impl Monitor {
+    fn load(cgroup_subtree: &Path) -> Result<Monitor, MonitorError> {
+        let (bytes, source) = object()?;
+        let (kernel_btf, offsets) = kernel_btf().ok_or(MonitorError::NoBtf)?;
+        let mut globals: Vec<(&str, u32)> = offsets.to_vec();
+        // Off: the event can come a few ms before cpu.stat reaches the budget (the jail confirms
+        // it there), and a kernel-side SIGKILL would end the job early.
+        globals.push((common::GLOBAL_KILL_CURRENT, 0));
         let mut loader = EbpfLoader::new();
-        loader.btf(Some(&kernel_btf));
+        loader.btf(Some(kernel_btf));
         for (name, value) in &globals {
             loader.override_global(name, value, true);
         }
@@ -326,7 +352,7 @@ impl Monitor {
                 })?
                 .try_into()
                 .map_err(prog_err(name, "type check"))?;
-            p.load(hook, &kernel_btf).map_err(prog_err(name, "load"))?;
+            p.load(hook, kernel_btf).map_err(prog_err(name, "load"))?;
             p.attach().map_err(prog_err(name, "attach"))?;
         }
         {
