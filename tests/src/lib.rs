@@ -187,7 +187,11 @@ impl Bench {
     }
 
     fn with_config(cfg: &JailConfig) -> Bench {
-        let jail = Jail::new(cfg).expect("jail setup");
+        let jail = Jail::new(cfg).unwrap_or_else(|e| {
+            // No `Env` owns the directory yet: remove it before failing.
+            let _ = std::fs::remove_dir_all(&cfg.data_dir);
+            panic!("jail setup: {e:?}")
+        });
         let slots = jail.make_slots(2).expect("slots");
         Bench {
             env: Env {

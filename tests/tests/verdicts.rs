@@ -221,3 +221,57 @@ fn vm_ebpf_mode_is_really_active() {
         }
     }
 }
+
+/// The daemon says which mode it is in: the start-up log line and `runner_ebpf_active`; with the
+/// monitor, a run's process exits show up in `runner_ebpf_events_total{kind="exit"}`.
+#[test]
+fn daemon_reports_its_monitor_mode() {
+    use runner_tests::daemon::{BinDaemon, post_run, request, spec, unique};
+    if !privileged() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (dir, uid_base) = unique();
+        let mut d = BinDaemon::start(&dir, uid_base, 1).await;
+        let metric = |text: &str, name: &str| -> Option<f64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        };
+        let metrics = || async {
+            request(d.addr, "GET", "/metrics", None)
+                .await
+                .expect("GET /metrics")
+                .text()
+        };
+        let before = metrics().await;
+        let r = post_run(
+            d.addr,
+            spec("python3", "print('hi')\n", None, serde_json::json!([])),
+        )
+        .await;
+        assert_eq!(r.json()["outcome"], 15, "{}", r.text());
+        let after = metrics().await;
+        let exits = "runner_ebpf_events_total{kind=\"exit\"}";
+        let active =
+            runner::monitor::object_available() || std::env::var_os("RUNNER_REQUIRE_ALL").is_some();
+        let log = d.log_text();
+        if active {
+            assert!(log.contains("eBPF monitor: active"), "{log}");
+            assert_eq!(metric(&after, "runner_ebpf_active"), Some(1.0), "{after}");
+            let (b, a) = (metric(&before, exits), metric(&after, exits));
+            assert!(a > b, "exit events {b:?} -> {a:?}");
+        } else {
+            assert!(log.contains("eBPF monitor: inactive"), "{log}");
+            assert_eq!(metric(&after, "runner_ebpf_active"), Some(0.0), "{after}");
+        }
+        d.signal("-TERM");
+        let st = d.wait(Duration::from_secs(20)).await;
+        assert!(st.success(), "{st}");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
