@@ -12,6 +12,7 @@ pub mod config;
 pub mod jail;
 pub mod job;
 pub mod metrics;
+pub mod monitor;
 pub mod notify;
 pub mod peer;
 pub mod profile;

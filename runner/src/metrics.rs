@@ -36,6 +36,7 @@ pub const FAMILIES: &[&str] = &[
     "runner_file_cache_hits_total",
     "runner_file_cache_misses_total",
     "runner_ebpf_active",
+    "runner_ebpf_events_total",
     "runner_draining",
 ];
 
@@ -351,9 +352,18 @@ impl Metrics {
         gauge(
             &mut o,
             "runner_ebpf_active",
-            "1 if the eBPF monitor is active (not built in this version: always 0).",
-            0,
+            "1 if the eBPF monitor is active (verdicts from kernel events), 0 in the no-eBPF mode.",
+            crate::monitor::active().min(1),
         );
+        header(
+            &mut o,
+            "runner_ebpf_events_total",
+            "Events read from the eBPF monitor's ring buffer, by kind (unattributed: job already gone).",
+            "counter",
+        );
+        for (kind, n) in crate::monitor::event_counts() {
+            let _ = writeln!(o, "runner_ebpf_events_total{{kind=\"{kind}\"}} {n}");
+        }
         gauge(
             &mut o,
             "runner_draining",

@@ -78,9 +78,19 @@ pub fn seccomp_policies(cfg: &Config) -> Result<Vec<(String, String)>> {
 
 /// Builds the runtime: fails with a clear message when the host cannot jail safely.
 pub fn start(cfg: &Config, mode: Mode) -> Result<Runtime> {
-    let mut cfg = cfg.clone();
     let temp_dir = (mode == Mode::Cli)
         .then(|| std::env::temp_dir().join(format!("runner-cli-{}", std::process::id())));
+    let started = start_in(cfg, temp_dir.clone());
+    // A CLI command that fails to start (e.g. `[monitor] ebpf = "require"` without eBPF) must
+    // not leave its private data directory behind; `Runtime` removes it otherwise.
+    if let (Err(_), Some(dir)) = (&started, &temp_dir) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    started
+}
+
+fn start_in(cfg: &Config, temp_dir: Option<std::path::PathBuf>) -> Result<Runtime> {
+    let mut cfg = cfg.clone();
     if let Some(dir) = &temp_dir {
         cfg.data_dir = dir.clone();
         cfg.jail.data_dir = dir.clone();
@@ -136,7 +146,6 @@ pub async fn serve(cfg: Config) -> Result<()> {
     for line in rt.jail.describe() {
         tracing::info!("{line}");
     }
-    tracing::info!("eBPF monitor: not built in this version (cgroup events and timers)");
     let langs = rt.scheduler.languages();
     tracing::info!(
         languages = %langs.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>().join(", "),
@@ -211,9 +220,6 @@ pub fn check(cfg: &Config) -> Result<String> {
         out.push_str(&format!("{line}\n"));
     }
     out.push_str("seccomp: user notification (denied syscalls are named, outcome 19)\n");
-    out.push_str(
-        "eBPF monitor: not built in this version (verdicts from cgroup events and timers)\n",
-    );
     out.push_str(&format!(
         "slots: {} (uids from {})\n",
         cfg.slots, cfg.jail.uid_base

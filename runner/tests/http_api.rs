@@ -72,6 +72,7 @@ impl Executor for FakeExecutor {
                         peak_memory_bytes: 3 << 20,
                         exit_code: None,
                         signal: Some(11),
+                        killed_at_unix: None,
                     },
                 }),
                 "slow" => {

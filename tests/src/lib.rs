@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use runner::jail::{End, Jail, JailConfig, JailOutput, JailSpec, RunDir, Slot};
+pub use runner::monitor::EbpfMode;
 use runner::profile::plan::{Limits, Step};
 
 /// Returns false (and prints why) when privileged tests cannot run here.
@@ -163,6 +164,11 @@ const BENCH_UID_BASE: u32 = 1_990_100;
 
 impl Bench {
     pub fn new() -> Bench {
+        Bench::with_ebpf(EbpfMode::default())
+    }
+
+    /// Like `new`, with the eBPF monitor in `mode` (`Require` panics when it cannot load).
+    pub fn with_ebpf(mode: EbpfMode) -> Bench {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -172,6 +178,7 @@ impl Bench {
         let cfg = JailConfig {
             data_dir: data_dir.clone(),
             uid_base: BENCH_UID_BASE + uid_offset() + 64 * n,
+            ebpf: mode,
             ..JailConfig::default()
         };
         Bench::with_config(&cfg)
@@ -186,7 +193,11 @@ impl Bench {
     }
 
     fn with_config(cfg: &JailConfig) -> Bench {
-        let jail = Jail::new(cfg).expect("jail setup");
+        let jail = Jail::new(cfg).unwrap_or_else(|e| {
+            // No `Env` owns the directory yet: remove it before failing.
+            let _ = std::fs::remove_dir_all(&cfg.data_dir);
+            panic!("jail setup: {e:?}")
+        });
         let slots = jail.make_slots(2).expect("slots");
         Bench {
             env: Env {
@@ -334,6 +345,19 @@ pub fn host_pids_of_uid(uid: u32) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// The monitor modes a verdict test runs in: always the no-eBPF mode (`Off`), and `Require`
+/// when an eBPF object is built in, or whenever `RUNNER_REQUIRE_ALL` is set (a missing object
+/// then fails the test instead of skipping the eBPF half).
+pub fn ebpf_modes() -> Vec<EbpfMode> {
+    let mut modes = vec![EbpfMode::Off];
+    if runner::monitor::object_available() || std::env::var_os("RUNNER_REQUIRE_ALL").is_some() {
+        modes.push(EbpfMode::Require);
+    } else {
+        eprintln!("skipped the eBPF half: no eBPF object built in (`cargo xtask build-ebpf`)");
+    }
+    modes
 }
 
 /// How much slower than this host the machine is: 30 in a pure cgroup v2 machine (the test VM,

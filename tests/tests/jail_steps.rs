@@ -225,7 +225,9 @@ fn network_namespace_is_empty() {
     if !privileged() {
         return;
     }
-    let b = Bench::new();
+    // The namespace alone, without the eBPF monitor's connect/sendmsg deny programs (which
+    // would answer EPERM first; tests/verdicts.rs checks those).
+    let b = Bench::with_ebpf(EbpfMode::Off);
     let py = r#"
 import errno, fcntl, socket, struct
 print("ifaces=" + ",".join(n for _, n in socket.if_nameindex()))
@@ -634,8 +636,9 @@ fn vm_cpu_budget_summed_over_processes() {
     assert!(out.usage.cpu_secs >= 1.0, "{:?}", out.usage);
     // The proof that the budget is the sum: a per-process budget would let the four spinners burn
     // 4 s of CPU before the last one died. Bounding the total (not the wall time, which a loaded
-    // host stretches) keeps the test meaningful on a busy machine.
-    assert!(out.usage.cpu_secs < 2.0, "{:?}", out.usage);
+    // host stretches) keeps the test meaningful on a busy machine; the slow VM gets more slack.
+    let cpu_bound = if k > 1.0 { 3.5 } else { 2.0 };
+    assert!(out.usage.cpu_secs < cpu_bound, "{:?}", out.usage);
 }
 
 #[test]
@@ -648,8 +651,10 @@ fn vm_wall_limit() {
         wall: Duration::from_secs(1),
         ..limits()
     };
+    let b = Bench::new();
+    // The run only, not the jail's set-up (which loads the eBPF monitor).
     let t = Instant::now();
-    let out = Bench::new().run(0, &["/bin/sleep", "10"], l, &[], None);
+    let out = b.run(0, &["/bin/sleep", "10"], l, &[], None);
     let elapsed = t.elapsed().as_secs_f64();
     assert_eq!(out.end, End::WallTime);
     assert!(out.usage.wall_secs >= 1.0, "{:?}", out.usage);

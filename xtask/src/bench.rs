@@ -1,4 +1,5 @@
-//! `cargo xtask bench [http|jail]`: numbers to compare against the targets, no assertions.
+//! `cargo xtask bench [http|jail|verdicts]`: numbers to compare against the targets, no
+//! assertions. `verdicts` is in `bench_verdicts.rs`.
 //!
 //! - `http`: `runner serve` in release on a free port; Jobe `POST /runs` of a python3 and a C
 //!   hello world at concurrency 1, 2, 4 (and the CPU count), one connection per request like
@@ -39,6 +40,9 @@ pub(crate) struct BenchArgs {
     /// Benchmark this runner binary instead of building `target/release/runner`.
     #[arg(long)]
     runner: Option<PathBuf>,
+    /// `verdicts`: runs per (mode, processes, budget).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) verdict_runs: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,6 +51,8 @@ enum Which {
     Jail,
     /// Peer mode vs one runner vs random spreading (root; only when named).
     Peers,
+    /// CPU-limit overshoot and kill → response time, eBPF vs no-eBPF (only when named).
+    Verdicts,
 }
 
 const PY_SRC: &str = "print(\"hello world\")\n";
@@ -59,6 +65,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let runner = match &args.runner {
         Some(r) => r.clone(),
         None => {
+            if args.which == Some(Which::Verdicts) {
+                crate::bench_verdicts::prepare();
+            }
             let root = util::workspace_root();
             util::run(
                 Command::new(util::cargo())
@@ -70,6 +79,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     };
     if args.which == Some(Which::Peers) {
         return crate::bench_peers::run(&runner, args.runs);
+    }
+    if args.which == Some(Which::Verdicts) {
+        return crate::bench_verdicts::run(args, &runner);
     }
     if args.which != Some(Which::Jail) {
         http(args, &runner)?;

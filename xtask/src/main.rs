@@ -3,12 +3,14 @@
 //! - `build-ebpf`: check the eBPF toolchain, build `runner-ebpf`, copy the object to `target/bpf/`.
 //! - `vm setup` / `vm run`: the pure cgroup v2 QEMU VM used by the `vm_*` tests (assets in `xtask/vm/`).
 //! - `test`: THE test command (workspace tests, then the `vm_*` subset of `runner-tests` in the VM).
-//! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`).
+//! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`);
+//!   `bench verdicts`: CPU-limit overshoot and kill → response, eBPF vs no-eBPF.
 //! - `deb` / `deb-test`: the Debian package (cargo-deb), and an install → serve → purge round
 //!   trip of it on this machine (root).
 
 mod bench;
 mod bench_peers;
+mod bench_verdicts;
 mod deb;
 mod ebpf;
 mod test;
@@ -39,7 +41,8 @@ enum Cmd {
     /// Run the tests: `cargo test --workspace`, then the `vm_*` tests of runner-tests in the VM.
     Test(test::TestArgs),
     /// Benchmarks (not run in CI): `http` (runs/s vs a no-sandbox floor), `jail` (jail cost),
-    /// `peers` (peer mode vs one runner vs random spreading; root, only when named).
+    /// `peers` (peer mode vs one runner vs random spreading; root, only when named), `verdicts`
+    /// (CPU-limit overshoot and kill → response, eBPF vs no-eBPF; only when named).
     Bench(bench::BenchArgs),
     /// Build the Debian package into target/debian/ (installs cargo-deb if missing).
     Deb,

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: THE test command.
 //!
+//! 0. `cargo xtask build-ebpf` (the object the test binaries embed; see `runner/build.rs`).
 //! 1. `cargo test --workspace` on the host (unit, HTTP and privileged tests; the privileged ones
 //!    skip themselves when not root). With `CI` set, `RUNNER_REQUIRE_ALL=1` turns their skips into
 //!    failures. When the VM step runs, `vm_*` tests are skipped here (the host is hybrid v1/v2).
@@ -12,7 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::{util, vm};
+use crate::{ebpf, util, vm};
 
 #[derive(Args)]
 pub(crate) struct TestArgs {
@@ -45,6 +46,15 @@ pub(crate) fn run(args: &TestArgs) -> Result<()> {
             }
         }
     };
+    // The eBPF object first, so the test binaries embed it and the verdict tests run in both
+    // monitor modes. Without the toolchain: an error under CI, else the no-eBPF mode only.
+    match ebpf::build() {
+        Ok(_) => {}
+        Err(e) if ci => return Err(e.context("CI is set and the eBPF object cannot be built")),
+        Err(e) => eprintln!(
+            "xtask: SKIPPING the eBPF mode in tests ({e:#}): the tests run the no-eBPF mode only"
+        ),
+    }
     if !args.vm_only {
         util::timed("host tests", || host_tests(ci, vm_step))?;
     }

@@ -423,6 +423,9 @@ pub(crate) struct RunDetails {
     pub(crate) peak_memory_bytes: u64,
     pub(crate) exit_code: Option<i32>,
     pub(crate) signal: Option<i32>,
+    /// When the daemon killed the step for a limit (Unix seconds); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) killed_at_unix: Option<f64>,
 }
 
 impl RunResponse {
@@ -436,6 +439,7 @@ impl RunResponse {
                 peak_memory_bytes: u.peak_memory_bytes,
                 exit_code: u.exit_code,
                 signal: u.signal,
+                killed_at_unix: u.killed_at_unix,
             }),
             ..RunResponse::from(r)
         }
@@ -905,6 +909,7 @@ mod tests {
             peak_memory_bytes: 4096,
             exit_code: None,
             signal: Some(11),
+            killed_at_unix: None,
         };
         let j = serde_json::to_string(&RunResponse::with_details(&r)).unwrap();
         assert_eq!(

@@ -65,6 +65,8 @@ pub struct RawConfig {
     /// `[peer]`: peer mode (docs/peers.md).
     #[serde(default)]
     pub peer: crate::peer::RawPeer,
+    #[serde(default)]
+    pub monitor: RawMonitor,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +98,13 @@ pub struct RawJail {
     pub uid_base: Option<u32>,
     pub gid: Option<u32>,
     pub system_paths: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    /// "auto" (default), "require" or "off" (docs/ebpf.md).
+    pub ebpf: Option<String>,
 }
 
 /// The validated configuration.
@@ -228,6 +237,10 @@ impl TryFrom<RawConfig> for Config {
             ));
         }
         let peer = crate::peer::PeerConfig::try_from(raw.peer)?;
+        let ebpf = match raw.monitor.ebpf.as_deref() {
+            None => crate::monitor::EbpfMode::default(),
+            Some(v) => v.parse().map_err(|e: String| invalid("monitor.ebpf", e))?,
+        };
         Ok(Config {
             peer,
             listen,
@@ -238,6 +251,7 @@ impl TryFrom<RawConfig> for Config {
                 system_paths,
                 uid_base,
                 gid,
+                ebpf,
                 ..jail_defaults
             },
             data_dir,
@@ -311,6 +325,7 @@ mod tests {
             ("[limits]\nwall_factor = 0.5", "limits.wall_factor"),
             ("[jail]\nuid_base = 10", "jail.uid_base"),
             ("queue_timeout_secs = -1.0", "queue_timeout_secs"),
+            ("[monitor]\nebpf = \"on\"", "monitor.ebpf"),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),

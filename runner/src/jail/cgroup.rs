@@ -274,6 +274,11 @@ impl Cgroups {
         })
     }
 
+    /// `<cg2>/<own>/runner-<pid>`: every job's cgroup2 directory is a child of it.
+    pub fn v2_base(&self) -> &Path {
+        &self.v2_base
+    }
+
     /// On pure v2, job cgroups need memory and pids enabled in their parent's subtree_control,
     /// and (no-internal-process rule) a non-root cgroup with controllers enabled for children may
     /// not hold processes. If our own cgroup already delegates the controllers we use it as is;
@@ -564,6 +569,15 @@ impl JobCgroup {
     }
 
     /// Whether `pid` is in this job's v2 cgroup.
+    /// The cgroup2 id of the job: the inode number of its directory, which is what
+    /// `bpf_get_current_cgroup_id()` returns for its tasks.
+    pub fn id(&self) -> Result<u64, CgroupError> {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(&self.v2)
+            .map(|m| m.ino())
+            .map_err(io_err("stat", &self.v2))
+    }
+
     pub fn contains(&self, pid: i32) -> bool {
         let want = pid.to_string();
         fs::read_to_string(self.v2.join(CGROUP_PROCS)).is_ok_and(|s| s.lines().any(|l| l == want))

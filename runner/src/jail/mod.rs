@@ -33,6 +33,7 @@ use self::child::{MountOp, Prepared};
 use self::landlock::{Abi, Ruleset};
 use self::seccomp::Policy;
 use crate::job::Usage;
+use crate::monitor::{EbpfMode, JobEvent, JobStats, JobWatch, Monitor};
 use crate::profile::plan::Step;
 
 /// Where a run directory appears inside the jail (CodeRunner strips this prefix from output).
@@ -72,6 +73,8 @@ pub enum JailError {
     Nul,
     #[error("empty command")]
     EmptyCommand,
+    #[error("eBPF monitor")]
+    Monitor(#[from] crate::monitor::MonitorError),
 }
 
 fn sys_err(call: &'static str) -> impl FnOnce(sys::Errno) -> JailError {
@@ -111,6 +114,8 @@ pub struct JailConfig {
     /// Seccomp policies by name (TOML text); "default" is always present.
     pub seccomp_policies: Vec<(String, String)>,
     pub kernel: KernelPaths,
+    /// `[monitor] ebpf`: whether verdicts come from the eBPF monitor (docs/ebpf.md).
+    pub ebpf: EbpfMode,
 }
 
 impl Default for JailConfig {
@@ -125,6 +130,7 @@ impl Default for JailConfig {
             gid: 1_990_000,
             seccomp_policies: vec![("default".into(), seccomp::DEFAULT_POLICY.into())],
             kernel: KernelPaths::default(),
+            ebpf: EbpfMode::default(),
         }
     }
 }
@@ -301,6 +307,8 @@ pub struct JailOutput {
     pub stderr: Vec<u8>,
     pub end: End,
     pub usage: Usage,
+    /// What the eBPF monitor saw of the job (`None` in the no-eBPF mode).
+    pub ebpf: Option<JobStats>,
 }
 
 /// One step to run.
@@ -329,6 +337,10 @@ pub struct Jail {
     gid: u32,
     uid_base: u32,
     ncpu: u32,
+    /// Declared last: dropped after the cgroup subtree its sock_addr programs are attached to.
+    monitor: Option<Monitor>,
+    /// One line on the monitor's state for `runner check` and the start-up log.
+    monitor_status: String,
 }
 
 impl Jail {
@@ -364,6 +376,7 @@ impl Jail {
             }
         }
         let cgroups = Cgroups::setup(&cfg.kernel)?;
+        let (monitor, monitor_status) = crate::monitor::start(cfg.ebpf, cgroups.v2_base())?;
         let mut landlock_base = Vec::new();
         let mut base_rule = |p: &Path, access: u64| -> Result<(), JailError> {
             let fd = sys::open_owned(&cpath(p)?, libc::O_PATH)
@@ -396,6 +409,8 @@ impl Jail {
             gid: cfg.gid,
             uid_base: cfg.uid_base,
             ncpu,
+            monitor,
+            monitor_status,
         })
     }
 
@@ -409,7 +424,18 @@ impl Jail {
                 self.policies.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
             "namespaces: pid, mount, ipc, uts, cgroup, net (one empty netns per slot)".to_owned(),
+            self.monitor_status.clone(),
         ]
+    }
+
+    /// Whether verdicts come from the eBPF monitor (else from cgroup files and timers).
+    pub fn ebpf_active(&self) -> bool {
+        self.monitor.is_some()
+    }
+
+    /// The monitor's state, one line (`eBPF monitor: active (…)` or why not).
+    pub fn monitor_status(&self) -> &str {
+        &self.monitor_status
     }
 
     pub fn layout(&self) -> &cgroup::Layout {
@@ -710,6 +736,12 @@ impl Jail {
             spec.slot.cgroup.as_ref(),
         )?;
 
+        // The eBPF monitor watches the job from before its first process exists.
+        let mut events = match &self.monitor {
+            Some(m) => Some(m.register(cg.id()?, limits.cpu)?),
+            None => None,
+        };
+
         // 2. Everything the child needs.
         let (go_r, go_w) = sys::pipe().map_err(sys_err("pipe"))?;
         let (err_r, err_w) = sys::pipe().map_err(sys_err("pipe"))?;
@@ -825,7 +857,7 @@ impl Jail {
         };
 
         // 7. Watch until init exits.
-        let watched = self
+        let (watched, killed_at) = self
             .watch(
                 &cg,
                 &pidfd,
@@ -834,6 +866,7 @@ impl Jail {
                 limits.cpu,
                 limits.wall,
                 started,
+                events.as_mut(),
             )
             .await;
         let end = end.or(watched);
@@ -851,6 +884,8 @@ impl Jail {
         let oom = cg.oom_kills();
         let peak = cg.peak_memory();
         cg.destroy().await;
+        // After destroy: every process of the job is gone, so its exit records are in the ring.
+        let ebpf = events.map(JobWatch::finish);
 
         let mut usage = Usage {
             cpu_secs: cpu.as_secs_f64(),
@@ -858,6 +893,9 @@ impl Jail {
             peak_memory_bytes: peak,
             exit_code: None,
             signal: None,
+            killed_at_unix: killed_at
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
         };
         if let Some(st) = status {
             if libc::WIFEXITED(st) {
@@ -887,11 +925,12 @@ impl Jail {
             stderr,
             end,
             usage,
+            ebpf,
         })
     }
 
     /// Waits for the job's init to exit, killing the job when a limit is reached. Returns the
-    /// reason if we (or the kernel's OOM killer) ended it.
+    /// reason if we (or the kernel's OOM killer) ended it, and when `cgroup.kill` was written.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site; the values are distinct"
@@ -905,24 +944,35 @@ impl Jail {
         cpu_budget: Duration,
         wall: Duration,
         started: Instant,
-    ) -> Option<End> {
+        mut events: Option<&mut JobWatch>,
+    ) -> (Option<End>, Option<std::time::SystemTime>) {
         let exited = match sys::async_fd(pidfd.as_fd()) {
             Ok(fd) => fd,
             Err(err) => {
                 tracing::error!(?err, "cannot watch pidfd; killing job");
                 cg.kill();
-                return None;
+                return (None, None);
             }
         };
         let mut notify = listener
             .as_ref()
             .and_then(|fd| sys::async_fd(fd.as_fd()).ok());
-        let oom_fd = cg.v1_oom_eventfd().ok().flatten();
+        // Hybrid hosts without the eBPF monitor: the v1 OOM eventfd. It fires when the OOM
+        // *starts*, before the kernel picks a victim; with the monitor the verdict waits for the
+        // victim (`mark_victim`), which names the process (and `oom_kill` backs it up below).
+        let oom_fd = if events.is_some() {
+            None
+        } else {
+            cg.v1_oom_eventfd().ok().flatten()
+        };
         let oom = oom_fd
             .as_ref()
             .and_then(|fd| sys::async_fd(fd.as_fd()).ok());
         let wall_deadline = tokio::time::Instant::from_std(started + wall);
         let mut reason = None;
+        let mut killed_at = None;
+        // The eBPF budget event came but cpu.stat was not there yet (see below).
+        let mut budget_near = false;
         loop {
             // CPU budget: sleep for the least wall time in which the job could use what is left
             // (all CPUs busy), then look again. Converges geometrically; no fixed tick.
@@ -931,12 +981,21 @@ impl Jail {
                 reason = Some(End::CpuTime);
                 cg.kill();
             }
+            // Every branch below that sets `reason` has just written cgroup.kill.
+            if reason.is_some() && killed_at.is_none() {
+                killed_at = Some(std::time::SystemTime::now());
+            }
             let left = cpu_budget.saturating_sub(used);
-            let cpu_check = (left / self.ncpu).max(Duration::from_millis(1));
+            let mut cpu_check = (left / self.ncpu).max(Duration::from_millis(1));
+            if events.is_some() && !budget_near {
+                // The eBPF budget event is the verdict; this check only backs it up (a lost
+                // ring-buffer record), so it looks later than the event can come.
+                cpu_check += EBPF_BACKSTOP;
+            }
             tokio::select! {
                 r = exited.readable() => {
                     if let Ok(mut g) = r { g.retain_ready(); }
-                    return reason;
+                    return (reason, killed_at);
                 }
                 _ = tokio::time::sleep_until(wall_deadline), if reason.is_none() => {
                     reason = Some(End::WallTime);
@@ -963,6 +1022,27 @@ impl Jail {
                         None => notify = None,
                     }
                 }
+                ev = next_event(&mut events), if reason.is_none() => match ev {
+                    JobEvent::Budget { .. } => {
+                        // The eBPF side counts on-CPU time by the clock, which includes interrupt
+                        // time the kernel does not charge to tasks (≈0.2 % under load), so the
+                        // event can come a few ms early. The budget is what cpu.stat (the
+                        // verdict's and `usage`'s measure) says: kill now if it agrees, else
+                        // the check above takes over for the last few ms, without the backstop
+                        // delay.
+                        if cg.cpu_usage() >= cpu_budget {
+                            reason = Some(End::CpuTime);
+                            cg.kill();
+                        } else {
+                            budget_near = true;
+                        }
+                    }
+                    JobEvent::Oom { .. } => {
+                        reason = Some(End::Memory);
+                        cg.kill();
+                    }
+                    JobEvent::Exit { .. } | JobEvent::NetDenied => {}
+                },
                 r = readable(&oom), if reason.is_none() => {
                     if r {
                         reason = Some(End::Memory);
@@ -1058,6 +1138,23 @@ struct PreparedFds {
     stdin: i32,
     stdout: i32,
     stderr: i32,
+}
+
+/// An owned descriptor registered with tokio (readable); for the eBPF monitor's ring buffer
+/// (the jail's `sys` module is the only place with `unsafe`).
+pub(crate) fn async_owned_fd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    sys::async_owned_fd(fd)
+}
+
+/// With the eBPF monitor, how much later than the budget the cpu.stat check looks.
+const EBPF_BACKSTOP: Duration = Duration::from_millis(50);
+
+/// The next event of a job watched by the eBPF monitor; pending forever without one.
+async fn next_event(events: &mut Option<&mut JobWatch>) -> JobEvent {
+    match events {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How long a killed job may take to disappear before its init is killed directly.

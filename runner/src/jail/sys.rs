@@ -617,3 +617,14 @@ pub(super) fn async_fd(
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
 }
+
+/// Registers an owned descriptor with tokio's reactor (readable interest), e.g. the eBPF ring
+/// buffer's.
+pub(super) fn async_owned_fd(
+    fd: std::os::fd::OwnedFd,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd, which is open until the AsyncFd drops it and always
+    // returns the same number.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}

@@ -152,4 +152,7 @@ pub struct Usage {
     pub exit_code: Option<i32>,
     /// Signal that ended the step's main process, if one did.
     pub signal: Option<i32>,
+    /// When the daemon killed the step for a limit (seconds since the Unix epoch); for
+    /// measuring kill-to-response time (`cargo xtask bench verdicts`).
+    pub killed_at_unix: Option<f64>,
 }

@@ -737,6 +737,7 @@ fn parse_result(body: &[u8]) -> Option<RunResult> {
                 .unwrap_or(0),
             exit_code: i("exit_code"),
             signal: i("signal"),
+            killed_at_unix: f("killed_at_unix"),
         },
     })
 }

@@ -336,6 +336,7 @@ fn verdict(plan: &Plan, out: JailOutput) -> RunResult {
         stderr,
         end,
         usage,
+        ..
     } = out;
     let mut stderr = filter_stderr(&plan.stderr_filter, stderr);
     let outcome = match &end {
@@ -529,6 +530,7 @@ mod tests {
             stderr: stderr.as_bytes().to_vec(),
             end,
             usage: Usage::default(),
+            ebpf: None,
         }
     }
 

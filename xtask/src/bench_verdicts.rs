@@ -1,0 +1,209 @@
+//! `cargo xtask bench verdicts`: how precisely and how fast a CPU-time limit ends a job, with the
+//! eBPF monitor beside the no-eBPF mode in the same run.
+//!
+//! Two daemons (`[monitor] ebpf = "require"` and `"off"`, release build, private data dirs, slot
+//! uids from 2_190_000 + `RUNNER_TEST_UID_OFFSET`) serve python3 busy loops of 1 and 4 processes
+//! with cputime 0.1, 0.5, 1 and 2 s, each `--verdict-runs` times, through `POST /runs` with
+//! `runner_details`. Per run:
+//! - overshoot = CPU time the job used (cgroup `cpu.stat`, all processes) − the budget;
+//! - kill → response = when the client had the whole HTTP response − when the daemon wrote
+//!   `cgroup.kill` (`details.killed_at_unix`; same machine, same clock).
+//!
+//! Targets (eBPF mode): overshoot ≤ 10 ms and kill → response ≤ 5 ms at p99. No assertions.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::{BenchArgs, JOBE, http_request, wait_ready};
+use crate::ebpf;
+
+const BUDGETS: [f64; 4] = [0.1, 0.5, 1.0, 2.0];
+const PROCS: [u32; 2] = [1, 4];
+
+/// A daemon we started; killed by its pid (through `Child`) and its data dir removed on drop.
+struct Daemon {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // `_dir` (config, log, data dir) is removed after this, once the daemon is gone.
+    }
+}
+
+fn busy_source(procs: u32) -> String {
+    format!(
+        "import os\nfor _ in range({}):\n    if os.fork() == 0:\n        break\nwhile True:\n    pass\n",
+        procs - 1
+    )
+}
+
+fn start(runner: &Path, mode: &str, uid_base: u32) -> Result<(Daemon, String)> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = dir.path().join("runner.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"{addr}\"\ndata_dir = \"{}\"\nslots = 1\n[jail]\nuid_base = {uid_base}\n\
+             [monitor]\nebpf = \"{mode}\"\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let log_path = dir.path().join("runner.log");
+    let log = std::fs::File::create(&log_path)?;
+    let child = Command::new(runner)
+        .args(["--config"])
+        .arg(&cfg)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", runner.display()))?;
+    let mut d = Daemon { child, _dir: dir };
+    wait_ready(&addr, &mut d.child, &log_path)?;
+    Ok((d, addr))
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// One run: (overshoot ms, kill → response ms), or why it was not a clean TLE.
+fn one(addr: &str, procs: u32, budget: f64) -> Result<std::result::Result<(f64, f64), String>> {
+    let body = serde_json::json!({"run_spec": {
+        "language_id": "python3",
+        "sourcecode": busy_source(procs),
+        "parameters": {"cputime": budget, "numprocs": 20},
+        "runner_details": true,
+    }})
+    .to_string();
+    let (status, text) = http_request(addr, "POST", &format!("{JOBE}/runs"), Some(&body))?;
+    let done = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+    if status != 200 {
+        bail!("POST /runs: HTTP {status}: {text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).context("response JSON")?;
+    if v["outcome"] != 13 {
+        return Ok(Err(format!("outcome {} (want 13)", v["outcome"])));
+    }
+    let d = &v["details"];
+    let (Some(cpu), Some(killed)) = (d["cpu_seconds"].as_f64(), d["killed_at_unix"].as_f64())
+    else {
+        return Ok(Err(format!("details without cpu/kill time: {d}")));
+    };
+    Ok(Ok(((cpu - budget) * 1e3, (done - killed) * 1e3)))
+}
+
+pub(crate) fn run(args: &BenchArgs, runner: &Path) -> Result<()> {
+    let offset: u32 = std::env::var("RUNNER_TEST_UID_OFFSET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let modes = [("ebpf", "require"), ("no-ebpf", "off")];
+    let daemons: Vec<_> = modes
+        .iter()
+        .enumerate()
+        .map(|(i, (_, m))| start(runner, m, 2_190_000 + offset + 16 * i as u32))
+        .collect();
+    let mut started = Vec::new();
+    for (d, (label, _)) in daemons.into_iter().zip(&modes) {
+        match d {
+            Ok(d) => started.push((*label, d)),
+            Err(e) if *label == "ebpf" => eprintln!(
+                "xtask: the eBPF mode cannot start ({e:#}); measuring the no-eBPF mode only"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    println!(
+        "{:<8} {:>5} {:>7} {:>5} {:>13} {:>13} {:>13} {:>13} {:>6}",
+        "mode",
+        "procs",
+        "budget",
+        "runs",
+        "over p50 ms",
+        "over p99 ms",
+        "kill→resp p50",
+        "kill→resp p99",
+        "errors"
+    );
+    let mut all: Vec<(&str, Vec<f64>, Vec<f64>)> = Vec::new();
+    for &procs in &PROCS {
+        for &budget in &BUDGETS {
+            // The two modes take turns run by run, so machine load hits both alike.
+            let mut res: Vec<(Vec<f64>, Vec<f64>, Vec<String>)> =
+                vec![(Vec::new(), Vec::new(), Vec::new()); started.len()];
+            for _ in 0..args.verdict_runs {
+                for (i, (_, (_, addr))) in started.iter().enumerate() {
+                    match one(addr, procs, budget)? {
+                        Ok((over, resp)) => {
+                            res[i].0.push(over);
+                            res[i].1.push(resp);
+                        }
+                        Err(e) => res[i].2.push(e),
+                    }
+                }
+            }
+            for (i, (label, _)) in started.iter().enumerate() {
+                let (over, resp, errs) = &mut res[i];
+                println!(
+                    "{:<8} {:>5} {:>7.1} {:>5} {:>13.1} {:>13.1} {:>13.2} {:>13.2} {:>6}",
+                    label,
+                    procs,
+                    budget,
+                    over.len(),
+                    pct(over, 0.5),
+                    pct(over, 0.99),
+                    pct(resp, 0.5),
+                    pct(resp, 0.99),
+                    errs.len()
+                );
+                if let Some(e) = errs.first() {
+                    eprintln!("  first error: {e}");
+                }
+                match all.iter_mut().find(|(l, _, _)| l == label) {
+                    Some((_, o, r)) => {
+                        o.extend_from_slice(over);
+                        r.extend_from_slice(resp);
+                    }
+                    None => all.push((label, over.clone(), resp.clone())),
+                }
+            }
+        }
+    }
+    for (label, over, resp) in &mut all {
+        println!(
+            "{label:<8} all: overshoot p50 {:.1} ms p99 {:.1} ms; kill→response p50 {:.2} ms p99 {:.2} ms ({} runs)",
+            pct(over, 0.5),
+            pct(over, 0.99),
+            pct(resp, 0.5),
+            pct(resp, 0.99),
+            over.len()
+        );
+    }
+    println!("target (eBPF mode): overshoot <= 10 ms and kill→response <= 5 ms at p99");
+    Ok(())
+}
+
+/// Builds the eBPF object (when the toolchain is there) before the release binary, so the
+/// binary embeds it.
+pub(crate) fn prepare() {
+    if let Err(e) = ebpf::build() {
+        eprintln!("xtask: no eBPF object ({e:#}): the eBPF mode will not start");
+    }
+}
