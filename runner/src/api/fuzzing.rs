@@ -55,7 +55,11 @@ pub fn run_spec(body: &[u8]) {
             "an argv element with a NUL byte was planned"
         );
         let l = &step.limits;
-        assert!(l.memory_bytes >= 1 << 20, "memory limit below 1 MB planned");
+        // Jobe's MB is 1 024 000 bytes (runguard's unit).
+        assert!(
+            l.memory_bytes >= 1_024_000,
+            "memory limit below 1 MB planned"
+        );
         assert!(l.procs >= 1, "no process allowed");
         assert!(l.cpu.as_secs_f64() <= 3600.0 && l.wall >= l.cpu);
     }
