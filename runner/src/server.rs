@@ -161,9 +161,9 @@ pub async fn serve(cfg: Config) -> Result<()> {
             .with_metrics(rt.scheduler.metrics())
             .with_peers(crate::peer::Peers::from_config(&cfg)),
     );
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    raise_fd_limit(&cfg);
+    let listener =
+        api::bind(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
     tracing::info!(
         listen = %cfg.listen,
         "serving the Jobe API at /jobe/index.php/restapi/ (and GET /metrics, GET /health)"
@@ -180,6 +180,31 @@ pub async fn serve(cfg: Config) -> Result<()> {
         .context("server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Descriptors a running job holds in the daemon (pipes, pidfd, cgroup and run directory fds),
+/// with room to spare, and a reserve for everything else (logs, cache files, the listener).
+const FDS_PER_SLOT: u64 = 32;
+const FD_RESERVE: u64 = 256;
+
+/// The open-files limit the daemon needs: one per connection plus the jobs' and a reserve.
+pub fn fd_limit_wanted(cfg: &Config) -> u64 {
+    cfg.api.max_connections as u64 + FDS_PER_SLOT * cfg.slots as u64 + FD_RESERVE
+}
+
+/// Raises `RLIMIT_NOFILE` to [`fd_limit_wanted`]; says so in the log when the hard limit is lower
+/// (then accept fails with `EMFILE` under load, is logged and retried, and connections wait).
+fn raise_fd_limit(cfg: &Config) {
+    let want = fd_limit_wanted(cfg);
+    match crate::jail::raise_fd_limit(want) {
+        Ok(got) if got < want => tracing::warn!(
+            limit = got,
+            wanted = want,
+            "the open-files hard limit is below max_connections' need; raise LimitNOFILE"
+        ),
+        Ok(got) => tracing::debug!(limit = got, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }
 
 /// SIGTERM and SIGINT, registered with tokio when created: from then on neither kills the

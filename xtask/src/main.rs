@@ -7,12 +7,16 @@
 //!   `bench verdicts`: CPU-limit overshoot and kill → response, eBPF vs no-eBPF.
 //! - `deb` / `deb-test`: the Debian package (cargo-deb), and an install → serve → purge round
 //!   trip of it on this machine (root).
+//! - `fuzz`: build the cargo-fuzz targets in `fuzz/` and run each for a bounded time.
+//! - `soak`: 10 000 mixed runs through the API of the release daemon, leak checks (root).
 
 mod bench;
 mod bench_peers;
 mod bench_verdicts;
 mod deb;
 mod ebpf;
+mod fuzz;
+mod soak;
 mod test;
 mod util;
 mod vm;
@@ -49,6 +53,12 @@ enum Cmd {
     /// As root: dpkg -i the package, serve a python3 job with the installed binary (no systemd),
     /// stop it with SIGTERM, dpkg -r and -P, and check nothing is left.
     DebTest,
+    /// Build the cargo-fuzz targets (fuzz/, pinned nightly) and run each for --secs seconds;
+    /// fails on a crash and keeps its input under fuzz/artifacts/.
+    Fuzz(fuzz::FuzzArgs),
+    /// As root: N mixed runs (default 10 000) through the API of the release daemon at 2 × slots;
+    /// fails on a lost or wrong result, RSS growth, or leaked cgroups, run dirs, processes, fds.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Subcommand)]
@@ -71,6 +81,8 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Deb => deb::build().map(|_| ExitCode::SUCCESS),
         Cmd::DebTest => deb::test().map(|()| ExitCode::SUCCESS),
+        Cmd::Fuzz(args) => fuzz::run(&args).map(|()| ExitCode::SUCCESS),
+        Cmd::Soak(args) => soak::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

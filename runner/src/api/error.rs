@@ -27,6 +27,8 @@ pub(crate) enum ApiError {
     UnknownPeerKey,
     /// 401: the key's hourly run budget is spent (CodeRunner: "submission limit reached").
     RateLimited,
+    /// 408: the request body did not arrive within `ApiConfig::body_read_timeout`.
+    BodyTimeout,
     /// 500 with this exact client-facing message (Jobe's PUT write failure text).
     InternalWith(String),
     /// 500 with a generic message; the cause has been logged.
@@ -43,6 +45,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             ApiError::RateLimited => StatusCode::UNAUTHORIZED,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::InternalWith(_) | ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::UnknownKey => "Unknown API key".to_owned(),
             ApiError::UnknownPeerKey => "Unknown peer key".to_owned(),
             ApiError::RateLimited => "Max RUN rate for this server exceeded".to_owned(),
+            ApiError::BodyTimeout => "Request body not received in time".to_owned(),
             ApiError::Internal => format!("Server exception (internal error, request {request})"),
         }
     }
@@ -97,6 +101,7 @@ mod tests {
             assert_eq!(e.message(1), msg);
         }
         assert_eq!(ApiError::TooLarge(10).status().as_u16(), 413);
+        assert_eq!(ApiError::BodyTimeout.status().as_u16(), 408);
         assert!(ApiError::Internal.message(7).contains("request 7"));
     }
 }

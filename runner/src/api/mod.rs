@@ -12,6 +12,9 @@
 
 mod error;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
+mod io;
 mod keys;
 mod router;
 mod runs;
@@ -69,6 +72,12 @@ pub struct ApiConfig {
     pub drain_timeout: Duration,
     /// Jobe's `cputime_upper_limit_secs`: a larger `cputime` is a 400. Default 120.
     pub cputime_upper_limit_secs: u32,
+    /// How long a client may take to send a request's body once its headers are in; beyond
+    /// it → 408. Default 30 s.
+    pub body_read_timeout: Duration,
+    /// How long a response write may stay blocked on a client that does not read; beyond it the
+    /// connection is closed. Restarts whenever the client takes data. Default 30 s.
+    pub send_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -80,6 +89,8 @@ impl Default for ApiConfig {
             api_keys: None,
             drain_timeout: Duration::from_secs(30),
             cputime_upper_limit_secs: 120,
+            body_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -158,6 +169,24 @@ impl AppState {
     }
 }
 
+/// The listen backlog of [`bind`]: connections beyond `max_connections` wait here, so a burst of
+/// thousands of clients queues instead of having SYNs dropped (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default since Linux 5.4).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the API's listening socket (`SO_REUSEADDR`, backlog [`LISTEN_BACKLOG`]; tokio's
+/// `TcpListener::bind` uses 1024).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves the Jobe API on `listener` until `shutdown` resolves; then stops accepting, lets
 /// in-flight connections finish their current request (at most `drain_timeout`), and returns.
 /// Accept errors (e.g. `EMFILE`) are logged and retried after a short pause, never fatal.
@@ -201,6 +230,7 @@ pub async fn serve(
             let st = st.clone();
             async move { Ok::<_, Infallible>(handle(st, peer, req).await) }
         });
+        let stream = io::SendTimeout::new(stream, state.config.send_timeout);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         conns.spawn(async move {
             if let Err(e) = conn.await {
@@ -346,12 +376,12 @@ async fn handle_route(
             // Hop-marked (and authenticated above): runs here, never forwarded again.
             let from_peer = caller == crate::peer::Caller::Peer
                 && req.headers().contains_key(crate::peer::HOP_HEADER);
-            let body = read_body(req, state.config.max_body_bytes).await?;
+            let body = read_body(req, &state.config).await?;
             let result = runs::post_runs(state, body, from_peer).await?;
             Ok(json_response(StatusCode::OK, &result))
         }
         Route::PutFile(id) => {
-            let body = read_body(req, state.config.max_body_bytes).await?;
+            let body = read_body(req, &state.config).await?;
             files::put_file(state, id, &body).await?;
             Ok(no_content())
         }
@@ -371,9 +401,11 @@ async fn handle_route(
     }
 }
 
-/// Reads the whole body, refusing more than `max` bytes (413). A declared `Content-Length` over
-/// the limit is refused before reading, so an `Expect: 100-continue` client never sends it.
-async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, ApiError> {
+/// Reads the whole body, refusing more than `max_body_bytes` (413) or taking longer than
+/// `body_read_timeout` (408). A declared `Content-Length` over the limit is refused before
+/// reading, so an `Expect: 100-continue` client never sends it.
+async fn read_body(req: Request<Incoming>, config: &ApiConfig) -> Result<Bytes, ApiError> {
+    let max = config.max_body_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -383,7 +415,11 @@ async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, ApiError> 
         return Err(ApiError::TooLarge(max));
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    match Limited::new(req.into_body(), limit).collect().await {
+    let collect = Limited::new(req.into_body(), limit).collect();
+    let Ok(collected) = tokio::time::timeout(config.body_read_timeout, collect).await else {
+        return Err(ApiError::BodyTimeout);
+    };
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge(max)),
         Err(e) => {

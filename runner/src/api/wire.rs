@@ -92,6 +92,11 @@ pub(crate) fn parse_run_body(
             let name = php_string(v)
                 .filter(|n| is_valid_source_filename(n))
                 .ok_or_else(|| bad("The sourcefilename for the run_spec is illegal"))?;
+            if name.len() > MAX_NAME_BYTES {
+                return Err(bad(format!(
+                    "The sourcefilename for the run_spec is illegal (longer than {MAX_NAME_BYTES} bytes)"
+                )));
+            }
             (!name.is_empty() && name != "prog.java").then_some(name)
         }
     };
@@ -150,12 +155,17 @@ fn parse_params(p: &Map<String, Value>) -> Result<Params, ApiError> {
     let list = |k: &str| -> Result<Option<Vec<String>>, ApiError> {
         match p.get(k) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(php_string)
-                .collect::<Option<Vec<_>>>()
-                .map(Some)
-                .ok_or_else(|| bad(format!("parameters.{k} must be a list of strings"))),
+            Some(Value::Array(items)) => {
+                let list = items
+                    .iter()
+                    .map(php_string)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad(format!("parameters.{k} must be a list of strings")))?;
+                if list.iter().any(|a| a.contains('\0')) {
+                    return Err(nul_in(k));
+                }
+                Ok(Some(list))
+            }
             Some(_) => Err(bad(format!("parameters.{k} must be a list of strings"))),
         }
     };
@@ -172,11 +182,27 @@ fn parse_params(p: &Map<String, Value>) -> Result<Params, ApiError> {
         main_class: match p.get("main_class") {
             None | Some(Value::Null) => None,
             Some(v) => {
-                Some(php_string(v).ok_or_else(|| bad("parameters.main_class must be a string"))?)
+                let class =
+                    php_string(v).ok_or_else(|| bad("parameters.main_class must be a string"))?;
+                if class.contains('\0') {
+                    return Err(nul_in("main_class"));
+                }
+                Some(class)
             }
         },
     })
 }
+
+/// An argument that would end up in an `execve` argv cannot hold a NUL byte (Jobe: a PHP
+/// `ValueError`, 500). Here a 400 naming the parameter.
+fn nul_in(k: &str) -> ApiError {
+    bad(format!("parameters.{k} must not contain NUL bytes"))
+}
+
+/// Longest accepted `sourcefilename`, `file_list` name and file id, in bytes. Not Jobe's (it has
+/// none, and fails with a PHP warning or a 500 at the file system's 255-byte `NAME_MAX`): 200
+/// leaves room for the suffixes compilers add (`prog.c.exe`, `Main.class`) within `NAME_MAX`.
+pub(crate) const MAX_NAME_BYTES: usize = 200;
 
 fn parse_filespec(i: usize, entry: &Value) -> Result<FileSpec, ApiError> {
     let Value::Array(items) = entry else {
@@ -191,16 +217,23 @@ fn parse_filespec(i: usize, entry: &Value) -> Result<FileSpec, ApiError> {
     let (Value::String(id), Value::String(name)) = (&items[0], &items[1]) else {
         return Err(invalid());
     };
-    if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) || !is_valid_file_name(name) {
+    if id.len() < 8
+        || id.len() > MAX_NAME_BYTES
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+        || !is_valid_file_name(name)
+    {
         return Err(invalid());
     }
     Ok((id.clone(), name.clone()))
 }
 
-/// `RunSpecifier::isValidFilespec`'s name rule: only `[A-Za-z0-9._-]`, at least one alphanumeric.
+/// `RunSpecifier::isValidFilespec`'s name rule: only `[A-Za-z0-9._-]`, at least one alphanumeric;
+/// and (not Jobe) at most [`MAX_NAME_BYTES`].
 pub(crate) fn is_valid_file_name(name: &str) -> bool {
-    name.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    name.len() <= MAX_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         && name.bytes().any(|b| b.is_ascii_alphanumeric())
 }
 
@@ -739,6 +772,37 @@ mod tests {
                 "The sourcefilename for the run_spec is illegal",
                 "{v}"
             );
+        }
+    }
+
+    #[test]
+    fn test_nul_in_arguments_and_long_names() {
+        for k in ["compileargs", "linkargs", "interpreterargs", "runargs"] {
+            let e = err(json!({ "run_spec": with("parameters", json!({ k: ["a\0b"] })) }));
+            assert_eq!(e, format!("parameters.{k} must not contain NUL bytes"));
+        }
+        let e = err(json!({ "run_spec": with("parameters", json!({"main_class": "M\0"})) }));
+        assert_eq!(e, "parameters.main_class must not contain NUL bytes");
+        // NUL in source and input is data: kept.
+        let r = ok(json!({"language_id": "c", "sourcecode": "a\0b", "input": "\0"}));
+        assert_eq!(r.job.source, "a\0b");
+        assert_eq!(r.job.input, "\0");
+        let long = format!("{}.py", "a".repeat(197));
+        assert_eq!(
+            ok(with("sourcefilename", json!(long.clone())))
+                .job
+                .source_name
+                .as_deref(),
+            Some(long.as_str())
+        );
+        let e = err(json!({ "run_spec": with("sourcefilename", json!(format!("a{long}"))) }));
+        assert!(e.ends_with("(longer than 200 bytes)"), "{e}");
+        for entry in [
+            json!(["a".repeat(201), "f"]),
+            json!(["abcdefgh", "f".repeat(201)]),
+        ] {
+            let m = err(json!({ "run_spec": with("file_list", json!([entry])) }));
+            assert!(m.starts_with("Invalid file specifier"), "{m}");
         }
     }
 

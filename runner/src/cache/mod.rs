@@ -109,9 +109,14 @@ pub struct FileCache {
     temp_seq: AtomicU64,
 }
 
-/// Whether `id` is a valid cache id: non-empty ASCII `[A-Za-z0-9]+` (Jobe's `(:alphanum)` route).
+/// Longest valid id, in bytes, well within a file name's `NAME_MAX` (255). Jobe has no limit: a
+/// longer id fails its write with a 500; here it is not a valid id (404 from the router).
+pub const MAX_ID_BYTES: usize = 200;
+
+/// Whether `id` is a valid cache id: non-empty ASCII `[A-Za-z0-9]+` (Jobe's `(:alphanum)` route),
+/// at most [`MAX_ID_BYTES`] long.
 pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    !id.is_empty() && id.len() <= MAX_ID_BYTES && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Jobe's `idToPath`, relative to the cache directory. `None` for an invalid id.

@@ -84,6 +84,8 @@ pub struct RawApi {
     pub max_connections: Option<usize>,
     /// API key → runs per hour (0 = unlimited). Present (even empty) = keys required.
     pub keys: Option<HashMap<String, u32>>,
+    pub body_read_timeout_secs: Option<f64>,
+    pub send_timeout_secs: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +212,14 @@ impl TryFrom<RawConfig> for Config {
             api_keys: raw.api.keys,
             drain_timeout: shutdown_grace,
             cputime_upper_limit_secs: cputime_max as u32,
+            body_read_timeout: match raw.api.body_read_timeout_secs {
+                Some(v) => secs("api.body_read_timeout_secs", v, 0.1, 3600.0)?,
+                None => defaults.body_read_timeout,
+            },
+            send_timeout: match raw.api.send_timeout_secs {
+                Some(v) => secs("api.send_timeout_secs", v, 0.1, 3600.0)?,
+                None => defaults.send_timeout,
+            },
         };
         if api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
@@ -326,6 +336,11 @@ mod tests {
             ("[jail]\nuid_base = 10", "jail.uid_base"),
             ("queue_timeout_secs = -1.0", "queue_timeout_secs"),
             ("[monitor]\nebpf = \"on\"", "monitor.ebpf"),
+            (
+                "[api]\nbody_read_timeout_secs = 0",
+                "api.body_read_timeout_secs",
+            ),
+            ("[api]\nsend_timeout_secs = 1e9", "api.send_timeout_secs"),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),

@@ -1248,3 +1248,17 @@ async fn read_capped(fd: OwnedFd, cap: u64) -> Vec<u8> {
         }
     }
 }
+
+/// Raises this process's soft `RLIMIT_NOFILE` to `want` (at most the hard limit; never lowers
+/// it). Returns the soft limit now in force. The daemon calls it at start so that
+/// `max_connections` client sockets plus the descriptors of the running jails fit; systemd's
+/// default soft limit is 1024. Jailed programs get their own limits (`rlimit` in `child`).
+pub fn raise_fd_limit(want: u64) -> io::Result<u64> {
+    let (soft, hard) = sys::getrlimit(libc::RLIMIT_NOFILE).map_err(sys::Errno::into_io)?;
+    let target = want.min(hard);
+    if target <= soft {
+        return Ok(soft);
+    }
+    sys::setrlimit(libc::RLIMIT_NOFILE, target, hard).map_err(sys::Errno::into_io)?;
+    Ok(target)
+}

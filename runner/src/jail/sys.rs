@@ -286,6 +286,17 @@ pub(super) fn setrlimit(
     cvt_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
 
+/// The current `(soft, hard)` limit of `resource`.
+pub(super) fn getrlimit(resource: libc::__rlimit_resource_t) -> Result<(u64, u64), Errno> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    cvt_int(unsafe { libc::getrlimit(resource, &mut lim) })?;
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
 /// Closes every descriptor except those in `keep` (sorted ascending), with `close_range` over
 /// the gaps: no allocation, no /proc walk.
 pub(super) fn close_all_except(keep: &[RawFd]) {

@@ -51,6 +51,11 @@ const COMPILE_MIN_CPU_SECS: f64 = 2.0;
 const COMPILE_MIN_MEMORY_MB: f64 = 500.0;
 const COMPILE_MIN_PROCS: f64 = 5.0;
 
+/// The smallest memory limit a step gets, whatever the request: below about a megabyte the
+/// cgroup cannot even hold the jail's own init while it execs the program, and the run would
+/// fail as a daemon error instead of ending as what it is, a program out of memory (outcome 17).
+const MIN_MEMORY_MB: f64 = 1.0;
+
 /// runguard's unit: parameters in MB are passed as `1000*M` kB and runguard multiplies by 1024.
 const BYTES_PER_MB: f64 = 1_024_000.0;
 
@@ -180,6 +185,7 @@ impl Profile {
         } else {
             mem.max(d.memorylimit_min).min(d.memorylimit_max)
         };
+        let mem = mem.max(MIN_MEMORY_MB);
         // Disk -1 means Jobe's "unlimited": the profile maximum.
         let disk = if r.disklimit == -1.0 {
             d.disklimit_max

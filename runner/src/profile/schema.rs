@@ -499,7 +499,17 @@ impl Profile {
     }
 }
 
-/// A single path component: non-empty, no '/', no NUL, not `.` or `..`.
+/// Longest source file name: leaves room within `NAME_MAX` (255) for what compilers add
+/// (`prog.c.exe`). A longer name derived from the code (a very long Java class name) falls back
+/// to the profile's default name; the compiler then reports the mismatch (outcome 11).
+pub(crate) const MAX_SOURCE_NAME_BYTES: usize = 200;
+
+/// A single path component: non-empty, no '/', no NUL, not `.` or `..`, at most
+/// [`MAX_SOURCE_NAME_BYTES`] long.
 pub(crate) fn is_plain_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+    !name.is_empty()
+        && name.len() <= MAX_SOURCE_NAME_BYTES
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
 }

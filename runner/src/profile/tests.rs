@@ -1272,3 +1272,35 @@ fn test_compile_errors_give_cmpinfo_on_host_toolchains() {
         assert!(!info.is_empty(), "{lang}: empty cmpinfo for a syntax error");
     }
 }
+
+#[test]
+fn test_memory_floor_one_megabyte() {
+    // A tiny memorylimit still gets a jail that can start; the program then runs out (17).
+    let p = plan_with(
+        "python3",
+        None,
+        Params {
+            memorylimit: Some(0.0001),
+            ..Params::default()
+        },
+    )
+    .expect("plan");
+    assert_eq!(p.run.limits.memory_bytes, 1_024_000);
+}
+
+#[test]
+fn test_long_java_class_name_falls_back_to_default_name() {
+    let class = "C".repeat(300);
+    let mut j = job("java", None);
+    j.source = format!("public class {class} {{ public static void main(String[] a) {{}} }}\n");
+    let p = profile("java")
+        .plan(&j, &PlanConfig::default(), RUN_DIR)
+        .expect("plan");
+    assert_eq!(file_names(&p)[0], "prog.java");
+    let class = "C".repeat(150);
+    j.source = format!("public class {class} {{ public static void main(String[] a) {{}} }}\n");
+    let p = profile("java")
+        .plan(&j, &PlanConfig::default(), RUN_DIR)
+        .expect("plan");
+    assert_eq!(file_names(&p)[0], format!("{class}.java"));
+}
