@@ -383,12 +383,22 @@ impl BinDaemon {
     }
 }
 
+/// Also on a failing test's unwind: SIGTERM first, so that the daemon removes its own cgroups,
+/// run directories and mounts, SIGKILL only after 20 s; then the data directory goes.
 impl Drop for BinDaemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

@@ -95,13 +95,13 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // http
 
-/// The daemon we started; killed (by its pid, through `Child`) when dropped.
+/// The daemon we started; stopped by its pid (SIGTERM, then SIGKILL) when dropped, so that it
+/// removes its cgroups and run directories itself.
 struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        crate::util::stop_child(&mut self.0, std::time::Duration::from_secs(20));
     }
 }
 

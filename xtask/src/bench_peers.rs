@@ -117,17 +117,8 @@ impl Runner {
     }
 
     fn stop(&mut self) {
-        self.signal("-TERM");
         if let Some(mut c) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            crate::util::stop_child(&mut c, Duration::from_secs(20));
         }
     }
 }

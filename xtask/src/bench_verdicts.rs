@@ -24,7 +24,7 @@ use crate::ebpf;
 const BUDGETS: [f64; 4] = [0.1, 0.5, 1.0, 2.0];
 const PROCS: [u32; 2] = [1, 4];
 
-/// A daemon we started; killed by its pid (through `Child`) and its data dir removed on drop.
+/// A daemon we started; stopped by its pid (SIGTERM, then SIGKILL) and its data dir removed on drop.
 struct Daemon {
     child: Child,
     _dir: tempfile::TempDir,
@@ -32,8 +32,7 @@ struct Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::util::stop_child(&mut self.child, std::time::Duration::from_secs(20));
         // `_dir` (config, log, data dir) is removed after this, once the daemon is gone.
     }
 }

@@ -83,3 +83,23 @@ pub(crate) fn show(cmd: &Command) -> String {
     }
     s
 }
+
+/// Stops a daemon we started: SIGTERM (so it removes its cgroups, run directories and mounts),
+/// up to `grace` to exit, then SIGKILL. Only ever the child's own pid.
+pub(crate) fn stop_child(child: &mut std::process::Child, grace: std::time::Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
