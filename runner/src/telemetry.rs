@@ -13,3 +13,15 @@ pub fn init() {
         .with_target(false)
         .try_init();
 }
+
+/// The error and its sources on one line, for the log.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}

@@ -332,39 +332,18 @@ impl Monitor {
         let mut ebpf = loader
             .load(&bytes)
             .map_err(|e| MonitorError::Load(Box::new(e)))?;
-        let prog_err = |name: &'static str, step: &'static str| {
-            move |e: aya::programs::ProgramError| MonitorError::Program {
-                name,
-                step,
-                source: Box::new(e),
-            }
-        };
         for (name, hook) in [
             ("runner_exit", "sched_process_exit"),
             ("runner_oom", "mark_victim"),
             ("runner_sched_switch", "sched_switch"),
         ] {
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or(MonitorError::Missing {
-                    what: "program",
-                    name,
-                })?
-                .try_into()
-                .map_err(prog_err(name, "type check"))?;
+            let p: &mut BtfTracePoint = program(&mut ebpf, name)?;
             p.load(hook, kernel_btf).map_err(prog_err(name, "load"))?;
             p.attach().map_err(prog_err(name, "attach"))?;
         }
         {
             let name = "runner_cpu_tick";
-            let p: &mut PerfEvent = ebpf
-                .program_mut(name)
-                .ok_or(MonitorError::Missing {
-                    what: "program",
-                    name,
-                })?
-                .try_into()
-                .map_err(prog_err(name, "type check"))?;
+            let p: &mut PerfEvent = program(&mut ebpf, name)?;
             p.load().map_err(prog_err(name, "load"))?;
             let cpus = aya::util::online_cpus().map_err(|(_, e)| {
                 prog_err(name, "list online CPUs")(aya::programs::ProgramError::IOError(e))
@@ -389,14 +368,7 @@ impl Monitor {
             "runner_sendmsg4",
             "runner_sendmsg6",
         ] {
-            let p: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or(MonitorError::Missing {
-                    what: "program",
-                    name,
-                })?
-                .try_into()
-                .map_err(prog_err(name, "type check"))?;
+            let p: &mut CgroupSockAddr = program(&mut ebpf, name)?;
             p.load().map_err(prog_err(name, "load"))?;
             // Single = no flags: bpf_link_create (kernel >= 5.7) refuses flags and links are
             // always multi-attach, so this neither replaces nor blocks anyone else's programs.
@@ -637,6 +609,32 @@ impl Drop for JobWatch {
         lock(&self.inner.waiters).remove(&self.cgroup_id);
         // Errors: already gone (never inserted twice).
         let _ = lock(&self.inner.jobs).remove(&self.cgroup_id);
+    }
+}
+
+/// The loaded object's program `name`, as the program type `T`.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, MonitorError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(MonitorError::Missing {
+            what: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(prog_err(name, "type check"))
+}
+
+/// Maps an aya program error to the monitor's, naming the program and the step that failed.
+fn prog_err(
+    name: &'static str,
+    step: &'static str,
+) -> impl Fn(aya::programs::ProgramError) -> MonitorError {
+    move |e| MonitorError::Program {
+        name,
+        step,
+        source: Box::new(e),
     }
 }
 

@@ -569,7 +569,7 @@ impl Peers {
                 }
                 Some(Err(e)) => {
                     m.forward(&p.url, "error");
-                    self.eject(p, &error_chain(&e));
+                    self.eject(p, &crate::telemetry::error_chain(&e));
                     return Attempt::Retry(p.clone());
                 }
                 Some(Ok(r)) => r,
@@ -669,7 +669,7 @@ impl Peers {
                     return false;
                 }
                 Err(e) => {
-                    self.eject(p, &error_chain(&e));
+                    self.eject(p, &crate::telemetry::error_chain(&e));
                     return false;
                 }
             }
@@ -686,17 +686,6 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
 }
 
 fn outcome_from_code(code: u64) -> Option<Outcome> {
@@ -809,7 +798,7 @@ async fn probe_one(sh: &Shared, p: &Peer) {
         Transition::WentDown => {
             let why = match &r {
                 Ok(r) => format!("HTTP {}", r.status.as_u16()),
-                Err(e) => error_chain(e),
+                Err(e) => crate::telemetry::error_chain(e),
             };
             tracing::warn!(peer = %p.url, why, "peer down (probes failed)");
             sh.metrics.set_up(&p.url, false);

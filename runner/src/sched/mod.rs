@@ -291,21 +291,9 @@ fn run_dir_size(plan: &Plan) -> u64 {
 
 fn internal(what: &'static str) -> impl FnOnce(crate::jail::JailError) -> ExecError {
     move |err| {
-        tracing::error!(err = ?anyhow_chain(&err), "{what} failed");
+        tracing::error!(err = ?crate::telemetry::error_chain(&err), "{what} failed");
         ExecError::Internal(what.to_owned())
     }
-}
-
-/// The error and its sources on one line, for the log.
-fn anyhow_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
 }
 
 fn compile_failed(rule: &CmpinfoRule, out: &JailOutput, run_dir: &RunDir) -> bool {
