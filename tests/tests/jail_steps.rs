@@ -458,6 +458,28 @@ fn seccomp_clone3_enosys_fork_and_threads_work() {
     assert_eq!(text(&out.stdout).trim(), "fork=7 thread=0");
 }
 
+/// The job runs 5 nice levels below the daemon (this test process plays the daemon), so a job
+/// that keeps every CPU busy cannot delay the daemon's kill at the budget or its answers.
+#[test]
+fn job_runs_below_the_daemon_priority() {
+    if !privileged() {
+        return;
+    }
+    // Field 19 of /proc/<pid>/stat is the nice value (after the ")" that ends the command name).
+    let nice_of = |stat: &str| -> i32 {
+        let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+        rest.split_whitespace()
+            .nth(16)
+            .expect("nice")
+            .parse()
+            .expect("nice")
+    };
+    let daemon = nice_of(&std::fs::read_to_string("/proc/self/stat").unwrap());
+    let out = Bench::new().sh("cat /proc/self/stat");
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(nice_of(&text(&out.stdout)), (daemon + 5).min(19));
+}
+
 #[test]
 fn rlimits() {
     if !privileged() {

@@ -18,12 +18,16 @@ use std::os::fd::RawFd;
 
 use super::sys::{self, Errno};
 
+/// How many nice levels a job runs below the daemon (capped at 19).
+pub(crate) const JOB_NICE: i32 = 5;
+
 /// Steps reported over the error pipe (the parent maps them to `JailError::Setup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub(super) enum Step {
     ParentDeath = 1,
     OomScore,
+    Nice,
     MountPrivate,
     MountOp,
     PivotRoot,
@@ -72,6 +76,7 @@ impl Step {
         match self {
             Step::ParentDeath => "set the parent-death signal",
             Step::OomScore => "set oom_score_adj",
+            Step::Nice => "lower the CPU priority",
             Step::MountPrivate => "make mounts private",
             Step::MountOp => "build the mount tree",
             Step::PivotRoot => "pivot_root",
@@ -213,6 +218,10 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
             r
         }),
     );
+    // The job runs JOB_NICE below the daemon: when jobs keep every CPU busy, the daemon still
+    // wakes at once to stop a job at its budget, answer clients and start the next job. Jobs
+    // compete with each other as equals.
+    check(p, Step::Nice, sys::lower_priority(JOB_NICE));
     // 1. Nothing we mount may propagate back to the host (or from it).
     check(
         p,

@@ -286,6 +286,22 @@ pub(super) fn setrlimit(
     cvt_int(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
 }
 
+/// Raises this process's nice value by `by` (at most to 19); children inherit it.
+pub(super) fn lower_priority(by: c_int) -> Result<(), Errno> {
+    // getpriority may return -1 legitimately: clear errno first and check it after.
+    // SAFETY: errno is this thread's; getpriority/setpriority take integer arguments only.
+    let now = unsafe {
+        *libc::__errno_location() = 0;
+        libc::getpriority(libc::PRIO_PROCESS, 0)
+    };
+    if now == -1 && Errno::last().0 != 0 {
+        return Err(Errno::last());
+    }
+    let to = (now + by).min(19);
+    // SAFETY: as above.
+    cvt_int(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, to) }).map(drop)
+}
+
 /// The current `(soft, hard)` limit of `resource`.
 pub(super) fn getrlimit(resource: libc::__rlimit_resource_t) -> Result<(u64, u64), Errno> {
     let mut lim = libc::rlimit {
