@@ -76,11 +76,17 @@ fn host_tests(ci: bool, skip_vm_tests: bool) -> Result<()> {
     let mut cmd = Command::new(util::cargo());
     cmd.args(["test", "--workspace"])
         .current_dir(util::workspace_root());
+    let mut harness: Vec<&str> = Vec::new();
     if skip_vm_tests {
-        cmd.args(["--", "--skip", VM_FILTER]);
+        harness.extend(["--skip", VM_FILTER]);
     }
     if ci {
         cmd.env("RUNNER_REQUIRE_ALL", "1");
+        // The tests marked #[ignore] need the language toolchains, which CI installs.
+        harness.push("--include-ignored");
+    }
+    if !harness.is_empty() {
+        cmd.arg("--").args(harness);
     }
     util::run(&mut cmd)
 }
