@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use runner::api::{ApiConfig, AppState, serve};
-use runner::cache::FileCache;
+use runner::api::{ApiConfig, AppState};
 use runner::job::{Job, Outcome, RunResult, Usage};
 use runner::sched::{BoxFuture, ExecError, Executor};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+mod common;
+use common::{Resp, Served, parse_response};
 
 const BASE: &str = "/jobe/index.php/restapi";
 const TEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -89,38 +89,32 @@ struct Server {
     addr: SocketAddr,
     fake: Arc<FakeExecutor>,
     state: Arc<AppState>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    srv: Served,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start(config: ApiConfig) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Arc::new(FileCache::open(dir.path().join("files"), 64 << 20).unwrap());
         let fake = Arc::new(FakeExecutor::default());
-        let state = Arc::new(AppState::new(fake.clone(), cache, config));
+        let state = Arc::new(AppState::new(
+            fake.clone(),
+            common::cache(dir.path()),
+            config,
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, state.clone(), async {
-            let _ = rx.await;
-        }));
+        let srv = Served::start(listener, state.clone());
         Server {
-            addr,
+            addr: srv.addr,
             fake,
             state,
-            stop: Some(stop),
-            task,
+            srv,
             _dir: dir,
         }
     }
 
-    async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        (&mut self.task).await.unwrap().unwrap();
+    async fn shutdown(self) {
+        self.srv.shutdown().await;
     }
 
     fn jobs(&self) -> Vec<Job> {
@@ -128,24 +122,7 @@ impl Server {
     }
 }
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
 impl Resp {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body {:?} is not JSON: {e}", self.text()))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
     fn assert_json_headers(&self) {
         assert_eq!(
             self.header("content-type"),
@@ -210,45 +187,7 @@ async fn read_response(stream: &mut TcpStream, head_only: bool) -> Resp {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     parse_response(&raw, head_only)
-}
-
-fn parse_response(raw: &[u8], head_only: bool) -> Resp {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if head_only {
-        body.clear();
-    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
-        body = dechunk(&body);
-    }
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 2 + n + 2..];
-    }
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)))
 }
 
 async fn post_run(s: &Server, spec: serde_json::Value, key: Option<&str>) -> Resp {

@@ -21,16 +21,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use runner::api::{self, ApiConfig, AppState, serve};
-use runner::cache::FileCache;
+use runner::api::{self, ApiConfig, AppState};
 use runner::job::{Job, Outcome, RunResult, Usage};
 use runner::profile::{PlanConfig, Profile, embedded_profiles};
 use runner::sched::{BoxFuture, ExecError, Executor};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+mod common;
+use common::{Resp, Served, parse_response};
 
 const BASE: &str = "/jobe/index.php/restapi";
 /// Substrings that would mean a host path or an error chain leaked into a response.
@@ -100,54 +100,37 @@ impl Executor for PlanningExecutor {
 struct Server {
     addr: SocketAddr,
     exec: Arc<PlanningExecutor>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    srv: Served,
     dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start(config: ApiConfig) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Arc::new(FileCache::open(dir.path().join("files"), 64 << 20).unwrap());
         let exec = Arc::new(PlanningExecutor::new());
-        let state = Arc::new(AppState::new(exec.clone(), cache, config));
+        let state = Arc::new(AppState::new(
+            exec.clone(),
+            common::cache(dir.path()),
+            config,
+        ));
         // The daemon's own bind (backlog 4096), as `runner serve` uses.
         let listener = api::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, state, async {
-            let _ = rx.await;
-        }));
+        let srv = Served::start(listener, state);
         Server {
-            addr,
+            addr: srv.addr,
             exec,
-            stop: Some(stop),
-            task,
+            srv,
             dir,
         }
     }
 
     /// Shuts down and checks that serving ended cleanly.
-    async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        (&mut self.task).await.unwrap().unwrap();
+    async fn shutdown(self) {
+        self.srv.shutdown().await;
     }
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
 }
 
 impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
     /// The JSON-string message of an error response.
     fn message(&self) -> String {
         match serde_json::from_slice::<Value>(&self.body) {
@@ -168,30 +151,7 @@ async fn exchange(addr: SocketAddr, raw: &[u8], within: Duration) -> Option<Resp
         .await
         .expect("the server answers or closes in time")
         .ok()?;
-    parse(&out)
-}
-
-fn parse(raw: &[u8]) -> Option<Resp> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if let Some(n) = headers
-        .get("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        body.truncate(n);
-    }
-    Some(Resp {
-        status,
-        headers,
-        body,
-    })
+    parse_response(&out, false)
 }
 
 fn http(method: &str, path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
@@ -916,7 +876,7 @@ fn test_slow_body_times_out_with_408() {
         let _ = tokio::time::timeout(Duration::from_secs(3), drip).await;
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await;
-        assert_eq!(parse(&out).expect("an answer").status, 408);
+        assert_eq!(parse_response(&out, false).expect("an answer").status, 408);
         // The same on PUT /files.
         let put = format!(
             "PUT {BASE}/files/abcdefgh HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{{"

@@ -18,15 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use runner::api::{ApiConfig, AppState, serve};
-use runner::cache::FileCache;
+use runner::api::{ApiConfig, AppState};
 use runner::job::{Job, Outcome, RunResult, Usage};
 use runner::peer::{PeerConfig, Peers, RawPeer, RawPeerEntry};
 use runner::sched::{BoxFuture, ExecError, Executor, Load};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+mod common;
+use common::{Resp, Served, parse_response};
 
 const BASE: &str = "/jobe/index.php/restapi";
 const KEY: &str = "peer-secret-1";
@@ -147,8 +147,7 @@ struct Server {
     addr: SocketAddr,
     fake: Arc<Fake>,
     state: Arc<AppState>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    srv: Served,
     _dir: tempfile::TempDir,
 }
 
@@ -180,22 +179,17 @@ fn peer_cfg(enabled: bool, peers: &[(String, u32)]) -> PeerConfig {
 impl Server {
     async fn start(fake: Arc<Fake>, peer: Option<PeerConfig>) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Arc::new(FileCache::open(dir.path().join("files"), 64 << 20).unwrap());
+        let cache = common::cache(dir.path());
         let peers = peer.map(|c| Peers::start(c, Duration::from_secs(3), 100));
         let state =
             Arc::new(AppState::new(fake.clone(), cache, ApiConfig::default()).with_peers(peers));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, state.clone(), async {
-            let _ = rx.await;
-        }));
+        let srv = Served::start(listener, state.clone());
         Server {
-            addr,
+            addr: srv.addr,
             fake,
             state,
-            stop: Some(stop),
-            task,
+            srv,
             _dir: dir,
         }
     }
@@ -204,24 +198,8 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        (&mut self.task).await.unwrap().unwrap();
-    }
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{:?}: {e}", self.body))
+    async fn shutdown(self) {
+        self.srv.shutdown().await;
     }
 }
 
@@ -250,26 +228,7 @@ async fn request(
     }
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Resp {
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    }
+    parse_response(&raw, method == "HEAD").expect("a complete response head")
 }
 
 fn run_body(lang: &str, src: &str, files: &[(&str, &str)]) -> Vec<u8> {
@@ -532,7 +491,7 @@ async fn test_failover_on_5xx_and_timeout() {
             a.shutdown().await;
             good.shutdown().await;
             // The hanging run at `bad` never ends: stop without waiting for it.
-            bad.task.abort();
+            bad.srv.abort();
         }
     })
     .await;
