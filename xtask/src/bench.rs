@@ -68,13 +68,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
             if args.which == Some(Which::Verdicts) {
                 crate::bench_verdicts::prepare();
             }
-            let root = util::workspace_root();
-            util::run(
-                Command::new(util::cargo())
-                    .args(["build", "--release", "-p", "runner"])
-                    .current_dir(&root),
-            )?;
-            util::target_dir()?.join("release/runner")
+            util::build_release_runner()?
         }
     };
     if args.which == Some(Which::Peers) {

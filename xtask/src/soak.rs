@@ -25,12 +25,9 @@ pub(crate) fn run(args: &SoakArgs) -> Result<()> {
     if !util::is_root() {
         bail!("the soak needs root (real jails): sudo -E cargo xtask soak");
     }
+    // The soak test starts target/release/runner (tests/src/daemon.rs: runner_binary).
+    util::build_release_runner()?;
     let root = util::workspace_root();
-    util::run(
-        Command::new(util::cargo())
-            .args(["build", "--release", "-p", "runner"])
-            .current_dir(&root),
-    )?;
     let mut cmd = Command::new(util::cargo());
     cmd.args([
         "test",

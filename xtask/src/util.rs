@@ -103,3 +103,11 @@ pub(crate) fn stop_child(child: &mut std::process::Child, grace: std::time::Dura
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Builds the release `runner` binary and returns its path.
+pub(crate) fn build_release_runner() -> Result<PathBuf> {
+    run(Command::new(cargo())
+        .args(["build", "--release", "-p", "runner"])
+        .current_dir(workspace_root()))?;
+    Ok(target_dir()?.join("release/runner"))
+}
