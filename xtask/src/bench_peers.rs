@@ -188,7 +188,12 @@ fn load(
                     };
                     lat.lock().expect("no panics").push(t.elapsed());
                     if !ok {
-                        fails.lock().expect("no panics").push(format!("{r:?}"));
+                        // `{:#}`: the error chain on one line (no backtrace).
+                        let why = match &r {
+                            Ok((status, body)) => format!("HTTP {status}: {body}"),
+                            Err(e) => format!("{e:#}"),
+                        };
+                        fails.lock().expect("no panics").push(why);
                     }
                 }
             });
