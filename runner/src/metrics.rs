@@ -104,23 +104,17 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str) {
-        let s = lock(&self.state).clone();
-        let mut cum = 0u64;
-        for (i, c) in s.counts.iter().enumerate() {
-            cum += c;
-            let le = self
-                .bounds
-                .get(i)
-                .map_or_else(|| "+Inf".to_owned(), |b| fmt_f64(*b));
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
-        }
-        let _ = writeln!(out, "{name}_sum {}", fmt_f64(s.sum));
-        let _ = writeln!(out, "{name}_count {}", s.count);
+        self.render_labelled(out, name, "");
     }
 
-    /// As `render`, with `labels` (already escaped, e.g. `peer="x"`) on every sample.
+    /// As `render`, with `labels` (already escaped, e.g. `peer="x"`; empty: none) on every sample.
     pub fn render_labelled(&self, out: &mut String, name: &str, labels: &str) {
         let s = lock(&self.state).clone();
+        let (open, sep) = if labels.is_empty() {
+            (String::new(), "")
+        } else {
+            (format!("{{{labels}}}"), ",")
+        };
         let mut cum = 0u64;
         for (i, c) in s.counts.iter().enumerate() {
             cum += c;
@@ -128,10 +122,10 @@ impl Histogram {
                 .bounds
                 .get(i)
                 .map_or_else(|| "+Inf".to_owned(), |b| fmt_f64(*b));
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cum}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cum}");
         }
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", fmt_f64(s.sum));
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.count);
+        let _ = writeln!(out, "{name}_sum{open} {}", fmt_f64(s.sum));
+        let _ = writeln!(out, "{name}_count{open} {}", s.count);
     }
 }
 
