@@ -368,12 +368,14 @@ impl Metrics {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`; a panic while it was held leaves plain data, still usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while held leaves plain counters: still usable.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn header(o: &mut String, name: &str, help: &str, kind: &str) {
+/// The `# HELP` and `# TYPE` lines of a metric family.
+pub(crate) fn header(o: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(o, "# HELP {name} {}", escape_help(help));
     let _ = writeln!(o, "# TYPE {name} {kind}");
 }

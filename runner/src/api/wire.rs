@@ -202,7 +202,7 @@ fn nul_in(k: &str) -> ApiError {
 /// Longest accepted `sourcefilename`, `file_list` name and file id, in bytes. Not Jobe's (it has
 /// none, and fails with a PHP warning or a 500 at the file system's 255-byte `NAME_MAX`): 200
 /// leaves room for the suffixes compilers add (`prog.c.exe`, `Main.class`) within `NAME_MAX`.
-pub(crate) const MAX_NAME_BYTES: usize = 200;
+pub(crate) const MAX_NAME_BYTES: usize = crate::cache::MAX_ID_BYTES;
 
 fn parse_filespec(i: usize, entry: &Value) -> Result<FileSpec, ApiError> {
     let Value::Array(items) = entry else {
@@ -217,11 +217,7 @@ fn parse_filespec(i: usize, entry: &Value) -> Result<FileSpec, ApiError> {
     let (Value::String(id), Value::String(name)) = (&items[0], &items[1]) else {
         return Err(invalid());
     };
-    if id.len() < 8
-        || id.len() > MAX_NAME_BYTES
-        || !id.bytes().all(|b| b.is_ascii_alphanumeric())
-        || !is_valid_file_name(name)
-    {
+    if id.len() < 8 || !crate::cache::is_valid_id(id) || !is_valid_file_name(name) {
         return Err(invalid());
     }
     Ok((id.clone(), name.clone()))

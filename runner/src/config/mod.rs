@@ -36,7 +36,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
         reason: reason.into(),

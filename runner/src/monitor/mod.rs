@@ -23,7 +23,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
@@ -197,9 +197,7 @@ struct Inner {
     shutdown: tokio::sync::Notify,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::metrics::lock;
 
 /// The loaded eBPF monitor. Dropping it detaches every program.
 pub struct Monitor {

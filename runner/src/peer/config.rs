@@ -6,7 +6,7 @@ use std::time::Duration;
 use hyper::Uri;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, invalid};
 
 /// `[peer]` as written. Every field is optional.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -125,13 +125,6 @@ impl Default for PeerConfig {
             peers: Vec::new(),
             dns: Vec::new(),
         }
-    }
-}
-
-fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        setting,
-        reason: reason.into(),
     }
 }
 

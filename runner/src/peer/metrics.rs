@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::Histogram;
+use crate::metrics::{Histogram, escape_label as esc, header as head, lock};
 
 /// Every family rendered here (checked by a test).
 pub const PEER_FAMILIES: &[&str] = &[
@@ -32,16 +32,6 @@ pub struct PeerMetrics {
     pushes: Mutex<BTreeMap<String, u64>>,
     up: Mutex<BTreeMap<String, bool>>,
     latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 impl PeerMetrics {
@@ -87,9 +77,6 @@ impl PeerMetrics {
     }
 
     pub fn render(&self, o: &mut String) {
-        let head = |o: &mut String, name: &str, help: &str, kind: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         head(
             o,
             "runner_peer_forwards_total",

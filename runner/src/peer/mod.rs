@@ -134,9 +134,7 @@ struct PeerState {
     is_self: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::metrics::lock;
 
 struct Shared {
     cfg: PeerConfig,
