@@ -237,7 +237,7 @@ pub fn runner_sched_switch(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// Software cpu-clock sample on each CPU (~200 Hz): catches a busy loop mid-slice, which
+/// Software cpu-clock sample on each CPU (250 Hz, `TICK_PERIOD_NS` in runner/src/monitor): catches a busy loop mid-slice, which
 /// sched_switch alone would see only at its next switch (kernel-notes: 560–780 ms for 300 ms).
 #[perf_event]
 pub fn runner_cpu_tick(_ctx: PerfEventContext) -> u32 {

@@ -568,7 +568,6 @@ impl JobCgroup {
         Ok(Some(efd))
     }
 
-    /// Whether `pid` is in this job's v2 cgroup.
     /// The cgroup2 id of the job: the inode number of its directory, which is what
     /// `bpf_get_current_cgroup_id()` returns for its tasks.
     pub fn id(&self) -> Result<u64, CgroupError> {
@@ -578,6 +577,7 @@ impl JobCgroup {
             .map_err(io_err("stat", &self.v2))
     }
 
+    /// Whether `pid` is in this job's v2 cgroup.
     pub fn contains(&self, pid: i32) -> bool {
         let want = pid.to_string();
         fs::read_to_string(self.v2.join(CGROUP_PROCS)).is_ok_and(|s| s.lines().any(|l| l == want))

@@ -1023,25 +1023,18 @@ impl Jail {
                     }
                 }
                 ev = next_event(&mut events), if reason.is_none() => match ev {
-                    JobEvent::Budget { .. } => {
-                        // The eBPF side counts on-CPU time by the clock, which includes interrupt
-                        // time the kernel does not charge to tasks (≈0.2 % under load), so the
-                        // event can come a few ms early. The budget is what cpu.stat (the
-                        // verdict's and `usage`'s measure) says: kill now if it agrees, else
-                        // the check above takes over for the last few ms, without the backstop
-                        // delay.
-                        if cg.cpu_usage() >= cpu_budget {
-                            reason = Some(End::CpuTime);
-                            cg.kill();
-                        } else {
-                            budget_near = true;
-                        }
-                    }
                     JobEvent::Oom { .. } => {
                         reason = Some(End::Memory);
                         cg.kill();
                     }
-                    JobEvent::Exit { .. } | JobEvent::NetDenied => {}
+                    // The eBPF side counts on-CPU time by the clock, which includes interrupt
+                    // time the kernel does not charge to tasks (≈0.2 % under load), so the event
+                    // can come a few ms early. The budget is what cpu.stat (the verdict's and
+                    // `usage`'s measure) says: the check at the top of the loop, which runs at
+                    // once, kills if it agrees, else takes over for the last few ms without the
+                    // backstop delay.
+                    JobEvent::Budget { .. } => budget_near = true,
+                    JobEvent::Exit { .. } | JobEvent::NetDenied => {} // next_event skips these
                 },
                 r = readable(&oom), if reason.is_none() => {
                     if r {
@@ -1150,9 +1143,16 @@ pub(crate) fn async_owned_fd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 const EBPF_BACKSTOP: Duration = Duration::from_millis(50);
 
 /// The next event of a job watched by the eBPF monitor; pending forever without one.
+/// Only the events that decide a verdict (budget, OOM) wake the watcher: exits and denied
+/// connects are recorded in the job's stats by `JobWatch::next` and need no cpu.stat read.
 async fn next_event(events: &mut Option<&mut JobWatch>) -> JobEvent {
     match events {
-        Some(w) => w.next().await,
+        Some(w) => loop {
+            let ev = w.next().await;
+            if matches!(ev, JobEvent::Budget { .. } | JobEvent::Oom { .. }) {
+                return ev;
+            }
+        },
         None => std::future::pending().await,
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 const BTF_MAGIC: u16 = 0xeb9f;
 const KIND_INT: u32 = 1;
+#[cfg(test)]
 const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
@@ -178,6 +179,7 @@ impl Btf {
     }
 
     /// Whether `kind == ptr` for the field (sanity check for pointer chains).
+    #[cfg(test)]
     pub fn is_pointer(&self, strct: &str, field: &str) -> bool {
         let Some(t) = self
             .structs

@@ -262,13 +262,7 @@ pub fn start(
             Ok((Some(m), line))
         }
         Err(err) if mode == EbpfMode::Auto => {
-            let mut why = err.to_string();
-            let mut src = std::error::Error::source(&err);
-            while let Some(s) = src {
-                why.push_str(": ");
-                why.push_str(&s.to_string());
-                src = s.source();
-            }
+            let why = crate::telemetry::error_chain(&err);
             Ok((
                 None,
                 format!(
@@ -591,14 +585,6 @@ impl JobWatch {
             self.stats.add(ev);
         }
         std::mem::take(&mut self.stats)
-    }
-
-    /// CPU time the eBPF side has charged to the job so far.
-    pub fn used(&self) -> Option<Duration> {
-        lock(&self.inner.jobs)
-            .get(&self.cgroup_id, 0)
-            .ok()
-            .map(|s| Duration::from_nanos(s.used_ns))
     }
 }
 
