@@ -253,7 +253,7 @@ async fn test_hostile_values_end_as_outcomes() {
         // Four at a time on two slots: the queue is exercised too.
         for chunk in cases.chunks(4) {
             let answers =
-                futures_join(chunk.iter().map(|c| post_run_raw(d.addr, c.spec.clone()))).await;
+                futures_join(chunk.iter().map(|c| post_run(d.addr, c.spec.clone()))).await;
             for (c, r) in chunk.iter().zip(answers) {
                 if let Err(e) = check(c, &r) {
                     failures.push(format!("{}: {e}", c.name));
@@ -301,13 +301,6 @@ fn check(c: &Case, r: &Resp) -> Result<(), String> {
             Ok(())
         }
     }
-}
-
-async fn post_run_raw(addr: std::net::SocketAddr, spec: Value) -> Resp {
-    let body = json!({ "run_spec": spec }).to_string();
-    request(addr, "POST", &format!("{BASE}/runs"), Some(body.as_bytes()))
-        .await
-        .expect("POST runs")
 }
 
 /// Runs the futures concurrently (tokio tasks), answers in order.

@@ -250,19 +250,12 @@ fn measure(
         ))
     };
     go(warmup, 0)?;
-    let (wall, mut lat, errs) = go(runs, warmup)?;
+    let (wall, lat, errs) = go(runs, warmup)?;
     if let Some(first) = errs.first() {
         eprintln!("xtask: {} wrong result(s); first: {first}", errs.len());
     }
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        // Nearest-rank percentile.
-        let rank = (p * lat.len() as f64).ceil() as usize;
-        lat[rank.clamp(1, lat.len()) - 1].as_secs_f64() * 1000.0
-    };
+    let ms = util::sorted_ms(&lat);
+    let pct = |p: f64| util::percentile(&ms, p);
     Ok(Sample {
         runs_per_s: runs as f64 / wall.as_secs_f64(),
         p50_ms: pct(0.50),

@@ -200,12 +200,8 @@ fn load(
         }
     });
     let wall = start.elapsed();
-    let mut lat = lat.into_inner().expect("no panics");
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        let rank = (p * lat.len() as f64).ceil() as usize;
-        lat[rank.clamp(1, lat.len()) - 1].as_secs_f64() * 1000.0
-    };
+    let ms = util::sorted_ms(&lat.into_inner().expect("no panics"));
+    let pct = |p: f64| util::percentile(&ms, p);
     let fails = fails.into_inner().expect("no panics");
     Outcome {
         runs_per_s: total as f64 / wall.as_secs_f64(),
@@ -238,10 +234,7 @@ pub(crate) fn run(runner: &Path, runs: usize) -> Result<()> {
         (dir.path().to_owned(), Some(dir))
     };
     let d = d.as_path();
-    let offset: u32 = std::env::var("RUNNER_TEST_UID_OFFSET")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let offset = util::uid_offset();
     let uid = |i: u32| 1_996_000 + offset + i * 16;
     let bin = runner;
     let mut rows: Vec<(String, Outcome)> = Vec::new();

@@ -74,12 +74,8 @@ fn start(runner: &Path, mode: &str, uid_base: u32) -> Result<(Daemon, String)> {
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
     v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
+    crate::util::percentile(v, p)
 }
 
 /// One run: (overshoot ms, kill → response ms), or why it was not a clean TLE.
@@ -109,10 +105,7 @@ fn one(addr: &str, procs: u32, budget: f64) -> Result<std::result::Result<(f64, 
 }
 
 pub(crate) fn run(args: &BenchArgs, runner: &Path) -> Result<()> {
-    let offset: u32 = std::env::var("RUNNER_TEST_UID_OFFSET")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let offset = crate::util::uid_offset();
     let modes = [("ebpf", "require"), ("no-ebpf", "off")];
     let daemons: Vec<_> = modes
         .iter()

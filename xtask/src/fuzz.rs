@@ -33,7 +33,9 @@ pub(crate) fn run(args: &FuzzArgs) -> Result<()> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_fuzz {
-        bail!("cargo-fuzz is not installed: cargo install cargo-fuzz --version 0.13.2 --locked");
+        bail!(
+            "cargo-fuzz is not installed: cargo install cargo-fuzz --locked (CI pins the version in .ci/run)"
+        );
     }
     let targets: Vec<&str> = if args.targets.is_empty() {
         TARGETS.to_vec()

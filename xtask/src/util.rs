@@ -111,3 +111,28 @@ pub(crate) fn build_release_runner() -> Result<PathBuf> {
         .current_dir(workspace_root()))?;
     Ok(target_dir()?.join("release/runner"))
 }
+
+/// `RUNNER_TEST_UID_OFFSET` (default 0), added to the slot uids of the daemons the benches start,
+/// as runner-tests does (`runner_tests::uid_offset`), so two checkouts never share a uid.
+pub(crate) fn uid_offset() -> u32 {
+    std::env::var("RUNNER_TEST_UID_OFFSET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Nearest-rank percentile `p` (0–1] of `sorted` (ascending); NaN when empty.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Durations as milliseconds, sorted ascending (for [`percentile`]).
+pub(crate) fn sorted_ms(d: &[std::time::Duration]) -> Vec<f64> {
+    let mut ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
