@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::metrics::lock;
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, PerfEvent};
@@ -196,8 +197,6 @@ struct Inner {
     reader_running: AtomicBool,
     shutdown: tokio::sync::Notify,
 }
-
-use crate::metrics::lock;
 
 /// The loaded eBPF monitor. Dropping it detaches every program.
 pub struct Monitor {

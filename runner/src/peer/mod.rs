@@ -37,6 +37,7 @@ use self::metrics::PeerMetrics;
 use self::select::{Candidate, Health, HealthRules, Rng, Transition};
 use crate::cache::FileCache;
 use crate::job::{Job, Outcome, RunResult, Usage};
+use crate::metrics::lock;
 use crate::sched::{ExecError, Executor, Load};
 
 /// Marks a request forwarded by a peer; such a request is never forwarded again.
@@ -123,6 +124,22 @@ struct Peer {
     down: Notify,
 }
 
+impl Peer {
+    /// A peer not probed yet.
+    fn new(url: String, weight: u32, key: String, origin: Option<String>) -> Arc<Peer> {
+        Arc::new(Peer {
+            url,
+            weight,
+            key,
+            origin,
+            inflight: AtomicUsize::new(0),
+            reports: AtomicU64::new(0),
+            st: Mutex::new(PeerState::default()),
+            down: Notify::new(),
+        })
+    }
+}
+
 #[derive(Default)]
 struct PeerState {
     health: Health,
@@ -133,8 +150,6 @@ struct PeerState {
     /// Its status carried our own instance id (a DNS name that resolves to us).
     is_self: bool,
 }
-
-use crate::metrics::lock;
 
 struct Shared {
     cfg: PeerConfig,
@@ -229,18 +244,7 @@ impl Peers {
         let list = cfg
             .peers
             .iter()
-            .map(|p| {
-                Arc::new(Peer {
-                    url: p.url.clone(),
-                    weight: p.weight,
-                    key: p.key.clone(),
-                    origin: None,
-                    inflight: AtomicUsize::new(0),
-                    reports: AtomicU64::new(0),
-                    st: Mutex::new(PeerState::default()),
-                    down: Notify::new(),
-                })
-            })
+            .map(|p| Peer::new(p.url.clone(), p.weight, p.key.clone(), None))
             .collect();
         let shared = Arc::new(Shared {
             rules: HealthRules {
@@ -841,16 +845,12 @@ fn update_dns(sh: &Shared, e: &config::DnsEntry, urls: &BTreeSet<String>) {
             continue;
         }
         tracing::info!(peer = %u, name = %e.name, "peer found in DNS");
-        list.push(Arc::new(Peer {
-            url: u.clone(),
-            weight: e.weight,
-            key: e.key.clone(),
-            origin: Some(e.name.clone()),
-            inflight: AtomicUsize::new(0),
-            reports: AtomicU64::new(0),
-            st: Mutex::new(PeerState::default()),
-            down: Notify::new(),
-        }));
+        list.push(Peer::new(
+            u.clone(),
+            e.weight,
+            e.key.clone(),
+            Some(e.name.clone()),
+        ));
     }
 }
 
