@@ -18,4 +18,9 @@ pub mod peer;
 pub mod profile;
 pub mod sched;
 pub mod server;
+#[allow(
+    unsafe_code,
+    reason = "the daemon's raw syscalls are confined to this one module"
+)]
+pub mod sys;
 pub mod telemetry;

@@ -196,7 +196,7 @@ pub fn fd_limit_wanted(cfg: &Config) -> u64 {
 /// (then accept fails with `EMFILE` under load, is logged and retried, and connections wait).
 fn raise_fd_limit(cfg: &Config) {
     let want = fd_limit_wanted(cfg);
-    match crate::jail::raise_fd_limit(want) {
+    match crate::sys::raise_fd_limit(want) {
         Ok(got) if got < want => tracing::warn!(
             limit = got,
             wanted = want,

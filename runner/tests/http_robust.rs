@@ -929,7 +929,7 @@ fn open_fds() -> usize {
 #[test]
 fn test_3000_concurrent_connections() {
     // Client and server sockets both live in this process.
-    let limit = runner::jail::raise_fd_limit(16_384).unwrap();
+    let limit = runner::sys::raise_fd_limit(16_384).unwrap();
     // Two descriptors per connection plus a reserve; a host with a low hard limit gets fewer.
     let clients = 3000.min(
         usize::try_from(limit)

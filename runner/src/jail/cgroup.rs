@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::sys;
+use crate::sys;
 
 const CGROUP_PROCS: &str = "cgroup.procs";
 const CGROUP_KILL: &str = "cgroup.kill";

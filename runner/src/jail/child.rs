@@ -3,7 +3,7 @@
 //! The daemon is a multi-threaded tokio process, so after `clone3` only async-signal-safe calls
 //! are allowed: no allocation, no locks, no panics, no `std::io`. Everything is prepared by the
 //! parent in a `Prepared` (CStrings, pointer arrays, the BPF program, descriptors) and this file
-//! only walks it and makes raw syscalls through `sys`. On failure a fixed-size record
+//! only walks it and makes raw syscalls through `crate::sys`. On failure a fixed-size record
 //! `(step, errno)` goes over the error pipe and the process `_exit`s.
 //!
 //! Two processes live here:
@@ -16,7 +16,7 @@
 use std::ffi::{CString, c_char};
 use std::os::fd::RawFd;
 
-use super::sys::{self, Errno};
+use crate::sys::{self, Errno};
 
 /// How many nice levels a job runs below the daemon (capped at 19).
 pub(crate) const JOB_NICE: i32 = 5;

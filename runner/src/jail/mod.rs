@@ -10,11 +10,6 @@ pub mod cgroup;
 mod child;
 pub mod landlock;
 pub mod seccomp;
-#[allow(
-    unsafe_code,
-    reason = "the jail's raw syscalls are confined to this one module"
-)]
-mod sys;
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -35,6 +30,7 @@ use self::seccomp::Policy;
 use crate::job::Usage;
 use crate::monitor::{EbpfMode, JobEvent, JobStats, JobWatch, Monitor};
 use crate::profile::plan::Step;
+use crate::sys;
 
 /// Where a run directory appears inside the jail (CodeRunner strips this prefix from output).
 pub const JAIL_RUNS_DIR: &str = "/home/jobe/runs";
@@ -1133,12 +1129,6 @@ struct PreparedFds {
     stderr: i32,
 }
 
-/// An owned descriptor registered with tokio (readable); for the eBPF monitor's ring buffer
-/// (the jail's `sys` module is the only place with `unsafe`).
-pub(crate) fn async_owned_fd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    sys::async_owned_fd(fd)
-}
-
 /// With the eBPF monitor, how much later than the budget the cpu.stat check looks.
 const EBPF_BACKSTOP: Duration = Duration::from_millis(50);
 
@@ -1247,18 +1237,4 @@ async fn read_capped(fd: OwnedFd, cap: u64) -> Vec<u8> {
             }
         }
     }
-}
-
-/// Raises this process's soft `RLIMIT_NOFILE` to `want` (at most the hard limit; never lowers
-/// it). Returns the soft limit now in force. The daemon calls it at start so that
-/// `max_connections` client sockets plus the descriptors of the running jails fit; systemd's
-/// default soft limit is 1024. Jailed programs get their own limits (`rlimit` in `child`).
-pub fn raise_fd_limit(want: u64) -> io::Result<u64> {
-    let (soft, hard) = sys::getrlimit(libc::RLIMIT_NOFILE).map_err(sys::Errno::into_io)?;
-    let target = want.min(hard);
-    if target <= soft {
-        return Ok(soft);
-    }
-    sys::setrlimit(libc::RLIMIT_NOFILE, target, hard).map_err(sys::Errno::into_io)?;
-    Ok(target)
 }

@@ -441,7 +441,7 @@ impl Monitor {
             .inner
             .ring_fd
             .try_clone()
-            .and_then(crate::jail::async_owned_fd);
+            .and_then(crate::sys::async_owned_fd);
         let fd = match fd {
             Ok(fd) => fd,
             Err(e) => {

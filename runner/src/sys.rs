@@ -1,16 +1,22 @@
-//! The only file of the daemon with `unsafe`: thin wrappers over the raw syscalls the jail needs.
+//! The only module of the daemon with `unsafe`: thin wrappers over the raw syscalls the jail,
+//! the eBPF monitor and the server need.
 //!
-//! Every wrapper here is async-signal-safe: it makes one syscall (or a fixed few), never allocates
-//! and never panics, so `child.rs` may call it between `clone3` and `execve` in a copy of a
-//! multi-threaded process (see signal-safety(7)). Errors are returned as a bare `Errno`, which is
-//! `Copy` and allocation-free; the parent turns it into an `io::Error` with context.
+//! Owns: every `unsafe` block of the crate (`lib.rs` allows `unsafe_code` here and nowhere else),
+//! each with its `SAFETY:` comment. Must not: hold state, decide policy or log; a wrapper makes
+//! one syscall (or a fixed few) and returns.
+//!
+//! Every wrapper that `jail/child.rs` calls is async-signal-safe: it never allocates and never
+//! panics, so it may run between `clone3` and `execve` in a copy of a multi-threaded process (see
+//! signal-safety(7)). Errors are returned as a bare `Errno`, which is `Copy` and allocation-free;
+//! the caller turns it into an `io::Error` with context. The tokio registrations at the end
+//! (`async_fd`, `async_owned_fd`) and [`raise_fd_limit`] are for the daemon, never the child.
 
 use std::ffi::{CStr, c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A raw errno value from a failed syscall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Errno(pub i32);
+pub(crate) struct Errno(pub i32);
 
 impl Errno {
     fn last() -> Errno {
@@ -18,7 +24,7 @@ impl Errno {
         Errno(unsafe { *libc::__errno_location() })
     }
 
-    pub(super) fn into_io(self) -> std::io::Error {
+    pub(crate) fn into_io(self) -> std::io::Error {
         std::io::Error::from_raw_os_error(self.0)
     }
 }
@@ -42,7 +48,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// `clone3` returning in both processes: `Ok(None)` in the child, `Ok(Some((pid, pidfd)))` in the
 /// parent. The child runs on a copy-on-write copy of the parent's stack (stack = 0), exactly like
 /// `fork`, so it must only call async-signal-safe functions until it execs or exits.
-pub(super) fn clone3(
+pub(crate) fn clone3(
     flags: u64,
     cgroup_fd: Option<RawFd>,
 ) -> Result<Option<(i32, OwnedFd)>, Errno> {
@@ -84,7 +90,7 @@ pub(super) fn clone3(
 /// does: the child shares our memory (no page-table copy of the daemon-sized address space) and
 /// we are suspended until it execs or exits. `f` should not return (it execs or `_exit`s). Returns
 /// the child's pid.
-pub(super) fn vfork_on_stack(stack: &mut [u8], f: &mut dyn FnMut()) -> Result<i32, Errno> {
+pub(crate) fn vfork_on_stack(stack: &mut [u8], f: &mut dyn FnMut()) -> Result<i32, Errno> {
     extern "C" fn trampoline(arg: *mut c_void) -> c_int {
         // SAFETY: `arg` points at the `&mut dyn FnMut` below, which lives in the parent's frame;
         // the parent is suspended (CLONE_VFORK) until the child execs or exits.
@@ -109,7 +115,7 @@ pub(super) fn vfork_on_stack(stack: &mut [u8], f: &mut dyn FnMut()) -> Result<i3
     cvt_int(pid)
 }
 
-pub(super) fn mount(
+pub(crate) fn mount(
     src: Option<&CStr>,
     target: &CStr,
     fstype: Option<&CStr>,
@@ -131,7 +137,7 @@ pub(super) fn mount(
 
 /// `mount_setattr(AT_FDCWD, target, AT_RECURSIVE, {attr_set})` (Linux 5.12): applies mount
 /// attributes to a whole bind-mounted tree, which `MS_REMOUNT` cannot do recursively.
-pub(super) fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> Result<(), Errno> {
+pub(crate) fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> Result<(), Errno> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -160,18 +166,18 @@ pub(super) fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> Result<()
     .map(drop)
 }
 
-pub(super) fn umount2(target: &CStr, flags: c_int) -> Result<(), Errno> {
+pub(crate) fn umount2(target: &CStr, flags: c_int) -> Result<(), Errno> {
     // SAFETY: target is a valid C string.
     cvt_int(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
 }
 
-pub(super) fn pivot_root(new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
+pub(crate) fn pivot_root(new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
     // SAFETY: both arguments are valid C strings.
     cvt(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
         .map(drop)
 }
 
-pub(super) fn mkdir(path: &CStr, mode: u32) -> Result<(), Errno> {
+pub(crate) fn mkdir(path: &CStr, mode: u32) -> Result<(), Errno> {
     // SAFETY: path is a valid C string.
     match cvt_int(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
         Ok(_) | Err(Errno(libc::EEXIST)) => Ok(()),
@@ -179,13 +185,13 @@ pub(super) fn mkdir(path: &CStr, mode: u32) -> Result<(), Errno> {
     }
 }
 
-pub(super) fn symlink(target: &CStr, linkpath: &CStr) -> Result<(), Errno> {
+pub(crate) fn symlink(target: &CStr, linkpath: &CStr) -> Result<(), Errno> {
     // SAFETY: both arguments are valid C strings.
     cvt_int(unsafe { libc::symlink(target.as_ptr(), linkpath.as_ptr()) }).map(drop)
 }
 
 /// Creates an empty file to bind-mount a device node onto.
-pub(super) fn touch(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn touch(path: &CStr) -> Result<(), Errno> {
     // SAFETY: path is a valid C string; the returned fd is closed right away.
     let fd = cvt_int(unsafe {
         libc::open(
@@ -198,51 +204,51 @@ pub(super) fn touch(path: &CStr) -> Result<(), Errno> {
     Ok(())
 }
 
-pub(super) fn open(path: &CStr, flags: c_int) -> Result<RawFd, Errno> {
+pub(crate) fn open(path: &CStr, flags: c_int) -> Result<RawFd, Errno> {
     // SAFETY: path is a valid C string.
     cvt_int(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })
 }
 
 /// Opens a file for use in the parent, returning an owned descriptor.
-pub(super) fn open_owned(path: &CStr, flags: c_int) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_owned(path: &CStr, flags: c_int) -> Result<OwnedFd, Errno> {
     let fd = open(path, flags)?;
     // SAFETY: `open` returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-pub(super) fn close(fd: RawFd) {
+pub(crate) fn close(fd: RawFd) {
     // SAFETY: closing a descriptor number has no memory-safety preconditions; callers only pass
     // descriptors they own in this process.
     unsafe { libc::close(fd) };
 }
 
 /// The calling thread's id.
-pub(super) fn gettid() -> i32 {
+pub(crate) fn gettid() -> i32 {
     // SAFETY: plain syscall without arguments.
     unsafe { libc::gettid() }
 }
 
-pub(super) fn chdir(path: &CStr) -> Result<(), Errno> {
+pub(crate) fn chdir(path: &CStr) -> Result<(), Errno> {
     // SAFETY: path is a valid C string.
     cvt_int(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
 }
 
-pub(super) fn sethostname(name: &[u8]) -> Result<(), Errno> {
+pub(crate) fn sethostname(name: &[u8]) -> Result<(), Errno> {
     // SAFETY: pointer and length describe `name`.
     cvt_int(unsafe { libc::sethostname(name.as_ptr() as *const c_char, name.len()) }).map(drop)
 }
 
-pub(super) fn setns(fd: RawFd, nstype: c_int) -> Result<(), Errno> {
+pub(crate) fn setns(fd: RawFd, nstype: c_int) -> Result<(), Errno> {
     // SAFETY: plain syscall on a descriptor.
     cvt_int(unsafe { libc::setns(fd, nstype) }).map(drop)
 }
 
-pub(super) fn unshare(flags: c_int) -> Result<(), Errno> {
+pub(crate) fn unshare(flags: c_int) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     cvt_int(unsafe { libc::unshare(flags) }).map(drop)
 }
 
-pub(super) fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
+pub(crate) fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
     // SAFETY: plain syscall on descriptor numbers.
     cvt_int(unsafe { libc::dup2(old, new) }).map(drop)
 }
@@ -253,27 +259,27 @@ pub(super) fn dup2(old: RawFd, new: RawFd) -> Result<(), Errno> {
 // the wrapper would wait forever. The raw syscalls change only the calling thread, which here is
 // the whole process.
 
-pub(super) fn setgroups(groups: &[libc::gid_t]) -> Result<(), Errno> {
+pub(crate) fn setgroups(groups: &[libc::gid_t]) -> Result<(), Errno> {
     // SAFETY: pointer and length describe `groups`.
     cvt(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) }).map(drop)
 }
 
-pub(super) fn setresgid(gid: u32) -> Result<(), Errno> {
+pub(crate) fn setresgid(gid: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
 }
 
-pub(super) fn setresuid(uid: u32) -> Result<(), Errno> {
+pub(crate) fn setresuid(uid: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     cvt(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
 }
 
-pub(super) fn prctl(option: c_int, arg2: c_ulong) -> Result<c_int, Errno> {
+pub(crate) fn prctl(option: c_int, arg2: c_ulong) -> Result<c_int, Errno> {
     // SAFETY: the options used by the jail take integer arguments only.
     cvt_int(unsafe { libc::prctl(option, arg2, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) })
 }
 
-pub(super) fn setrlimit(
+pub(crate) fn setrlimit(
     resource: libc::__rlimit_resource_t,
     soft: u64,
     hard: u64,
@@ -287,7 +293,7 @@ pub(super) fn setrlimit(
 }
 
 /// Raises this process's nice value by `by` (at most to 19); children inherit it.
-pub(super) fn lower_priority(by: c_int) -> Result<(), Errno> {
+pub(crate) fn lower_priority(by: c_int) -> Result<(), Errno> {
     // getpriority may return -1 legitimately: clear errno first and check it after.
     // SAFETY: errno is this thread's; getpriority/setpriority take integer arguments only.
     let now = unsafe {
@@ -303,7 +309,7 @@ pub(super) fn lower_priority(by: c_int) -> Result<(), Errno> {
 }
 
 /// The current `(soft, hard)` limit of `resource`.
-pub(super) fn getrlimit(resource: libc::__rlimit_resource_t) -> Result<(u64, u64), Errno> {
+pub(crate) fn getrlimit(resource: libc::__rlimit_resource_t) -> Result<(u64, u64), Errno> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -315,7 +321,7 @@ pub(super) fn getrlimit(resource: libc::__rlimit_resource_t) -> Result<(u64, u64
 
 /// Closes every descriptor except those in `keep` (sorted ascending), with `close_range` over
 /// the gaps: no allocation, no /proc walk.
-pub(super) fn close_all_except(keep: &[RawFd]) {
+pub(crate) fn close_all_except(keep: &[RawFd]) {
     let mut next: c_uint = 0;
     for &fd in keep {
         let fd = fd as c_uint;
@@ -330,27 +336,27 @@ pub(super) fn close_all_except(keep: &[RawFd]) {
 }
 
 /// Marks every descriptor from `first` upwards close-on-exec.
-pub(super) fn cloexec_from(first: u32) -> Result<(), Errno> {
+pub(crate) fn cloexec_from(first: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     cvt_int(unsafe { libc::close_range(first, c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as c_int) })
         .map(drop)
 }
 
 /// `execve`; returns only on failure.
-pub(super) fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+pub(crate) fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
     // SAFETY: the caller built `argv` and `envp` as NUL-terminated arrays of pointers to C strings
     // that outlive this call (see `child::Prepared`).
     unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     Errno::last()
 }
 
-pub(super) fn exit(code: i32) -> ! {
+pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: _exit never returns and runs no atexit handlers, as required after clone.
     unsafe { libc::_exit(code) }
 }
 
 /// Writes all of `buf`, retrying on EINTR and short writes.
-pub(super) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
+pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
         // SAFETY: pointer and length describe `buf`.
         let n = unsafe { libc::write(fd, buf.as_ptr() as *const c_void, buf.len()) };
@@ -367,7 +373,7 @@ pub(super) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
 }
 
 /// One `read`, retrying on EINTR. Returns the number of bytes read (0 at end of file).
-pub(super) fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
     loop {
         // SAFETY: pointer and length describe `buf`.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut c_void, buf.len()) };
@@ -382,7 +388,7 @@ pub(super) fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
 }
 
 /// `wait4(pid, …, 0)`: returns `(pid, status)`.
-pub(super) fn wait_any() -> Result<(i32, c_int), Errno> {
+pub(crate) fn wait_any() -> Result<(i32, c_int), Errno> {
     let mut status: c_int = 0;
     // SAFETY: `status` is valid for writing.
     let pid = cvt_int(unsafe { libc::wait4(-1, &mut status, libc::__WALL, std::ptr::null_mut()) })?;
@@ -391,7 +397,7 @@ pub(super) fn wait_any() -> Result<(i32, c_int), Errno> {
 
 /// Installs a seccomp filter. With `listener`, returns the user-notification descriptor
 /// (SECCOMP_FILTER_FLAG_NEW_LISTENER); otherwise returns -1.
-pub(super) fn seccomp_set_filter(
+pub(crate) fn seccomp_set_filter(
     prog: &[libc::sock_filter],
     listener: bool,
 ) -> Result<RawFd, Errno> {
@@ -417,7 +423,7 @@ pub(super) fn seccomp_set_filter(
 }
 
 /// `landlock_create_ruleset`. With `attr == None` and `flags == 1` (VERSION) it returns the ABI.
-pub(super) fn landlock_create_ruleset(attr: Option<&[u64]>, flags: u32) -> Result<RawFd, Errno> {
+pub(crate) fn landlock_create_ruleset(attr: Option<&[u64]>, flags: u32) -> Result<RawFd, Errno> {
     let (ptr, len) = match attr {
         Some(a) => (a.as_ptr() as *const c_void, std::mem::size_of_val(a)),
         None => (std::ptr::null(), 0),
@@ -428,19 +434,19 @@ pub(super) fn landlock_create_ruleset(attr: Option<&[u64]>, flags: u32) -> Resul
 }
 
 /// Creates a Landlock ruleset from a `landlock_ruleset_attr` given as its u64 fields.
-pub(super) fn landlock_ruleset(attr: &[u64]) -> Result<OwnedFd, Errno> {
+pub(crate) fn landlock_ruleset(attr: &[u64]) -> Result<OwnedFd, Errno> {
     let fd = landlock_create_ruleset(Some(attr), 0)?;
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-pub(super) fn setsid() {
+pub(crate) fn setsid() {
     // SAFETY: plain syscall; failure (already a group leader) is harmless.
     unsafe { libc::setsid() };
 }
 
 /// `landlock_add_rule` with LANDLOCK_RULE_PATH_BENEATH.
-pub(super) fn landlock_add_path_rule(
+pub(crate) fn landlock_add_path_rule(
     ruleset: RawFd,
     allowed: u64,
     parent_fd: RawFd,
@@ -469,7 +475,7 @@ pub(super) fn landlock_add_path_rule(
     .map(drop)
 }
 
-pub(super) fn landlock_restrict_self(ruleset: RawFd) -> Result<(), Errno> {
+pub(crate) fn landlock_restrict_self(ruleset: RawFd) -> Result<(), Errno> {
     // SAFETY: plain syscall on a descriptor.
     cvt(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) }).map(drop)
 }
@@ -491,7 +497,7 @@ fn fd_msghdr(iov: &mut libc::iovec, cbuf: &mut CmsgBuf) -> libc::msghdr {
 }
 
 /// Sends one descriptor over a unix socket (SCM_RIGHTS).
-pub(super) fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr() as *mut c_void,
@@ -515,7 +521,7 @@ pub(super) fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), Errno> {
 
 /// Receives one descriptor sent by `send_fd`, without blocking. `Ok(None)`: nothing (yet) or the
 /// peer closed without sending.
-pub(super) fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
+pub(crate) fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr() as *mut c_void,
@@ -548,7 +554,7 @@ pub(super) fn recv_fd(sock: RawFd) -> Result<Option<OwnedFd>, Errno> {
 }
 
 /// A connected pair of unix datagram sockets, both close-on-exec.
-pub(super) fn socketpair() -> Result<(OwnedFd, OwnedFd), Errno> {
+pub(crate) fn socketpair() -> Result<(OwnedFd, OwnedFd), Errno> {
     let mut fds = [0 as c_int; 2];
     // SAFETY: `fds` has room for the two descriptors.
     cvt_int(unsafe {
@@ -564,7 +570,7 @@ pub(super) fn socketpair() -> Result<(OwnedFd, OwnedFd), Errno> {
 }
 
 /// A close-on-exec pipe: `(read, write)`.
-pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     let mut fds = [0 as c_int; 2];
     // SAFETY: `fds` has room for the two descriptors.
     cvt_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
@@ -573,7 +579,7 @@ pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
 }
 
 /// An anonymous in-memory file holding `data`, positioned at 0: the jail's stdin.
-pub(super) fn memfd_with(data: &[u8]) -> Result<OwnedFd, Errno> {
+pub(crate) fn memfd_with(data: &[u8]) -> Result<OwnedFd, Errno> {
     // SAFETY: the name is a valid C string; the returned fd is owned below.
     let fd = cvt_int(unsafe { libc::memfd_create(c"stdin".as_ptr(), libc::MFD_CLOEXEC) })?;
     // SAFETY: memfd_create returned a new descriptor we own.
@@ -584,7 +590,7 @@ pub(super) fn memfd_with(data: &[u8]) -> Result<OwnedFd, Errno> {
     Ok(fd)
 }
 
-pub(super) fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> Result<(), Errno> {
+pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> Result<(), Errno> {
     // SAFETY: plain syscall; a null siginfo is allowed.
     cvt(unsafe {
         libc::syscall(
@@ -599,7 +605,7 @@ pub(super) fn pidfd_send_signal(pidfd: RawFd, sig: c_int) -> Result<(), Errno> {
 }
 
 /// Reaps the process behind `pidfd` without blocking (WNOHANG). `Ok(true)` if it was reaped.
-pub(super) fn reap_pidfd(pidfd: RawFd) -> Result<bool, Errno> {
+pub(crate) fn reap_pidfd(pidfd: RawFd) -> Result<bool, Errno> {
     // SAFETY: zeroed siginfo_t is valid; waitid fills it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is valid for writing; P_PIDFD takes the descriptor as id.
@@ -616,7 +622,7 @@ pub(super) fn reap_pidfd(pidfd: RawFd) -> Result<bool, Errno> {
 }
 
 /// Receives one seccomp user notification: `(pid, syscall number)`.
-pub(super) fn seccomp_notif_recv(fd: RawFd) -> Result<(u32, i32), Errno> {
+pub(crate) fn seccomp_notif_recv(fd: RawFd) -> Result<(u32, i32), Errno> {
     // SAFETY: the kernel requires a zeroed seccomp_notif on input.
     let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: `notif` is a valid seccomp_notif for this kernel's ioctl (checked by size at start-up
@@ -626,7 +632,7 @@ pub(super) fn seccomp_notif_recv(fd: RawFd) -> Result<(u32, i32), Errno> {
 }
 
 /// Creates an eventfd (close-on-exec, non-blocking) for cgroup v1 OOM notifications.
-pub(super) fn eventfd() -> Result<OwnedFd, Errno> {
+pub(crate) fn eventfd() -> Result<OwnedFd, Errno> {
     // SAFETY: plain syscall.
     let fd = cvt_int(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
     // SAFETY: eventfd returned a new descriptor we own.
@@ -636,7 +642,7 @@ pub(super) fn eventfd() -> Result<OwnedFd, Errno> {
 /// Registers a descriptor with tokio's reactor for readability (pidfd, seccomp listener,
 /// eventfd). Borrowing the descriptor ties its lifetime to the registration, which is the
 /// invariant `AsyncFd::register` asks for.
-pub(super) fn async_fd(
+pub(crate) fn async_fd(
     fd: std::os::fd::BorrowedFd<'_>,
 ) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::BorrowedFd<'_>>> {
     // SAFETY: a BorrowedFd is open for its whole lifetime and always returns the same number;
@@ -647,11 +653,25 @@ pub(super) fn async_fd(
 
 /// Registers an owned descriptor with tokio's reactor (readable interest), e.g. the eBPF ring
 /// buffer's.
-pub(super) fn async_owned_fd(
+pub(crate) fn async_owned_fd(
     fd: std::os::fd::OwnedFd,
 ) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     // SAFETY: the AsyncFd owns the OwnedFd, which is open until the AsyncFd drops it and always
     // returns the same number.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to `want` (at most the hard limit; never lowers
+/// it). Returns the soft limit now in force. The daemon calls it at start so that
+/// `max_connections` client sockets plus the descriptors of the running jails fit; systemd's
+/// default soft limit is 1024. Jailed programs get their own limits (`rlimit` in `jail/child.rs`).
+pub fn raise_fd_limit(want: u64) -> std::io::Result<u64> {
+    let (soft, hard) = getrlimit(libc::RLIMIT_NOFILE).map_err(Errno::into_io)?;
+    let target = want.min(hard);
+    if target <= soft {
+        return Ok(soft);
+    }
+    setrlimit(libc::RLIMIT_NOFILE, target, hard).map_err(Errno::into_io)?;
+    Ok(target)
 }
