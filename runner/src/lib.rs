@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cache;
 pub mod config;
+mod enums;
 pub mod jail;
 pub mod job;
 pub mod metrics;

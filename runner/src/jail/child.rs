@@ -1,10 +1,13 @@
 //! Code that runs in the jail's processes between `clone3` and `execve`.
 //!
-//! The daemon is a multi-threaded tokio process, so after `clone3` only async-signal-safe calls
-//! are allowed: no allocation, no locks, no panics, no `std::io`. Everything is prepared by the
-//! parent in a `Prepared` (CStrings, pointer arrays, the BPF program, descriptors) and this file
-//! only walks it and makes raw syscalls through `crate::sys`. On failure a fixed-size record
-//! `(step, errno)` goes over the error pipe and the process `_exit`s.
+//! Owns: the child side of the jail's steps (docs/jail.md, steps 8–16 and 19–20 in init, 21–30
+//! in the program; the comments below carry the same numbers), what the daemon prepares for it
+//! ([`Prepared`]) and the one record it sends back on failure ([`SetupFailure`]). Must not:
+//! allocate, lock, panic or use `std::io` after `clone3`: the daemon is a multi-threaded tokio
+//! process, so only async-signal-safe calls are allowed. Everything is prepared by the parent in a
+//! `Prepared` (CStrings, pointer arrays, the BPF program, descriptors) and this file only walks it
+//! and makes raw syscalls through `crate::sys`. On failure a fixed-size [`SetupFailure`] record
+//! goes over the error pipe and the process `_exit`s.
 //!
 //! Two processes live here:
 //! 1. the jail's **init** (pid 1 of the new pid namespace): makes the mount tree, joins the slot's
@@ -16,62 +19,43 @@
 use std::ffi::{CString, c_char};
 use std::os::fd::RawFd;
 
+use super::mount::MountOp;
+use crate::enums::enum_with_all;
 use crate::sys::{self, Errno};
 
 /// How many nice levels a job runs below the daemon (capped at 19).
 pub(crate) const JOB_NICE: i32 = 5;
 
-/// Steps reported over the error pipe (the parent maps them to `JailError::Setup`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub(super) enum Step {
-    ParentDeath = 1,
-    OomScore,
-    Nice,
-    MountPrivate,
-    MountOp,
-    PivotRoot,
-    Hostname,
-    JoinNetns,
-    WaitGo,
-    Fork,
-    Stdio,
-    Chdir,
-    Rlimit,
-    Credentials,
-    NoNewPrivs,
-    Landlock,
-    Seccomp,
-    SendListener,
-    Exec,
+enum_with_all! {
+    /// The child's steps that can fail, as reported over the error pipe (the parent maps them to
+    /// `JailError::Setup`, except `Exec`, which is the program's outcome).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u32)]
+    pub(super) enum Step {
+        ParentDeath,
+        OomScore,
+        Nice,
+        MountPrivate,
+        MountOp,
+        PivotRoot,
+        Hostname,
+        JoinNetns,
+        WaitGo,
+        Fork,
+        Stdio,
+        Chdir,
+        Rlimit,
+        Credentials,
+        NoNewPrivs,
+        Landlock,
+        Seccomp,
+        SendListener,
+        Exec,
+    }
 }
 
 impl Step {
-    pub(super) fn from_u32(v: u32) -> Option<Step> {
-        use Step::*;
-        [
-            ParentDeath,
-            MountPrivate,
-            MountOp,
-            PivotRoot,
-            Hostname,
-            JoinNetns,
-            WaitGo,
-            Fork,
-            Stdio,
-            Chdir,
-            Rlimit,
-            Credentials,
-            NoNewPrivs,
-            Landlock,
-            Seccomp,
-            SendListener,
-            Exec,
-        ]
-        .into_iter()
-        .find(|s| *s as u32 == v)
-    }
-
+    /// What failed, for `JailError::Setup` and the log.
     pub(super) fn name(self) -> &'static str {
         match self {
             Step::ParentDeath => "set the parent-death signal",
@@ -97,30 +81,78 @@ impl Step {
     }
 }
 
+/// The record a failing step sends over the error pipe: which step, and its errno. Encoded once
+/// ([`SetupFailure::to_bytes`], in the child: no allocation) and decoded once
+/// ([`SetupFailure::from_bytes`], in the daemon).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SetupFailure {
+    pub(super) step: Step,
+    pub(super) errno: i32,
+}
+
+impl SetupFailure {
+    /// Bytes on the pipe: the step's code and the errno, 4 bytes each in native byte order. One
+    /// `write` of fewer than `PIPE_BUF` bytes, so the record arrives whole.
+    pub(super) const LEN: usize = 8;
+
+    pub(super) fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut rec = [0u8; Self::LEN];
+        rec[..4].copy_from_slice(&(self.step as u32).to_ne_bytes());
+        rec[4..].copy_from_slice(&self.errno.to_ne_bytes());
+        rec
+    }
+
+    /// The record at the start of `rec`; `None` if it is short or names no step.
+    pub(super) fn from_bytes(rec: &[u8]) -> Option<SetupFailure> {
+        let rec: &[u8; Self::LEN] = rec.get(..Self::LEN)?.try_into().ok()?;
+        let [s0, s1, s2, s3, e0, e1, e2, e3] = *rec;
+        let code = u32::from_ne_bytes([s0, s1, s2, s3]);
+        let step = Step::ALL.iter().copied().find(|s| *s as u32 == code)?;
+        Some(SetupFailure {
+            step,
+            errno: i32::from_ne_bytes([e0, e1, e2, e3]),
+        })
+    }
+}
+
+/// The child's ends of the daemon's pipes and its stdin, as descriptor numbers (the daemon owns
+/// them and closes its copies once `clone3` returned).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChildFds {
+    /// Read end of the "go" pipe (step 16).
+    pub(super) go_r: RawFd,
+    /// Write end of the error pipe: [`SetupFailure`] records; its EOF means exec happened.
+    pub(super) err_w: RawFd,
+    /// Write end of the status pipe: the program's wait status (step 20).
+    pub(super) status_w: RawFd,
+    /// The socket the seccomp listener is sent over (step 28).
+    pub(super) notify_w: RawFd,
+    pub(super) stdin: RawFd,
+    pub(super) stdout: RawFd,
+    pub(super) stderr: RawFd,
+}
+
+impl ChildFds {
+    /// Every descriptor above (the destructuring names each field: a new one cannot be left out
+    /// of what init keeps).
+    pub(super) fn all(self) -> [RawFd; 7] {
+        let ChildFds {
+            go_r,
+            err_w,
+            status_w,
+            notify_w,
+            stdin,
+            stdout,
+            stderr,
+        } = self;
+        [go_r, err_w, status_w, notify_w, stdin, stdout, stderr]
+    }
+}
+
 // include/uapi/linux/mount.h
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
-
-/// One step of building the jail's filesystem, in order.
-#[derive(Debug)]
-pub(super) enum MountOp {
-    Mkdir(CString),
-    Symlink {
-        target: CString,
-        link: CString,
-    },
-    Touch(CString),
-    /// Read-only, nosuid, nodev for the whole tree under a path (bind mounts of system dirs).
-    ReadOnlyTree(CString),
-    Mount {
-        src: Option<CString>,
-        target: CString,
-        fstype: Option<CString>,
-        flags: libc::c_ulong,
-        data: Option<CString>,
-    },
-}
 
 /// Everything the two processes need, prepared by the parent before `clone3`. Owned data only
 /// (it is `Send`: on hybrid hosts it moves to the slot's spawner thread); the pointer arrays for
@@ -131,13 +163,7 @@ pub(super) struct Prepared {
     pub(super) mount_ops: Vec<MountOp>,
     pub(super) hostname: &'static [u8],
     pub(super) netns: Option<RawFd>,
-    pub(super) go_r: RawFd,
-    pub(super) err_w: RawFd,
-    pub(super) status_w: RawFd,
-    pub(super) notify_w: RawFd,
-    pub(super) stdin: RawFd,
-    pub(super) stdout: RawFd,
-    pub(super) stderr: RawFd,
+    pub(super) fds: ChildFds,
     pub(super) uid: u32,
     pub(super) gid: u32,
     pub(super) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
@@ -178,9 +204,7 @@ impl Ptrs {
 }
 
 fn fail(err_w: RawFd, step: Step, e: Errno) -> ! {
-    let mut rec = [0u8; 8];
-    rec[..4].copy_from_slice(&(step as u32).to_ne_bytes());
-    rec[4..].copy_from_slice(&e.0.to_ne_bytes());
+    let rec = SetupFailure { step, errno: e.0 }.to_bytes();
     let _ = sys::write_all(err_w, &rec);
     sys::exit(127)
 }
@@ -188,13 +212,13 @@ fn fail(err_w: RawFd, step: Step, e: Errno) -> ! {
 fn check<T>(p: &Prepared, step: Step, r: Result<T, Errno>) -> T {
     match r {
         Ok(v) => v,
-        Err(e) => fail(p.err_w, step, e),
+        Err(e) => fail(p.fds.err_w, step, e),
     }
 }
 
-/// The jail's init. Never returns.
+/// The jail's init: steps 8–16, then 19–20 (docs/jail.md). Never returns.
 pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
-    // 0. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
+    // 8. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
     //    namespace: no jailed process outlives the daemon. (The death signal follows the parent
     //    *thread*; clone3 runs on a tokio worker, which lives as long as the runtime.)
     check(
@@ -202,12 +226,12 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
         Step::ParentDeath,
         sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map(drop),
     );
-    // 1. Init is a copy of the daemon and never execs, so close-on-exec does not help: drop every
+    // 9. Init is a copy of the daemon and never execs, so close-on-exec does not help: drop every
     //    descriptor of the daemon (listening socket, other clients, other runs' pipes, the data
     //    directory lock) except the ones prepared for this jail.
     sys::close_all_except(&p.keep_fds);
-    // The job's processes are the OOM killer's first choice should the host run out of memory.
-    // Written through the host's /proc, before pivot_root.
+    // 10. The job's processes are the OOM killer's first choice should the host run out of
+    //     memory. Written through the host's /proc, before pivot_root.
     let adj = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY);
     check(
         p,
@@ -218,50 +242,70 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
             r
         }),
     );
-    // The job runs JOB_NICE below the daemon: when jobs keep every CPU busy, the daemon still
-    // wakes at once to stop a job at its budget, answer clients and start the next job. Jobs
-    // compete with each other as equals.
+    //     And the job runs JOB_NICE below the daemon: when jobs keep every CPU busy, the daemon
+    //     still wakes at once to stop a job at its budget, answer clients and start the next
+    //     job. Jobs compete with each other as equals.
     check(p, Step::Nice, sys::lower_priority(JOB_NICE));
-    // 1. Nothing we mount may propagate back to the host (or from it).
+    // 11.–13. The jail's own filesystem as its root.
+    build_root(p);
+    // 14. A hostname of our own (own UTS namespace).
+    check(p, Step::Hostname, sys::sethostname(p.hostname));
+    // 15. The slot's pre-made, empty network namespace: no interfaces but a down loopback.
+    if let Some(fd) = p.netns {
+        check(p, Step::JoinNetns, sys::setns(fd, libc::CLONE_NEWNET));
+    }
+    // 16. Wait until the parent has checked that we are in the job's cgroup (its limits must
+    //     hold before the program runs; step 7). EOF means the parent gave up.
+    let mut go = [0u8; 1];
+    match sys::read(p.fds.go_r, &mut go) {
+        Ok(1) => {}
+        Ok(_) => sys::exit(126),
+        Err(e) => fail(p.fds.err_w, Step::WaitGo, e),
+    }
+    // 19. vfork-style: the program runs on `stack` in our memory until it execs, so the daemon's
+    //     page tables are not copied a second time (clone3 above already copied them once).
+    let child = check(
+        p,
+        Step::Fork,
+        sys::vfork_on_stack(stack, &mut || program(p, ptrs)),
+    );
+    // 20. Init keeps only the status pipe: the program's pipes must reach EOF when it is gone.
+    //     Reap everything (orphans are re-parented to us) until the program itself exits, then
+    //     report its status. Our exit kills whatever is left in the namespace.
+    sys::close_all_except(&[p.fds.status_w]);
+    loop {
+        match sys::wait_any() {
+            Ok((pid, status)) if pid == child => {
+                let _ = sys::write_all(p.fds.status_w, &status.to_ne_bytes());
+                sys::exit(0);
+            }
+            Ok(_) => {}
+            Err(Errno(libc::EINTR)) => {}
+            Err(_) => sys::exit(125),
+        }
+    }
+}
+
+/// Steps 11–13 of init: the jail's filesystem, then pivot_root into it.
+fn build_root(p: &Prepared) {
+    // 11. Nothing we mount may propagate back to the host (or from it).
     check(
         p,
         Step::MountPrivate,
         sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
     );
-    // 2. The new root: a tmpfs with system directories bound read-only, private /tmp, /dev and
-    //    /proc, and the run directory (see `Jail::mount_plan` for the list and its order).
+    // 12. The new root: a tmpfs with system directories bound read-only, private /tmp, /dev and
+    //     /proc, and the run directory (`mount::plan` has the list and its order).
     for op in &p.mount_ops {
-        let r = match op {
-            MountOp::Mkdir(path) => sys::mkdir(path, 0o755),
-            MountOp::Symlink { target, link } => sys::symlink(target, link),
-            MountOp::Touch(path) => sys::touch(path),
-            MountOp::ReadOnlyTree(path) => sys::mount_setattr_recursive(
-                path,
-                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-            ),
-            MountOp::Mount {
-                src,
-                target,
-                fstype,
-                flags,
-                data,
-            } => sys::mount(
-                src.as_deref(),
-                target,
-                fstype.as_deref(),
-                *flags,
-                data.as_deref(),
-            ),
-        };
-        check(p, Step::MountOp, r);
+        check(p, Step::MountOp, apply(op));
     }
-    // 3. pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only
-    //    the jail's tree (the trick from pivot_root(2) NOTES).
+    // 13. pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only
+    //     the jail's tree (the trick from pivot_root(2) NOTES).
     check(p, Step::PivotRoot, sys::chdir(&p.root));
     check(p, Step::PivotRoot, sys::pivot_root(c".", c"."));
     check(p, Step::PivotRoot, sys::umount2(c".", libc::MNT_DETACH));
     check(p, Step::PivotRoot, sys::chdir(c"/"));
-    // The root tmpfs holds only mount points: make it read-only now that they exist.
+    //     The root tmpfs holds only mount points: make it read-only now that they exist.
     check(
         p,
         Step::PivotRoot,
@@ -273,72 +317,67 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
             None,
         ),
     );
-    check(p, Step::Hostname, sys::sethostname(p.hostname));
-    // 4. The slot's pre-made, empty network namespace: no interfaces but a down loopback.
-    if let Some(fd) = p.netns {
-        check(p, Step::JoinNetns, sys::setns(fd, libc::CLONE_NEWNET));
-    }
-    // 5. Wait until the parent has checked that we are in the job's cgroup (its limits must hold
-    //    before the program runs). EOF means the parent gave up.
-    let mut go = [0u8; 1];
-    match sys::read(p.go_r, &mut go) {
-        Ok(1) => {}
-        Ok(_) => sys::exit(126),
-        Err(e) => fail(p.err_w, Step::WaitGo, e),
-    }
-    // vfork-style: the program runs on `stack` in our memory until it execs, so the daemon's
-    // page tables are not copied a second time (clone3 above already copied them once).
-    let child = check(
-        p,
-        Step::Fork,
-        sys::vfork_on_stack(stack, &mut || program(p, ptrs)),
-    );
-    // Init keeps only the status pipe: the program's pipes must reach EOF when it is gone.
-    sys::close_all_except(&[p.status_w]);
-    // 6. Reap everything (orphans are re-parented to us) until the program itself exits, then
-    //    report its status. Our exit kills whatever is left in the namespace.
-    loop {
-        match sys::wait_any() {
-            Ok((pid, status)) if pid == child => {
-                let _ = sys::write_all(p.status_w, &status.to_ne_bytes());
-                sys::exit(0);
-            }
-            Ok(_) => {}
-            Err(Errno(libc::EINTR)) => {}
-            Err(_) => sys::exit(125),
-        }
+}
+
+/// One operation of the mount plan (step 12).
+fn apply(op: &MountOp) -> Result<(), Errno> {
+    match op {
+        MountOp::Mkdir(path) => sys::mkdir(path, 0o755),
+        MountOp::Symlink { target, link } => sys::symlink(target, link),
+        MountOp::Touch(path) => sys::touch(path),
+        MountOp::ReadOnlyTree(path) => sys::mount_setattr_recursive(
+            path,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        ),
+        MountOp::Mount {
+            src,
+            target,
+            fstype,
+            flags,
+            data,
+        } => sys::mount(
+            src.as_deref(),
+            target,
+            fstype.as_deref(),
+            *flags,
+            data.as_deref(),
+        ),
     }
 }
 
-/// The program's side. Never returns.
+/// The program's side: steps 21–30 (docs/jail.md). Never returns.
 fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
-    // New session: no controlling terminal of the daemon's.
+    // 21. New session: no controlling terminal of the daemon's.
     sys::setsid();
-    check(p, Step::Stdio, sys::dup2(p.stdin, 0));
-    check(p, Step::Stdio, sys::dup2(p.stdout, 1));
-    check(p, Step::Stdio, sys::dup2(p.stderr, 2));
+    // 22. stdin, stdout, stderr.
+    check(p, Step::Stdio, sys::dup2(p.fds.stdin, 0));
+    check(p, Step::Stdio, sys::dup2(p.fds.stdout, 1));
+    check(p, Step::Stdio, sys::dup2(p.fds.stderr, 2));
+    // 23. The run directory.
     check(p, Step::Chdir, sys::chdir(&p.workdir));
+    // 24. rlimits.
     for &(res, soft, hard) in &p.rlimits {
         check(p, Step::Rlimit, sys::setrlimit(res, soft, hard));
     }
-    // Credentials: empty the bounding set (so nothing can regain a capability), then one gid and
-    // uid for real, effective and saved ids. Leaving uid 0 clears the permitted and effective
-    // capability sets (capabilities(7), "Effect of user ID changes").
+    // 25. Credentials: empty the bounding set (so nothing can regain a capability), then one gid
+    //     and uid for real, effective and saved ids. Leaving uid 0 clears the permitted and
+    //     effective capability sets (capabilities(7), "Effect of user ID changes").
     for cap in 0..=63 {
         match sys::prctl(libc::PR_CAPBSET_DROP, cap) {
             Ok(_) | Err(Errno(libc::EINVAL)) => {}
-            Err(e) => fail(p.err_w, Step::Credentials, e),
+            Err(e) => fail(p.fds.err_w, Step::Credentials, e),
         }
     }
     check(p, Step::Credentials, sys::setgroups(&[p.gid]));
     check(p, Step::Credentials, sys::setresgid(p.gid));
     check(p, Step::Credentials, sys::setresuid(p.uid));
+    // 26. No exec may grant privileges again (setuid files, file capabilities).
     check(
         p,
         Step::NoNewPrivs,
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map(drop),
     );
-    // Landlock: rules for the filesystems init mounted, then enforce.
+    // 27. Landlock: rules for the filesystems init mounted, then enforce.
     for (path, access) in &p.landlock_jail_rules {
         let fd = check(p, Step::Landlock, sys::open(path, libc::O_PATH));
         check(
@@ -350,14 +389,83 @@ fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
     }
     check(p, Step::Landlock, sys::landlock_restrict_self(p.landlock));
     sys::close(p.landlock);
-    // Seccomp last, so the steps above are not filtered. The listener goes to the daemon, which
-    // learns the number of any denied syscall the program tries.
+    // 28. Seccomp last, so the steps above are not filtered. The listener goes to the daemon,
+    //     which learns the number of any denied syscall the program tries.
     let listener = check(p, Step::Seccomp, sys::seccomp_set_filter(&p.seccomp, true));
-    check(p, Step::SendListener, sys::send_fd(p.notify_w, listener));
+    check(
+        p,
+        Step::SendListener,
+        sys::send_fd(p.fds.notify_w, listener),
+    );
     sys::close(listener);
-    // Every other inherited descriptor closes at exec; the error pipe's closing tells the parent
-    // that exec succeeded.
+    // 29. Every other inherited descriptor closes at exec; the error pipe's closing tells the
+    //     parent that exec succeeded.
     check(p, Step::Exec, sys::cloexec_from(3));
+    // 30. exec; on failure the errno goes to the daemon as step `Exec`.
     let e = sys::execve(&p.exec_path, &ptrs.argv, &ptrs.envp);
-    fail(p.err_w, Step::Exec, e)
+    fail(p.fds.err_w, Step::Exec, e)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier 1: the error-pipe record (the steps themselves fail for real in
+    //! tests/tests/jail_steps.rs).
+    use super::*;
+
+    #[test]
+    fn test_setup_failure_round_trip_every_step() {
+        for &step in Step::ALL {
+            for errno in [0, 1, libc::EPERM, libc::ENOENT, libc::ENOSYS, i32::MAX, -1] {
+                let f = SetupFailure { step, errno };
+                assert_eq!(SetupFailure::from_bytes(&f.to_bytes()), Some(f));
+            }
+        }
+        // Every step has a name of its own: the log says which one failed.
+        let mut names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Step::ALL.len());
+    }
+
+    /// Issue 11: a hand-kept decode list left out `OomScore` and `Nice`, so a failure at either
+    /// step was reported as 'unknown'.
+    #[test]
+    fn issue_11_oom_score_and_nice_failures_keep_their_step() {
+        for (step, name) in [
+            (Step::OomScore, "set oom_score_adj"),
+            (Step::Nice, "lower the CPU priority"),
+        ] {
+            let rec = SetupFailure {
+                step,
+                errno: libc::EACCES,
+            }
+            .to_bytes();
+            let got = SetupFailure::from_bytes(&rec).expect("a known step");
+            assert_eq!(
+                (got.step, got.step.name(), got.errno),
+                (step, name, libc::EACCES)
+            );
+        }
+    }
+
+    #[test]
+    fn test_setup_failure_rejects_garbage() {
+        assert_eq!(SetupFailure::from_bytes(&[]), None);
+        assert_eq!(SetupFailure::from_bytes(&[1, 0, 0, 0, 2, 0, 0]), None);
+        let unknown = SetupFailure {
+            step: Step::Exec,
+            errno: 2,
+        }
+        .to_bytes();
+        let mut rec = unknown;
+        rec[..4].copy_from_slice(&(Step::ALL.len() as u32).to_ne_bytes());
+        assert_eq!(SetupFailure::from_bytes(&rec), None);
+        // A record followed by more bytes: the record counts.
+        let mut long = unknown.to_vec();
+        long.extend_from_slice(b"xx");
+        assert_eq!(
+            SetupFailure::from_bytes(&long).map(|f| f.step),
+            Some(Step::Exec)
+        );
+    }
 }

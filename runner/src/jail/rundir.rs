@@ -1,0 +1,188 @@
+//! Run directories: the one place a request's files live, shared by its compile and run steps.
+//!
+//! Owns: [`RunDir`] (`<data_dir>/runs/jobe_XXXXXX`, a tmpfs of its own, 0700, the slot's uid),
+//! its names, creating it, the files the daemon writes into it and reads back, and removing it
+//! (also the ones a dead daemon left). Must not: walk what a program left in it (it is unmounted,
+//! never traversed), follow a link or block on a FIFO a program made.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::{JailError, cpath, cstr, io_err, sys_err};
+use crate::sys;
+
+/// Where a run directory appears inside the jail (CodeRunner strips this prefix from output).
+pub const JAIL_RUNS_DIR: &str = "/home/jobe/runs";
+
+/// Inodes of a run directory's tmpfs (files, directories and links together).
+pub const RUN_DIR_INODES: u32 = 16384;
+
+/// A run directory on the host, removed (without following links) when dropped.
+#[derive(Debug)]
+pub struct RunDir {
+    pub host: PathBuf,
+    /// The same directory as the jail sees it: `/home/jobe/runs/jobe_XXXXXX`.
+    pub jail: String,
+    uid: u32,
+    gid: u32,
+}
+
+/// A new random run directory name, `jobe_XXXXXX` as Jobe's `tempnam`, and the path the jail
+/// will see it at (planning needs the path before a slot is free).
+pub(super) fn new_name() -> (String, String) {
+    let name = format!("jobe_{}", random_suffix());
+    let jail = format!("{JAIL_RUNS_DIR}/{name}");
+    (name, jail)
+}
+
+/// Creates the run directory `runs/name` for a slot's `uid`: see `Jail::create_run_dir`.
+pub(super) fn create(
+    runs: &Path,
+    name: &str,
+    size_bytes: u64,
+    uid: u32,
+    gid: u32,
+) -> Result<RunDir, JailError> {
+    let host = runs.join(name);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&host)
+        .map_err(io_err("create", &host))?;
+    // At least 1 MiB: a tmpfs of size 0 would be unlimited.
+    let data = format!(
+        "size={},nr_inodes={RUN_DIR_INODES},mode=0700,uid={uid},gid={gid}",
+        size_bytes.max(1 << 20),
+    );
+    let mounted = sys::mount(
+        Some(c"runner-run"),
+        &cpath(&host)?,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&cstr(data)?),
+    );
+    if let Err(e) = mounted {
+        let _ = fs::remove_dir(&host);
+        return Err(sys_err("mount(run directory tmpfs)")(e));
+    }
+    Ok(RunDir {
+        jail: format!("{JAIL_RUNS_DIR}/{name}"),
+        host,
+        uid,
+        gid,
+    })
+}
+
+/// Removes the run directories in `runs` left by a previous daemon that died (the data
+/// directory is locked to one daemon, so none of them is in use), unmounting their tmpfs first.
+pub(super) fn remove_stale(runs: &Path) {
+    let Ok(entries) = fs::read_dir(runs) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with("jobe_") {
+            if let Ok(p) = cpath(&e.path()) {
+                while sys::umount2(&p, libc::MNT_DETACH).is_ok() {}
+            }
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+impl RunDir {
+    /// Writes a file the job starts with (source, support files), owned by the slot user. The
+    /// directory is new and empty, so no link can be in the way; `create_new` makes sure.
+    pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<(), JailError> {
+        let path = self.host.join(name);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        io::Write::write_all(&mut f, contents).map_err(io_err("write", &path))?;
+        std::os::unix::fs::fchown(&f, Some(self.uid), Some(self.gid))
+            .map_err(io_err("chown", &path))?;
+        Ok(())
+    }
+
+    /// Reads a file a jailed step created (e.g. Pascal's `.err`), at most `limit` bytes. Never
+    /// follows a symlink, never blocks on a FIFO, ignores anything but a regular file.
+    pub fn read_file(&self, name: &str, limit: u64) -> Option<Vec<u8>> {
+        if name.contains('/') {
+            return None;
+        }
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.host.join(name))
+            .ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(f, limit), &mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// Whether a regular file (not a link) of that name exists.
+    pub fn has_file(&self, name: &str) -> bool {
+        !name.contains('/')
+            && fs::symlink_metadata(self.host.join(name)).is_ok_and(|m| m.file_type().is_file())
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        // The tmpfs goes with everything in it, so nothing the program left in it (links,
+        // FIFOs, directories of mode 000) is ever walked. Lazily: a descriptor the daemon may
+        // still hold must not make the unmount fail.
+        if let Ok(p) = cpath(&self.host)
+            && let Err(err) = sys::umount2(&p, libc::MNT_DETACH)
+        {
+            tracing::error!(err = ?err.into_io(), dir = %self.host.display(), "failed to unmount run directory");
+        }
+        // Now an empty mount point. Should the unmount have failed, remove_dir_all does not
+        // follow symlinks (CVE-2022-21658 fixed it); root may remove whatever modes the
+        // program set.
+        if let Err(err) = fs::remove_dir_all(&self.host) {
+            tracing::error!(?err, dir = %self.host.display(), "failed to remove run directory");
+        }
+    }
+}
+
+fn random_suffix() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
+    let mut x = h.finish();
+    (0..6)
+        .map(|_| {
+            let c = ALNUM[(x % ALNUM.len() as u64) as usize] as char;
+            x /= ALNUM.len() as u64;
+            c
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier 1: names (creating and mounting needs root: tests/tests/jail_steps.rs).
+    use super::*;
+
+    #[test]
+    fn test_new_name_is_jobe_style_and_random() {
+        let (name, jail) = new_name();
+        let suffix = name.strip_prefix("jobe_").expect("jobe_ prefix");
+        assert_eq!(suffix.len(), 6);
+        assert!(suffix.bytes().all(|b| b.is_ascii_alphanumeric()), "{name}");
+        assert_eq!(jail, format!("/home/jobe/runs/{name}"));
+        let names: std::collections::HashSet<String> = (0..64).map(|_| new_name().0).collect();
+        assert!(names.len() > 60, "names repeat: {names:?}");
+    }
+}
