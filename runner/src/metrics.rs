@@ -9,15 +9,20 @@
 //! `unknown`), outcomes are `Outcome::name`, routes are fixed names, statuses are HTTP codes. No
 //! raw client input becomes a label. Peer metrics live in `peer::metrics` and are rendered after these.
 //!
+//! The eBPF monitor's counters are [`EbpfCounters`], defined here and incremented by `monitor`;
+//! `server` hands them to the registry when it wires the daemon ([`Metrics::attach_ebpf`]), so
+//! the registry never reaches into the monitor and holds no process-wide state.
+//!
 //! Every family in [`FAMILIES`] is set somewhere and rendered with at least one sample once the
 //! daemon has served a run (checked in `runner/tests/http_api.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::enums::enum_with_all;
 use crate::job::{Outcome, Usage};
 
 /// Every metric family this registry renders, in rendering order.
@@ -129,6 +134,60 @@ impl Histogram {
     }
 }
 
+enum_with_all! {
+    /// What the eBPF monitor counts of its ring buffer: the `kind` label of
+    /// `runner_ebpf_events_total`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum EbpfEventKind {
+        Exit,
+        Oom,
+        Budget,
+        NetDenied,
+        /// An event of a job that was already gone (counted besides its own kind).
+        Unattributed,
+    }
+}
+
+impl EbpfEventKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            EbpfEventKind::Exit => "exit",
+            EbpfEventKind::Oom => "oom",
+            EbpfEventKind::Budget => "budget",
+            EbpfEventKind::NetDenied => "net_denied",
+            EbpfEventKind::Unattributed => "unattributed",
+        }
+    }
+}
+
+/// The eBPF monitor's counters: `monitor` increments them, the registry only reads them. One per
+/// loaded monitor, shared by `Arc`.
+#[derive(Debug, Default)]
+pub struct EbpfCounters {
+    active: AtomicBool,
+    events: [AtomicU64; EbpfEventKind::ALL.len()],
+}
+
+impl EbpfCounters {
+    /// Whether the monitor is loaded (it says so when it loads and when it is dropped).
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Relaxed);
+    }
+
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// One event of `kind` read from the ring buffer.
+    pub fn count(&self, kind: EbpfEventKind) {
+        self.events[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn events(&self, kind: EbpfEventKind) -> u64 {
+        self.events[kind as usize].load(Ordering::Relaxed)
+    }
+}
+
 /// The registry. Create one per daemon with [`Metrics::new`] and share it by `Arc`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -145,6 +204,8 @@ pub struct Metrics {
     cache_bytes: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    /// The eBPF monitor's counters, once `server` attached them (none: the no-eBPF mode).
+    ebpf: OnceLock<Arc<EbpfCounters>>,
     draining: AtomicI64,
 }
 
@@ -170,6 +231,7 @@ impl Metrics {
             cache_bytes: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            ebpf: OnceLock::new(),
             draining: AtomicI64::new(0),
         }
     }
@@ -241,6 +303,12 @@ impl Metrics {
 
     pub fn set_cache_bytes(&self, bytes: u64) {
         self.cache_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Renders the eBPF monitor's `counters` from now on (`runner_ebpf_*`). Wired once, at
+    /// start-up; a second call is ignored.
+    pub fn attach_ebpf(&self, counters: Arc<EbpfCounters>) {
+        let _ = self.ebpf.set(counters);
     }
 
     pub fn set_draining(&self, draining: bool) {
@@ -343,11 +411,12 @@ impl Metrics {
             "File cache lookups (HEAD files, runs file_list) that did not find the file.",
             self.cache_misses.load(Ordering::Relaxed),
         );
+        let ebpf = self.ebpf.get();
         gauge(
             &mut o,
             "runner_ebpf_active",
             "1 if the eBPF monitor is active (verdicts from kernel events), 0 in the no-eBPF mode.",
-            crate::monitor::active().min(1),
+            i64::from(ebpf.is_some_and(|c| c.active())),
         );
         header(
             &mut o,
@@ -355,8 +424,13 @@ impl Metrics {
             "Events read from the eBPF monitor's ring buffer, by kind (unattributed: job already gone).",
             "counter",
         );
-        for (kind, n) in crate::monitor::event_counts() {
-            let _ = writeln!(o, "runner_ebpf_events_total{{kind=\"{kind}\"}} {n}");
+        for &kind in EbpfEventKind::ALL {
+            let n = ebpf.map_or(0, |c| c.events(kind));
+            let _ = writeln!(
+                o,
+                "runner_ebpf_events_total{{kind=\"{}\"}} {n}",
+                kind.label()
+            );
         }
         gauge(
             &mut o,
@@ -554,6 +628,41 @@ mod tests {
         assert_eq!(typed, FAMILIES);
         let helped = t.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(helped, FAMILIES.len());
+    }
+
+    #[test]
+    fn test_ebpf_counters_render_once_attached() {
+        let m = Metrics::new();
+        // The no-eBPF mode: every kind is still a sample, at 0.
+        let t = m.render();
+        assert_eq!(sample(&t, "runner_ebpf_active"), Some("0"));
+        for &kind in EbpfEventKind::ALL {
+            let name = format!("runner_ebpf_events_total{{kind=\"{}\"}}", kind.label());
+            assert_eq!(sample(&t, &name), Some("0"), "{t}");
+        }
+        let c = Arc::new(EbpfCounters::default());
+        c.set_active(true);
+        c.count(EbpfEventKind::Exit);
+        c.count(EbpfEventKind::Exit);
+        c.count(EbpfEventKind::Unattributed);
+        m.attach_ebpf(c.clone());
+        let t = m.render();
+        assert_eq!(sample(&t, "runner_ebpf_active"), Some("1"));
+        assert_eq!(
+            sample(&t, "runner_ebpf_events_total{kind=\"exit\"}"),
+            Some("2")
+        );
+        assert_eq!(
+            sample(&t, "runner_ebpf_events_total{kind=\"oom\"}"),
+            Some("0")
+        );
+        assert_eq!(
+            sample(&t, "runner_ebpf_events_total{kind=\"unattributed\"}"),
+            Some("1")
+        );
+        // A monitor that is gone is not active.
+        c.set_active(false);
+        assert_eq!(sample(&m.render(), "runner_ebpf_active"), Some("0"));
     }
 
     #[test]

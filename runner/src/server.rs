@@ -129,6 +129,10 @@ fn start_in(cfg: &Config, temp_dir: Option<std::path::PathBuf>) -> Result<Runtim
         slots,
         cfg.sched.clone(),
     ));
+    // `GET /metrics` shows the eBPF monitor's counters (the registry never reaches into it).
+    if let Some(counters) = jail.ebpf_counters() {
+        scheduler.metrics().attach_ebpf(counters);
+    }
     Ok(Runtime {
         scheduler,
         jail,

@@ -204,7 +204,7 @@ fn vm_ebpf_mode_is_really_active() {
         assert_eq!(out.end, End::Exited(0), "{mode:?}");
         match mode {
             EbpfMode::Require => {
-                assert!(runner::monitor::active() >= 1);
+                assert!(b.env.jail.ebpf_active());
                 assert!(b.env.jail.monitor_status().contains("active"));
                 assert_eq!(text(&out.stdout), "EPERM\nEPERM\n");
                 let s = stats(mode, &out).expect("stats");

@@ -37,6 +37,7 @@ use self::mount::{DEV_NODES, SysEntry};
 use self::seccomp::Policy;
 use self::watch::{Counted, Watched};
 use crate::job::Usage;
+use crate::metrics::EbpfCounters;
 use crate::monitor::{EbpfMode, JobStats, JobWatch, Monitor};
 use crate::profile::plan::Step;
 use crate::sys;
@@ -248,6 +249,11 @@ impl Jail {
     /// Whether verdicts come from the eBPF monitor (else from cgroup files and timers).
     pub fn ebpf_active(&self) -> bool {
         self.monitor.is_some()
+    }
+
+    /// The monitor's counters, for the metrics registry (`None` in the no-eBPF mode).
+    pub fn ebpf_counters(&self) -> Option<std::sync::Arc<EbpfCounters>> {
+        self.monitor.as_ref().map(Monitor::counters)
     }
 
     /// The monitor's state, one line (`eBPF monitor: active (…)` or why not).

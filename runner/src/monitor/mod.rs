@@ -11,9 +11,12 @@
 //! connect/sendmsg, attached once to the daemon's cgroup2 subtree of jobs and so inherited by
 //! every job.
 //!
+//! Counters: each loaded monitor counts the events it reads in its own `metrics::EbpfCounters`,
+//! which `server` hands to the metrics registry (`Jail::ebpf_counters`); no process-wide state.
+//!
 //! Fallback: with `[monitor] ebpf = "auto"` a failure to load (no object, no CAP_BPF, a kernel
 //! without BTF or a program type) leaves the daemon in its no-eBPF mode (cgroup events and
-//! computed timers, in `jail::Jail::watch`), and says why in `runner check`, at start-up and in
+//! computed timers, in `jail/watch.rs`), and says why in `runner check`, at start-up and in
 //! `runner_ebpf_active`; with `"require"` it is an error.
 
 pub mod btf;
@@ -22,11 +25,12 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::metrics::lock;
+use crate::enums::enum_with_all;
+use crate::metrics::{EbpfCounters, EbpfEventKind, lock};
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, PerfEvent};
@@ -44,29 +48,42 @@ pub const OBJECT_FILE: &str = "runner-ebpf.o";
 /// CPU budget check on every CPU: a software cpu-clock sample every 4 ms (250 Hz).
 const TICK_PERIOD_NS: u64 = 4_000_000;
 
-/// `[monitor] ebpf`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EbpfMode {
-    /// Load when possible, else run in the no-eBPF mode (and say why).
-    #[default]
-    Auto,
-    /// Refuse to start without the eBPF monitor.
-    Require,
-    /// Never load it.
-    Off,
+enum_with_all! {
+    /// `[monitor] ebpf`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum EbpfMode {
+        /// Load when possible, else run in the no-eBPF mode (and say why).
+        #[default]
+        Auto,
+        /// Refuse to start without the eBPF monitor.
+        Require,
+        /// Never load it.
+        Off,
+    }
+}
+
+impl EbpfMode {
+    /// The value in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            EbpfMode::Auto => "auto",
+            EbpfMode::Require => "require",
+            EbpfMode::Off => "off",
+        }
+    }
 }
 
 impl FromStr for EbpfMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(EbpfMode::Auto),
-            "require" => Ok(EbpfMode::Require),
-            "off" => Ok(EbpfMode::Off),
-            other => Err(format!(
-                "'{other}' is not one of \"auto\", \"require\", \"off\""
-            )),
+        if let Some(mode) = EbpfMode::ALL.iter().find(|m| m.name() == s) {
+            return Ok(*mode);
         }
+        let names: Vec<String> = EbpfMode::ALL
+            .iter()
+            .map(|m| format!("\"{}\"", m.name()))
+            .collect();
+        Err(format!("'{s}' is not one of {}", names.join(", ")))
     }
 }
 
@@ -128,6 +145,18 @@ pub enum JobEvent {
     NetDenied,
 }
 
+impl JobEvent {
+    /// The event's counter (`runner_ebpf_events_total{kind}`).
+    pub fn kind(&self) -> EbpfEventKind {
+        match self {
+            JobEvent::Exit { .. } => EbpfEventKind::Exit,
+            JobEvent::Oom { .. } => EbpfEventKind::Oom,
+            JobEvent::Budget { .. } => EbpfEventKind::Budget,
+            JobEvent::NetDenied => EbpfEventKind::NetDenied,
+        }
+    }
+}
+
 /// At most this many exits are kept per job (a job may fork for its whole run).
 pub const MAX_EXITS_KEPT: usize = 1024;
 
@@ -161,30 +190,6 @@ impl JobStats {
     }
 }
 
-// Process-wide counters for `GET /metrics` (a daemon has one monitor).
-static ACTIVE: AtomicI64 = AtomicI64::new(0);
-static EVENTS_EXIT: AtomicU64 = AtomicU64::new(0);
-static EVENTS_OOM: AtomicU64 = AtomicU64::new(0);
-static EVENTS_BUDGET: AtomicU64 = AtomicU64::new(0);
-static EVENTS_NET: AtomicU64 = AtomicU64::new(0);
-static EVENTS_UNATTRIBUTED: AtomicU64 = AtomicU64::new(0);
-
-/// Number of loaded monitors in this process (1 in a daemon with eBPF, else 0).
-pub fn active() -> i64 {
-    ACTIVE.load(Ordering::Relaxed)
-}
-
-/// Events read from the ring buffer, by kind (`unattributed`: the job was already gone).
-pub fn event_counts() -> [(&'static str, u64); 5] {
-    [
-        ("exit", EVENTS_EXIT.load(Ordering::Relaxed)),
-        ("oom", EVENTS_OOM.load(Ordering::Relaxed)),
-        ("budget", EVENTS_BUDGET.load(Ordering::Relaxed)),
-        ("net_denied", EVENTS_NET.load(Ordering::Relaxed)),
-        ("unattributed", EVENTS_UNATTRIBUTED.load(Ordering::Relaxed)),
-    ]
-}
-
 struct Inner {
     /// Keeps the programs and their links alive.
     _ebpf: Mutex<Ebpf>,
@@ -196,6 +201,8 @@ struct Inner {
     waiters: Mutex<HashMap<u64, mpsc::UnboundedSender<JobEvent>>>,
     reader_running: AtomicBool,
     shutdown: tokio::sync::Notify,
+    /// Events read, by kind; shared with the metrics registry.
+    counters: Arc<EbpfCounters>,
 }
 
 /// The loaded eBPF monitor. Dropping it detaches every program.
@@ -390,7 +397,8 @@ impl Monitor {
             .as_fd()
             .try_clone_to_owned()
             .map_err(MonitorError::Ring)?;
-        ACTIVE.fetch_add(1, Ordering::Relaxed);
+        let counters = Arc::new(EbpfCounters::default());
+        counters.set_active(true);
         Ok(Monitor {
             inner: Arc::new(Inner {
                 _ebpf: Mutex::new(ebpf),
@@ -400,9 +408,15 @@ impl Monitor {
                 waiters: Mutex::new(HashMap::new()),
                 reader_running: AtomicBool::new(false),
                 shutdown: tokio::sync::Notify::new(),
+                counters,
             }),
             source,
         })
+    }
+
+    /// The counters of this monitor's events, for the metrics registry.
+    pub fn counters(&self) -> Arc<EbpfCounters> {
+        self.inner.counters.clone()
     }
 
     /// Starts watching a job: its cgroup2 id (the inode of its directory) and its CPU budget.
@@ -483,7 +497,7 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        self.inner.counters.set_active(false);
         self.inner.shutdown.notify_one();
     }
 }
@@ -502,27 +516,20 @@ fn decode(b: &[u8]) -> Option<common::Event> {
     })
 }
 
+/// The job event a ring-buffer record stands for (`None`: a kind this daemon does not know).
 fn to_job_event(ev: &common::Event) -> Option<JobEvent> {
-    let (counter, job_event) = match ev.kind {
-        common::EVENT_EXIT => (
-            &EVENTS_EXIT,
-            JobEvent::Exit {
-                pid: ev.pid,
-                status: (ev.code != common::CODE_UNKNOWN).then_some(ev.code as i32),
-            },
-        ),
-        common::EVENT_OOM => (&EVENTS_OOM, JobEvent::Oom { pid: ev.pid }),
-        common::EVENT_BUDGET => (
-            &EVENTS_BUDGET,
-            JobEvent::Budget {
-                used: Duration::from_nanos(ev.value),
-            },
-        ),
-        common::EVENT_NET_DENIED => (&EVENTS_NET, JobEvent::NetDenied),
+    Some(match ev.kind {
+        common::EVENT_EXIT => JobEvent::Exit {
+            pid: ev.pid,
+            status: (ev.code != common::CODE_UNKNOWN).then_some(ev.code as i32),
+        },
+        common::EVENT_OOM => JobEvent::Oom { pid: ev.pid },
+        common::EVENT_BUDGET => JobEvent::Budget {
+            used: Duration::from_nanos(ev.value),
+        },
+        common::EVENT_NET_DENIED => JobEvent::NetDenied,
         _ => return None,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    Some(job_event)
+    })
 }
 
 impl Inner {
@@ -535,13 +542,12 @@ impl Inner {
             let Some(job_event) = to_job_event(&ev) else {
                 continue;
             };
+            self.counters.count(job_event.kind());
             match waiters.get(&ev.cgroup_id) {
                 Some(tx) => {
                     let _ = tx.send(job_event);
                 }
-                None => {
-                    EVENTS_UNATTRIBUTED.fetch_add(1, Ordering::Relaxed);
-                }
+                None => self.counters.count(EbpfEventKind::Unattributed),
             }
         }
     }
@@ -654,7 +660,42 @@ mod tests {
         assert_eq!("auto".parse(), Ok(EbpfMode::Auto));
         assert_eq!("require".parse(), Ok(EbpfMode::Require));
         assert_eq!("off".parse(), Ok(EbpfMode::Off));
-        assert!("on".parse::<EbpfMode>().is_err());
+        assert_eq!(
+            "on".parse::<EbpfMode>(),
+            Err("'on' is not one of \"auto\", \"require\", \"off\"".to_owned())
+        );
+        for &mode in EbpfMode::ALL {
+            assert_eq!(mode.name().parse(), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn test_every_known_record_kind_decodes_to_its_counter() {
+        for (kind, want) in [
+            (common::EVENT_EXIT, EbpfEventKind::Exit),
+            (common::EVENT_OOM, EbpfEventKind::Oom),
+            (common::EVENT_BUDGET, EbpfEventKind::Budget),
+            (common::EVENT_NET_DENIED, EbpfEventKind::NetDenied),
+        ] {
+            let ev = common::Event {
+                kind,
+                pid: 1,
+                tgid: 1,
+                code: 0,
+                cgroup_id: 1,
+                value: 0,
+            };
+            assert_eq!(to_job_event(&ev).map(|e| e.kind()), Some(want));
+        }
+        let unknown = common::Event {
+            kind: 99,
+            pid: 1,
+            tgid: 1,
+            code: 0,
+            cgroup_id: 1,
+            value: 0,
+        };
+        assert_eq!(to_job_event(&unknown), None);
     }
 
     #[test]
