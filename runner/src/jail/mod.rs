@@ -169,13 +169,14 @@ pub struct JailOutput {
     pub ebpf: Option<JobStats>,
 }
 
-/// One step to run.
+/// One step to run. The run directory and slot are the jail's own types; the parameters let
+/// the scheduler's tests hand the same spec to a fake jail (`sched::Sandbox`).
 #[derive(Debug)]
-pub struct JailSpec<'a> {
+pub struct JailSpec<'a, D = RunDir, S = Slot> {
     pub step: &'a Step,
     pub policy: &'a str,
-    pub run_dir: &'a RunDir,
-    pub slot: &'a Slot,
+    pub run_dir: &'a D,
+    pub slot: &'a S,
     pub stdin: Option<&'a [u8]>,
     pub extra_ro: &'a [String],
 }
