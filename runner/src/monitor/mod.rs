@@ -330,69 +330,12 @@ impl Monitor {
         let mut ebpf = loader
             .load(&bytes)
             .map_err(|e| MonitorError::Load(Box::new(e)))?;
-        for (name, hook) in [
-            ("runner_exit", "sched_process_exit"),
-            ("runner_oom", "mark_victim"),
-            ("runner_sched_switch", "sched_switch"),
-        ] {
-            let p: &mut BtfTracePoint = program(&mut ebpf, name)?;
-            p.load(hook, kernel_btf).map_err(prog_err(name, "load"))?;
-            p.attach().map_err(prog_err(name, "attach"))?;
-        }
-        {
-            let name = "runner_cpu_tick";
-            let p: &mut PerfEvent = program(&mut ebpf, name)?;
-            p.load().map_err(prog_err(name, "load"))?;
-            let cpus = aya::util::online_cpus().map_err(|(_, e)| {
-                prog_err(name, "list online CPUs")(aya::programs::ProgramError::IOError(e))
-            })?;
-            for cpu in cpus {
-                p.attach(
-                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
-                    PerfEventScope::AllProcessesOneCpu { cpu },
-                    SamplePolicy::Period(TICK_PERIOD_NS),
-                    false,
-                )
-                .map_err(prog_err(name, "attach"))?;
-            }
-        }
-        let cgroup = std::fs::File::open(cgroup_subtree).map_err(|source| MonitorError::Open {
-            path: cgroup_subtree.to_owned(),
-            source,
-        })?;
-        for name in [
-            "runner_connect4",
-            "runner_connect6",
-            "runner_sendmsg4",
-            "runner_sendmsg6",
-        ] {
-            let p: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            p.load().map_err(prog_err(name, "load"))?;
-            // Single = no flags: bpf_link_create (kernel >= 5.7) refuses flags and links are
-            // always multi-attach, so this neither replaces nor blocks anyone else's programs.
-            p.attach(cgroup.as_fd(), CgroupAttachMode::Single)
-                .map_err(prog_err(name, "attach"))?;
-        }
-        let map_err = |name: &'static str| {
-            move |e: aya::maps::MapError| MonitorError::Map {
-                name,
-                source: Box::new(e),
-            }
-        };
-        let jobs_map = ebpf
-            .take_map(common::MAP_JOBS)
-            .ok_or(MonitorError::Missing {
-                what: "map",
-                name: common::MAP_JOBS,
-            })?;
-        let jobs = BpfHashMap::try_from(jobs_map).map_err(map_err(common::MAP_JOBS))?;
-        let ring_map = ebpf
-            .take_map(common::MAP_EVENTS)
-            .ok_or(MonitorError::Missing {
-                what: "map",
-                name: common::MAP_EVENTS,
-            })?;
-        let ring = RingBuf::try_from(ring_map).map_err(map_err(common::MAP_EVENTS))?;
+        attach_tracing(&mut ebpf, kernel_btf)?;
+        attach_sock_addr(&mut ebpf, cgroup_subtree)?;
+        let jobs = BpfHashMap::try_from(take_map(&mut ebpf, common::MAP_JOBS)?)
+            .map_err(map_err(common::MAP_JOBS))?;
+        let ring = RingBuf::try_from(take_map(&mut ebpf, common::MAP_EVENTS)?)
+            .map_err(map_err(common::MAP_EVENTS))?;
         let ring_fd = ring
             .as_fd()
             .try_clone_to_owned()
@@ -598,6 +541,73 @@ impl Drop for JobWatch {
         lock(&self.inner.waiters).remove(&self.cgroup_id);
         // Errors: already gone (never inserted twice).
         let _ = lock(&self.inner.jobs).remove(&self.cgroup_id);
+    }
+}
+
+/// The tracing programs: process exits, OOM victims, and the CPU budget (sched_switch
+/// accounting plus a cpu-clock tick on every online CPU).
+fn attach_tracing(ebpf: &mut Ebpf, kernel_btf: &aya::Btf) -> Result<(), MonitorError> {
+    for (name, hook) in [
+        ("runner_exit", "sched_process_exit"),
+        ("runner_oom", "mark_victim"),
+        ("runner_sched_switch", "sched_switch"),
+    ] {
+        let p: &mut BtfTracePoint = program(ebpf, name)?;
+        p.load(hook, kernel_btf).map_err(prog_err(name, "load"))?;
+        p.attach().map_err(prog_err(name, "attach"))?;
+    }
+    let name = "runner_cpu_tick";
+    let p: &mut PerfEvent = program(ebpf, name)?;
+    p.load().map_err(prog_err(name, "load"))?;
+    let cpus = aya::util::online_cpus().map_err(|(_, e)| {
+        prog_err(name, "list online CPUs")(aya::programs::ProgramError::IOError(e))
+    })?;
+    for cpu in cpus {
+        p.attach(
+            PerfEventConfig::Software(SoftwareEvent::CpuClock),
+            PerfEventScope::AllProcessesOneCpu { cpu },
+            SamplePolicy::Period(TICK_PERIOD_NS),
+            false,
+        )
+        .map_err(prog_err(name, "attach"))?;
+    }
+    Ok(())
+}
+
+/// The connect/sendmsg deny programs, attached once to the cgroup2 subtree every job cgroup is
+/// created under (and so inherited by every job).
+fn attach_sock_addr(ebpf: &mut Ebpf, cgroup_subtree: &Path) -> Result<(), MonitorError> {
+    let cgroup = std::fs::File::open(cgroup_subtree).map_err(|source| MonitorError::Open {
+        path: cgroup_subtree.to_owned(),
+        source,
+    })?;
+    for name in [
+        "runner_connect4",
+        "runner_connect6",
+        "runner_sendmsg4",
+        "runner_sendmsg6",
+    ] {
+        let p: &mut CgroupSockAddr = program(ebpf, name)?;
+        p.load().map_err(prog_err(name, "load"))?;
+        // Single = no flags: bpf_link_create (kernel >= 5.7) refuses flags and links are
+        // always multi-attach, so this neither replaces nor blocks anyone else's programs.
+        p.attach(cgroup.as_fd(), CgroupAttachMode::Single)
+            .map_err(prog_err(name, "attach"))?;
+    }
+    Ok(())
+}
+
+/// Takes the loaded object's map `name` out of it.
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, MonitorError> {
+    ebpf.take_map(name)
+        .ok_or(MonitorError::Missing { what: "map", name })
+}
+
+/// Maps an aya map error to the monitor's, naming the map.
+fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> MonitorError {
+    move |e| MonitorError::Map {
+        name,
+        source: Box::new(e),
     }
 }
 
