@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cache;
 pub mod config;
+pub mod dispatch;
 pub mod jail;
 pub mod job;
 pub mod metrics;
@@ -18,4 +19,5 @@ pub mod peer;
 pub mod profile;
 pub mod sched;
 pub mod server;
+pub(crate) mod sync;
 pub mod telemetry;

@@ -5,9 +5,9 @@
 //! and `sched` (queue, slots). Counters and gauges are atomics; labelled counters and histograms
 //! sit behind a `Mutex` (held for a map update or a bucket increment only).
 //!
-//! Label values are bounded sets: languages come from the served language list (anything else is
-//! `unknown`), outcomes are `Outcome::name`, routes are fixed names, statuses are HTTP codes. No
-//! raw client input becomes a label. Peer metrics live in `peer::metrics` and are rendered after these.
+//! Label values are bounded sets: languages are served ids (a run in any other language is refused
+//! before it is counted), outcomes are `Outcome::name`, routes are fixed names, statuses are HTTP
+//! codes. No raw client input becomes a label. Peer metrics live in `peer::metrics` and are rendered after these.
 //!
 //! Every family in [`FAMILIES`] is set somewhere and rendered with at least one sample once the
 //! daemon has served a run (checked in `runner/tests/http_api.rs`).
@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::job::{Outcome, Usage};
+use crate::sync::lock;
 
 /// Every metric family this registry renders, in rendering order.
 pub const FAMILIES: &[&str] = &[
@@ -39,9 +40,6 @@ pub const FAMILIES: &[&str] = &[
     "runner_ebpf_events_total",
     "runner_draining",
 ];
-
-/// Label value for a language that is not in the served set.
-pub const UNKNOWN_LANGUAGE: &str = "unknown";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -174,18 +172,9 @@ impl Metrics {
         }
     }
 
-    /// The label for `lang`: itself if it is one of `known` (the served ids), else `unknown`.
-    pub fn lang_label<'a>(lang: &'a str, known: &[(String, String)]) -> &'a str {
-        if known.iter().any(|(id, _)| id == lang) {
-            lang
-        } else {
-            UNKNOWN_LANGUAGE
-        }
-    }
-
     /// One finished run: counts it by language and outcome; observes its usage unless it never
-    /// ran (overload). Also counts overloads. `lang` must already be a bounded label
-    /// ([`Metrics::lang_label`]).
+    /// ran (overload). Also counts overloads. `lang` must be a served language id (a bounded
+    /// label: `api` counts only runs whose language passed its check).
     pub fn record_run(&self, lang: &str, outcome: Outcome, usage: &Usage) {
         *lock(&self.runs)
             .entry((lang.to_owned(), outcome.name()))
@@ -368,12 +357,6 @@ impl Metrics {
     }
 }
 
-/// Locks `m`; a panic while it was held leaves plain data, still usable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while held leaves plain counters: still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// The `# HELP` and `# TYPE` lines of a metric family.
 pub(crate) fn header(o: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(o, "# HELP {name} {}", escape_help(help));
@@ -554,12 +537,5 @@ mod tests {
         assert_eq!(typed, FAMILIES);
         let helped = t.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(helped, FAMILIES.len());
-    }
-
-    #[test]
-    fn test_lang_label_only_known() {
-        let known = vec![("python3".to_owned(), "3.11".to_owned())];
-        assert_eq!(Metrics::lang_label("python3", &known), "python3");
-        assert_eq!(Metrics::lang_label("evil\"}", &known), "unknown");
     }
 }

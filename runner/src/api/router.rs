@@ -124,6 +124,16 @@ mod tests {
         );
     }
 
+    /// The paths other modules build (peers call them) are the ones routed here.
+    #[test]
+    fn test_shared_paths_route() {
+        assert_eq!(format!("/{}", BASE.join("/")), crate::job::wire::BASE_PATH);
+        assert_eq!(
+            r(Method::GET, crate::dispatch::STATUS_PATH),
+            Ok(Route::PeerStatus)
+        );
+    }
+
     #[test]
     fn test_root_metrics_and_health() {
         for m in [Method::GET, Method::HEAD] {

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{Histogram, escape_label as esc, header as head, lock};
+use crate::metrics::{Histogram, escape_label as esc, header as head};
+use crate::sync::lock;
 
 /// Every family rendered here (checked by a test).
 pub const PEER_FAMILIES: &[&str] = &[
@@ -23,6 +24,33 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
 ];
 
+/// How one forward attempt ended: the `result` label of `runner_peer_forwards_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forwarded {
+    /// A result for the client.
+    Ok,
+    /// Outcome 21: retried elsewhere.
+    Overload,
+    /// No usable answer (connection, timeout, 5xx, 403, unreadable body, peer down).
+    Error,
+    /// A 400: the client's error, or a language the peer no longer has.
+    ClientError,
+    /// A 404 for a run with files: they are pushed and the run sent again.
+    FilesMissing,
+}
+
+impl Forwarded {
+    fn label(self) -> &'static str {
+        match self {
+            Forwarded::Ok => "ok",
+            Forwarded::Overload => "overload",
+            Forwarded::Error => "error",
+            Forwarded::ClientError => "client_error",
+            Forwarded::FilesMissing => "files_missing",
+        }
+    }
+}
+
 /// The peer-mode registry.
 #[derive(Debug, Default)]
 pub struct PeerMetrics {
@@ -35,11 +63,10 @@ pub struct PeerMetrics {
 }
 
 impl PeerMetrics {
-    /// One forward attempt to `peer`, and how it ended (`ok`, `overload`, `error`, `client_error`,
-    /// `files_missing`).
-    pub(crate) fn forward(&self, peer: &str, result: &'static str) {
+    /// One forward attempt to `peer`, and how it ended.
+    pub(crate) fn forward(&self, peer: &str, result: Forwarded) {
         *lock(&self.forwards)
-            .entry((peer.to_owned(), result))
+            .entry((peer.to_owned(), result.label()))
             .or_insert(0) += 1;
     }
 
@@ -145,5 +172,31 @@ impl PeerMetrics {
                 &format!("peer=\"{}\"", esc(&p)),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier 1: the family list is what `render` writes.
+    use super::*;
+
+    #[test]
+    fn test_peer_families_match_rendered_types() {
+        let mut t = String::new();
+        PeerMetrics::default().render(&mut t);
+        let typed: Vec<&str> = t
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(typed, PEER_FAMILIES);
+        let m = PeerMetrics::default();
+        m.forward("http://a:1", Forwarded::ClientError);
+        let mut t = String::new();
+        m.render(&mut t);
+        assert!(
+            t.contains("runner_peer_forwards_total{peer=\"http://a:1\",result=\"client_error\"} 1"),
+            "{t}"
+        );
     }
 }
