@@ -4,12 +4,13 @@
 //! [`Dispatch`] and never learns whether the run ran here or on another runner. Whether a
 //! request comes from a client or from a peer (a sibling runner) and whether that claim is
 //! proven, the load a runner reports on its responses, and its status for peers are the
-//! dispatcher's business too: the API only asks. The daemon's dispatcher is `peer::Dispatcher` (wired in
-//! `server`); any `sched::Executor` is also a plain dispatcher (every request a client, every run
-//! local), which is what the HTTP tests' fakes use.
+//! dispatcher's business too: the API only asks. The daemon's dispatcher is peer mode's (wired
+//! in `server`); any `sched::Executor` is also a plain dispatcher (every request a client's,
+//! every run local), which is what the HTTP tests' fakes are.
 //!
-//! Owns: the `Dispatch` trait, `Run`, `Caller`, `Refused`, and the plain dispatcher.
-//! Must not: read bodies, route, name peer headers or peer types, or run anything itself.
+//! Owns: the `Dispatch` trait, `Run`, `Caller`, `Refused`, the status path, and the plain
+//! dispatcher. Must not: read bodies, route, depend on `peer` (which implements this seam) or
+//! know its headers, or run anything itself.
 
 use bytes::Bytes;
 use hyper::HeaderMap;

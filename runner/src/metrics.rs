@@ -7,7 +7,8 @@
 //!
 //! Label values are bounded sets: languages are served ids (a run in any other language is refused
 //! before it is counted), outcomes are `Outcome::name`, routes are fixed names, statuses are HTTP
-//! codes. No raw client input becomes a label. Peer metrics live in `peer::metrics` and are rendered after these.
+//! codes. No raw client input becomes a label. Peer metrics live in `peer::metrics` and are
+//! rendered after these (through the dispatcher).
 //!
 //! Every family in [`FAMILIES`] is set somewhere and rendered with at least one sample once the
 //! daemon has served a run (checked in `runner/tests/http_api.rs`).

@@ -3,7 +3,8 @@
 //! A `std` lock is poisoned when a thread panicked while holding it. Everything the daemon keeps
 //! behind a `std` lock is plain data updated in one step (counters, maps, a cache index, peer
 //! state, rate buckets), never an invariant half-written across an `await`; refusing service
-//! forever after one panic would be worse than reading it. So every lock is taken through here.
+//! forever after one panic would be worse than reading it. Every lock that tolerates poisoning is
+//! taken through here (`sched`'s slot list instead holds that a panic there is a bug).
 //!
 //! Owns: `lock`, `read`, `write`. Must not: import anything from the crate (a leaf, usable by
 //! every module without creating an edge back).

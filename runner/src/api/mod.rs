@@ -2,10 +2,10 @@
 //!
 //! Owns: accepting connections (bounded by `max_connections`; beyond that, accept waits),
 //! header-read timeouts, body limits, graceful drain on shutdown, routing (`router`), Jobe's wire
-//! format (`wire`), API keys (`keys`), and the single error → status mapping (`error`). Parsed runs,
-//! the judgement of who sent a request, the headers every response carries and `GET /peer/status`
-//! go to the `dispatch::Dispatch` seam (local or forwarded is not the API's business); files go to
-//! `cache::FileCache`.
+//! format (`wire`), API keys (`keys`), and the single error → status mapping (`error`). Parsed
+//! runs, the judgement of who sent a request, the headers every response carries and
+//! `GET /peer/status` go to the `dispatch::Dispatch` seam (local or forwarded is not the API's
+//! business); files go to `cache::FileCache`.
 //!
 //! Must not: panic on anything a client sends, log program source/input/output, file contents or
 //! API keys, or leak host paths or error chains into responses (they go to the log).

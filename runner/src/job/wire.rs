@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Outcome, RunResult, Usage};
 
-/// The path under which Jobe's REST API lives (jobe-api.md §1.1).
+/// The path under which Jobe's REST API lives.
 pub const BASE_PATH: &str = "/jobe/index.php/restapi";
 
 /// The body of a 200 from `runs`: exactly these five keys, in this order (§1.8); a sixth,

@@ -1,5 +1,8 @@
-//! The HTTP client towards peers: hyper-util's pooled client (keep-alive connections per peer),
-//! every call bounded by a timeout, every response body bounded in size.
+//! The HTTP client towards peers.
+//!
+//! Owns: hyper-util's pooled client (keep-alive connections per peer), every call bounded by a
+//! timeout, every response body bounded in size, the peer key on every request, the URLs of
+//! peers' `runs`, `files` and status.
 //!
 //! Must not: follow redirects, send the client's `X-API-KEY` (peers authenticate with the peer
 //! key), or log bodies.

@@ -3,6 +3,7 @@
 //! `config` (the assembler of every section) calls it and wraps [`InvalidPeerSetting`] into its
 //! own error.
 //!
+//! Owns: `[peer]`'s shape, defaults and limits, one error naming the setting.
 //! Must not: import `config` (edges point from the assembler to the sections, never back).
 
 use std::time::Duration;
@@ -207,6 +208,76 @@ pub(crate) fn check_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
+/// A peer's own key, else the shared one. With neither, peer mode is off (`enabled` needs the
+/// shared key), so nothing is ever sent to the peer: an empty key.
+fn own_or_shared(
+    setting: &'static str,
+    own: Option<&str>,
+    shared: Option<&PeerKey>,
+) -> Result<PeerKey, InvalidPeerSetting> {
+    match (own, shared) {
+        (Some(k), _) => check_key(setting, k),
+        (None, Some(shared)) => Ok(shared.clone()),
+        (None, None) => Ok(PeerKey::empty()),
+    }
+}
+
+/// `[[peer.peers]]`, validated.
+fn peer_entries(
+    raw: Vec<RawPeerEntry>,
+    shared: Option<&PeerKey>,
+) -> Result<Vec<PeerEntry>, InvalidPeerSetting> {
+    let mut peers = Vec::new();
+    for p in raw {
+        let url = check_url(&p.url).map_err(|r| invalid("peer.peers.url", r))?;
+        let key = own_or_shared("peer.peers.key", p.key.as_deref(), shared)?;
+        if peers.iter().any(|q: &PeerEntry| q.url == url) {
+            return Err(invalid("peer.peers.url", format!("{url} is listed twice")));
+        }
+        peers.push(PeerEntry {
+            url,
+            weight: weight("peer.peers.weight", p.weight)?,
+            key,
+        });
+    }
+    Ok(peers)
+}
+
+/// `[[peer.dns]]`, validated.
+fn dns_entries(
+    raw: Vec<RawPeerDns>,
+    shared: Option<&PeerKey>,
+) -> Result<Vec<DnsEntry>, InvalidPeerSetting> {
+    let mut dns = Vec::new();
+    for e in raw {
+        if e.name.is_empty() || e.name.len() > 253 || e.name.contains(['/', ':', ' ']) {
+            return Err(invalid(
+                "peer.dns.name",
+                format!("{:?} is not a host name", e.name),
+            ));
+        }
+        if e.port == 0 {
+            return Err(invalid("peer.dns.port", "must not be 0"));
+        }
+        let key = own_or_shared("peer.dns.key", e.key.as_deref(), shared)?;
+        let refresh = e.refresh_secs.unwrap_or(30.0);
+        if !(1.0..=86_400.0).contains(&refresh) {
+            return Err(invalid(
+                "peer.dns.refresh_secs",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        dns.push(DnsEntry {
+            name: e.name,
+            port: e.port,
+            weight: weight("peer.dns.weight", e.weight)?,
+            key,
+            refresh: Duration::from_secs_f64(refresh),
+        });
+    }
+    Ok(dns)
+}
+
 impl TryFrom<RawPeer> for PeerConfig {
     type Error = InvalidPeerSetting;
 
@@ -229,53 +300,8 @@ impl TryFrom<RawPeer> for PeerConfig {
                 "peer mode needs at least one [[peer.peers]] or [[peer.dns]] entry",
             ));
         }
-        // A peer without a key of its own takes the shared one. With neither, peer mode is off
-        // (`enabled` needs the shared key), so nothing is ever sent to it: an empty key.
-        let own_or_shared = |setting, own: &Option<String>| match (own, &key) {
-            (Some(k), _) => check_key(setting, k),
-            (None, Some(shared)) => Ok(shared.clone()),
-            (None, None) => Ok(PeerKey::empty()),
-        };
-        let mut peers = Vec::new();
-        for p in raw.peers {
-            let url = check_url(&p.url).map_err(|r| invalid("peer.peers.url", r))?;
-            let peer_key = own_or_shared("peer.peers.key", &p.key)?;
-            if peers.iter().any(|q: &PeerEntry| q.url == url) {
-                return Err(invalid("peer.peers.url", format!("{url} is listed twice")));
-            }
-            peers.push(PeerEntry {
-                url,
-                weight: weight("peer.peers.weight", p.weight)?,
-                key: peer_key,
-            });
-        }
-        let mut dns = Vec::new();
-        for e in raw.dns {
-            if e.name.is_empty() || e.name.len() > 253 || e.name.contains(['/', ':', ' ']) {
-                return Err(invalid(
-                    "peer.dns.name",
-                    format!("{:?} is not a host name", e.name),
-                ));
-            }
-            if e.port == 0 {
-                return Err(invalid("peer.dns.port", "must not be 0"));
-            }
-            let dns_key = own_or_shared("peer.dns.key", &e.key)?;
-            let refresh = e.refresh_secs.unwrap_or(30.0);
-            if !(1.0..=86_400.0).contains(&refresh) {
-                return Err(invalid(
-                    "peer.dns.refresh_secs",
-                    "must be between 1 and 86400 seconds",
-                ));
-            }
-            dns.push(DnsEntry {
-                name: e.name,
-                port: e.port,
-                weight: weight("peer.dns.weight", e.weight)?,
-                key: dns_key,
-                refresh: Duration::from_secs_f64(refresh),
-            });
-        }
+        let peers = peer_entries(raw.peers, key.as_ref())?;
+        let dns = dns_entries(raw.dns, key.as_ref())?;
         let probe_interval = ms(
             "peer.probe_interval_ms",
             raw.probe_interval_ms,

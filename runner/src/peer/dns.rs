@@ -2,7 +2,8 @@
 //! `http://<addr>:<port>`, re-resolved every `refresh`; new addresses join (down until probed),
 //! gone ones leave. SRV records are not supported (docs/peers.md).
 //!
-//! Must not: drop the last answer on a failed lookup.
+//! Owns: the DNS tasks and the list updates they make.
+//! Must not: drop the last answer on a failed lookup, or touch peers that did not come from DNS.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,9 +20,11 @@ pub(super) async fn dns_loop(sh: Arc<Shared>, e: DnsEntry) {
                 let urls: BTreeSet<String> = addrs.map(|a| format!("http://{a}")).collect();
                 update_dns(&sh, &e, &urls);
             }
-            Err(err) => {
-                tracing::warn!(name = %e.name, error = %err, "peer DNS lookup failed; keeping the last answer")
-            }
+            Err(err) => tracing::warn!(
+                name = %e.name,
+                error = %err,
+                "peer DNS lookup failed; keeping the last answer"
+            ),
         }
         tokio::time::sleep(e.refresh).await;
     }

@@ -5,6 +5,7 @@
 //! Every answer is one [`Attempt`]: a result for the client, or a retry elsewhere (and, when the
 //! peer is at fault, its ejection). Which answers retry: the table in docs/peers.md.
 //!
+//! Owns: one forward (send, file push, answer → `Attempt`), the forward metrics.
 //! Must not: send the client's `X-API-KEY`, log bodies, or retry on the client's own error.
 
 use std::sync::Arc;
@@ -31,7 +32,8 @@ pub(super) enum Attempt {
 }
 
 impl Peers {
-    /// Sends the run to its peer and reads the answer.
+    /// Sends the run to its peer and reads the answer; on a 404 for a run with files, pushes
+    /// them and sends it once more.
     pub(super) async fn forward(
         &self,
         run: InFlight,
@@ -39,89 +41,101 @@ impl Peers {
         files: &[String],
         cache: &Arc<FileCache>,
     ) -> Attempt {
-        let sh = &self.shared;
-        let m = &sh.metrics;
+        let m = &self.shared.metrics;
         let p = run.0.clone();
-        let p = &p;
-        let mut run = Some(run);
+        let mut run = run;
         let mut pushed = false;
         loop {
             let started = Instant::now();
-            let down = p.down.notified();
-            tokio::pin!(down);
-            down.as_mut().enable();
-            let call = sh.client.call(
-                Method::POST,
-                jobe_url(&p.url, "runs"),
-                &p.key,
-                true,
-                Some(body.clone()),
-                sh.cfg.request_timeout,
-            );
-            let res = tokio::select! {
-                r = call => Some(r),
-                () = down => None,
+            let Some(reply) = self.send(run, body).await else {
+                return Attempt::Retry(p);
             };
-            drop(run.take());
-            sh.changed.notify_waiters();
-            let reply = match res {
-                None => {
-                    m.forward(&p.url, Forwarded::Error);
-                    tracing::warn!(peer = %p.url, "peer went down while running a forwarded run");
-                    return Attempt::Retry(p.clone());
-                }
-                Some(Err(e)) => {
-                    m.forward(&p.url, Forwarded::Error);
-                    self.eject(p, &crate::telemetry::error_chain(&e));
-                    return Attempt::Retry(p.clone());
-                }
-                Some(Ok(r)) => r,
-            };
-            if let Some(load) = reply
-                .headers
-                .get(LOAD_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_load)
-            {
-                self.note_reported_load(p, load);
-            }
             match reply.status {
                 StatusCode::OK => {
                     m.latency(&p.url, started.elapsed().as_secs_f64());
-                    return self.read_result(p, &reply);
+                    return self.read_result(&p, &reply);
                 }
                 StatusCode::NOT_FOUND if !files.is_empty() && !pushed => {
                     m.forward(&p.url, Forwarded::FilesMissing);
                     pushed = true;
-                    if !self.push_files(p, files, cache).await {
-                        return Attempt::Retry(p.clone());
+                    if !self.push_files(&p, files, cache).await {
+                        return Attempt::Retry(p);
                     }
-                    run = Some(InFlight::new(p.clone()));
+                    run = InFlight::new(p.clone());
                 }
-                StatusCode::BAD_REQUEST => {
-                    m.forward(&p.url, Forwarded::ClientError);
-                    let msg: String = serde_json::from_slice(&reply.body).unwrap_or_default();
-                    if unknown_language_in(&msg).is_some() {
-                        // Its language list changed since the last probe: another may have it.
-                        return Attempt::Retry(p.clone());
-                    }
-                    // The same checks as ours, with the profile: the client's error.
-                    return Attempt::Done(Err(ExecError::BadRequest(msg)));
-                }
-                s => {
-                    m.forward(&p.url, Forwarded::Error);
-                    if s.is_server_error() || s == StatusCode::FORBIDDEN {
-                        let why = if s == StatusCode::FORBIDDEN {
-                            "refused our peer key".to_owned()
-                        } else {
-                            format!("HTTP {}", s.as_u16())
-                        };
-                        self.eject(p, &why);
-                    }
-                    return Attempt::Retry(p.clone());
-                }
+                status => return self.refused(&p, status, &reply.body),
             }
         }
+    }
+
+    /// POSTs `body` (hop-marked) to `run`'s peer and waits for its answer, or for the peer to
+    /// go down. The run counts as in flight until then; the load the answer reports is noted.
+    /// `None`: no answer (counted, and the peer ejected if it is at fault): retry elsewhere.
+    async fn send(&self, run: InFlight, body: &Bytes) -> Option<Reply> {
+        let sh = &self.shared;
+        let p = run.0.clone();
+        let down = p.down.notified();
+        tokio::pin!(down);
+        down.as_mut().enable();
+        let call = sh.client.call(
+            Method::POST,
+            jobe_url(&p.url, "runs"),
+            &p.key,
+            true,
+            Some(body.clone()),
+            sh.cfg.request_timeout,
+        );
+        let res = tokio::select! {
+            r = call => Some(r),
+            () = down => None,
+        };
+        drop(run);
+        sh.changed.notify_waiters();
+        let reply = match res {
+            None => {
+                sh.metrics.forward(&p.url, Forwarded::Error);
+                tracing::warn!(peer = %p.url, "peer went down while running a forwarded run");
+                return None;
+            }
+            Some(Err(e)) => {
+                sh.metrics.forward(&p.url, Forwarded::Error);
+                self.eject(&p, &crate::telemetry::error_chain(&e));
+                return None;
+            }
+            Some(Ok(r)) => r,
+        };
+        if let Some(load) = reply
+            .headers
+            .get(LOAD_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_load)
+        {
+            self.note_reported_load(&p, load);
+        }
+        Some(reply)
+    }
+
+    /// An answer other than 200 (and the one 404 that pushes files): the client's own error is
+    /// passed on, anything else is retried elsewhere (the peer ejected when at fault).
+    fn refused(&self, p: &Arc<Peer>, status: StatusCode, body: &[u8]) -> Attempt {
+        let m = &self.shared.metrics;
+        if status == StatusCode::BAD_REQUEST {
+            m.forward(&p.url, Forwarded::ClientError);
+            let msg: String = serde_json::from_slice(body).unwrap_or_default();
+            if unknown_language_in(&msg).is_some() {
+                // Its language list changed since the last probe: another may have it.
+                return Attempt::Retry(p.clone());
+            }
+            // The same checks as ours, with the profile: the client's error.
+            return Attempt::Done(Err(ExecError::BadRequest(msg)));
+        }
+        m.forward(&p.url, Forwarded::Error);
+        if status == StatusCode::FORBIDDEN {
+            self.eject(p, "refused our peer key");
+        } else if status.is_server_error() {
+            self.eject(p, &format!("HTTP {}", status.as_u16()));
+        }
+        Attempt::Retry(p.clone())
     }
 
     /// A 200 from `p`: its result, or a retry on overload or an unreadable body.

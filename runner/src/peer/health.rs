@@ -20,142 +20,6 @@ use super::{Peer, PeerState, Peers, Shared};
 use crate::sched::Load;
 use crate::sync::{lock, read};
 
-/// The body of `GET /peer/status`: local capacity and local languages only (never the union,
-/// or languages would travel from peer to peer while runs are never forwarded twice).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct Status {
-    /// Random per daemon: a runner that reads its own id is probing itself (a DNS name).
-    instance: String,
-    slots: usize,
-    free: usize,
-    queued: usize,
-    languages: Vec<(String, String)>,
-}
-
-impl Status {
-    fn load(&self) -> Load {
-        Load {
-            slots: self.slots,
-            free: self.free,
-            queued: self.queued,
-        }
-    }
-}
-
-impl PeerState {
-    /// A load report from the peer (response header or probe): what others use there, given
-    /// `ours` (our runs at it now).
-    pub(super) fn note_load(&mut self, load: Load, ours: usize) {
-        self.slots = load.slots;
-        self.external = (load.slots.saturating_sub(load.free) + load.queued).saturating_sub(ours);
-    }
-}
-
-impl Peers {
-    /// The `GET /peer/status` body (a JSON object; keys sorted, as `serde_json::Value` keeps
-    /// them).
-    pub(super) fn status(&self, load: Load, local: Vec<(String, String)>) -> serde_json::Value {
-        let s = Status {
-            instance: self.shared.instance.clone(),
-            slots: load.slots,
-            free: load.free,
-            queued: load.queued,
-            languages: local,
-        };
-        serde_json::to_value(s).expect("a status is strings and numbers")
-    }
-
-    /// A load report that came with a forwarded run's answer: newer than any probe in flight.
-    pub(super) fn note_reported_load(&self, p: &Peer, load: Load) {
-        p.reports.fetch_add(1, Ordering::SeqCst);
-        let ours = p.inflight.load(Ordering::SeqCst);
-        lock(&p.st).note_load(load, ours);
-    }
-
-    /// A forward to `p` failed because of `p`: out for the cool-down, forwards waiting on it fail
-    /// over.
-    pub(super) fn eject(&self, p: &Peer, why: &str) {
-        let t = lock(&p.st).health.eject(&self.shared.rules, Instant::now());
-        if t == Transition::Ejected {
-            tracing::warn!(peer = %p.url, why, cooldown_ms = self.shared.cfg.cooldown.as_millis() as u64, "peer ejected");
-            self.shared.metrics.ejected(&p.url);
-            self.shared.metrics.set_up(&p.url, false);
-            p.down.notify_waiters();
-        }
-    }
-}
-
-/// Probes every peer each `probe_interval`, all at once, each within `probe_timeout`.
-pub(super) async fn probe_loop(sh: Arc<Shared>) {
-    let mut tick = tokio::time::interval(sh.cfg.probe_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let list: Vec<Arc<Peer>> = read(&sh.list).clone();
-        let mut set = tokio::task::JoinSet::new();
-        for p in list {
-            let sh = sh.clone();
-            set.spawn(async move { probe_one(&sh, &p).await });
-        }
-        while set.join_next().await.is_some() {}
-        sh.changed.notify_waiters();
-    }
-}
-
-async fn probe_one(sh: &Shared, p: &Peer) {
-    if !lock(&p.st).health.should_probe(Instant::now()) {
-        return;
-    }
-    let reports = p.reports.load(Ordering::SeqCst);
-    let r = sh
-        .client
-        .call(
-            Method::GET,
-            status_url(&p.url),
-            &p.key,
-            false,
-            None,
-            sh.cfg.probe_timeout,
-        )
-        .await;
-    let status = match &r {
-        Ok(r) if r.status == StatusCode::OK => serde_json::from_slice::<Status>(&r.body).ok(),
-        _ => None,
-    };
-    if let Some(s) = &status {
-        let ours = p.inflight.load(Ordering::SeqCst);
-        let mut st = lock(&p.st);
-        st.is_self = s.instance == sh.instance;
-        st.languages.clone_from(&s.languages);
-        // A forwarded run's answer reported the load since this probe was sent: that is newer.
-        if p.reports.load(Ordering::SeqCst) == reports {
-            st.note_load(s.load(), ours);
-        }
-    }
-    let t = lock(&p.st)
-        .health
-        .probe(status.is_some(), &sh.rules, Instant::now());
-    match t {
-        Transition::WentUp => {
-            tracing::info!(peer = %p.url, "peer up");
-            sh.metrics.set_up(&p.url, true);
-        }
-        Transition::WentDown => {
-            let why = match &r {
-                Ok(r) => format!("HTTP {}", r.status.as_u16()),
-                Err(e) => crate::telemetry::error_chain(e),
-            };
-            tracing::warn!(peer = %p.url, why, "peer down (probes failed)");
-            sh.metrics.set_up(&p.url, false);
-            p.down.notify_waiters();
-        }
-        // Keeps the gauge present from the first probe on.
-        Transition::None | Transition::Ejected => {
-            sh.metrics.set_up(&p.url, lock(&p.st).health.is_up());
-        }
-    }
-}
-
 /// Health of one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -264,6 +128,144 @@ impl Health {
             Transition::None
         } else {
             Transition::Ejected
+        }
+    }
+}
+
+/// The body of `GET /peer/status`: local capacity and local languages only (never the union,
+/// or languages would travel from peer to peer while runs are never forwarded twice).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Status {
+    /// Random per daemon: a runner that reads its own id is probing itself (a DNS name).
+    instance: String,
+    slots: usize,
+    free: usize,
+    queued: usize,
+    languages: Vec<(String, String)>,
+}
+
+impl Status {
+    fn load(&self) -> Load {
+        Load {
+            slots: self.slots,
+            free: self.free,
+            queued: self.queued,
+        }
+    }
+}
+
+impl PeerState {
+    /// A load report from the peer (response header or probe): what others use there, given
+    /// `ours` (our runs at it now).
+    pub(super) fn note_load(&mut self, load: Load, ours: usize) {
+        self.slots = load.slots;
+        self.external = (load.slots.saturating_sub(load.free) + load.queued).saturating_sub(ours);
+    }
+}
+
+impl Peers {
+    /// The `GET /peer/status` body (a JSON object; keys sorted, as `serde_json::Value` keeps
+    /// them).
+    pub(super) fn status(&self, load: Load, local: Vec<(String, String)>) -> serde_json::Value {
+        let s = Status {
+            instance: self.shared.instance.clone(),
+            slots: load.slots,
+            free: load.free,
+            queued: load.queued,
+            languages: local,
+        };
+        serde_json::to_value(s).expect("a status is strings and numbers")
+    }
+
+    /// A load report that came with a forwarded run's answer: newer than any probe in flight.
+    pub(super) fn note_reported_load(&self, p: &Peer, load: Load) {
+        p.reports.fetch_add(1, Ordering::SeqCst);
+        let ours = p.inflight.load(Ordering::SeqCst);
+        lock(&p.st).note_load(load, ours);
+    }
+
+    /// A forward to `p` failed because of `p`: out for the cool-down, forwards waiting on it fail
+    /// over.
+    pub(super) fn eject(&self, p: &Peer, why: &str) {
+        let t = lock(&p.st).health.eject(&self.shared.rules, Instant::now());
+        if t == Transition::Ejected {
+            let cooldown_ms =
+                u64::try_from(self.shared.cfg.cooldown.as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(peer = %p.url, why, cooldown_ms, "peer ejected");
+            self.shared.metrics.ejected(&p.url);
+            self.shared.metrics.set_up(&p.url, false);
+            p.down.notify_waiters();
+        }
+    }
+}
+
+/// Probes every peer each `probe_interval`, all at once, each within `probe_timeout`.
+pub(super) async fn probe_loop(sh: Arc<Shared>) {
+    let mut tick = tokio::time::interval(sh.cfg.probe_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let list: Vec<Arc<Peer>> = read(&sh.list).clone();
+        let mut set = tokio::task::JoinSet::new();
+        for p in list {
+            let sh = sh.clone();
+            set.spawn(async move { probe_one(&sh, &p).await });
+        }
+        while set.join_next().await.is_some() {}
+        sh.changed.notify_waiters();
+    }
+}
+
+async fn probe_one(sh: &Shared, p: &Peer) {
+    if !lock(&p.st).health.should_probe(Instant::now()) {
+        return;
+    }
+    let reports = p.reports.load(Ordering::SeqCst);
+    let r = sh
+        .client
+        .call(
+            Method::GET,
+            status_url(&p.url),
+            &p.key,
+            false,
+            None,
+            sh.cfg.probe_timeout,
+        )
+        .await;
+    let status = match &r {
+        Ok(r) if r.status == StatusCode::OK => serde_json::from_slice::<Status>(&r.body).ok(),
+        _ => None,
+    };
+    if let Some(s) = &status {
+        let ours = p.inflight.load(Ordering::SeqCst);
+        let mut st = lock(&p.st);
+        st.is_self = s.instance == sh.instance;
+        st.languages.clone_from(&s.languages);
+        // A forwarded run's answer reported the load since this probe was sent: that is newer.
+        if p.reports.load(Ordering::SeqCst) == reports {
+            st.note_load(s.load(), ours);
+        }
+    }
+    let t = lock(&p.st)
+        .health
+        .probe(status.is_some(), &sh.rules, Instant::now());
+    match t {
+        Transition::WentUp => {
+            tracing::info!(peer = %p.url, "peer up");
+            sh.metrics.set_up(&p.url, true);
+        }
+        Transition::WentDown => {
+            let why = match &r {
+                Ok(r) => format!("HTTP {}", r.status.as_u16()),
+                Err(e) => crate::telemetry::error_chain(e),
+            };
+            tracing::warn!(peer = %p.url, why, "peer down (probes failed)");
+            sh.metrics.set_up(&p.url, false);
+            p.down.notify_waiters();
+        }
+        // Keeps the gauge present from the first probe on.
+        Transition::None | Transition::Ejected => {
+            sh.metrics.set_up(&p.url, lock(&p.st).health.is_up());
         }
     }
 }

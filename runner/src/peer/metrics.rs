@@ -1,6 +1,8 @@
 //! Peer-mode metrics, rendered after the daemon's own registry by `GET /metrics`.
 //!
-//! Label values are peer base URLs from the config or from DNS answers (never client input).
+//! Owns: the peer families ([`PEER_FAMILIES`], checked against the rendering) and their labels.
+//! Must not: take a label from client input: peers are base URLs from the config or from DNS
+//! answers, results a fixed enum.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

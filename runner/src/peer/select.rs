@@ -6,6 +6,7 @@
 //! `choose` (with its generator) is pure and unit-tested without sockets. Every wait for capacity
 //! goes through one loop, `wait_for`.
 //!
+//! Owns: the dispatch loop, the local-first rule and `forward_queue_wait`, the choice of a peer.
 //! Must not: send anything to a peer (`forward` does) or change what is known of a peer
 //! (`health` does).
 
