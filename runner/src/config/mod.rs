@@ -308,6 +308,9 @@ pub fn readable_by_others(path: &Path) -> Option<String> {
 }
 
 #[cfg(test)]
+mod documented;
+
+#[cfg(test)]
 mod tests {
     //! Tier 1: defaults and validation.
     use super::*;
