@@ -539,4 +539,18 @@ mod tests {
         let helped = t.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(helped, FAMILIES.len());
     }
+
+    /// The operator's reference lists every family and every `outcome` label value.
+    #[test]
+    fn test_families_and_outcomes_are_documented() {
+        let doc = include_str!("../../docs/operations.md");
+        for f in FAMILIES {
+            let named = doc.contains(&format!("`{f}`")) || doc.contains(&format!("`{f}{{"));
+            assert!(named, "{f} is not in docs/operations.md");
+        }
+        for o in Outcome::ALL {
+            let name = format!("`{}`", o.name());
+            assert!(doc.contains(&name), "{name} is not in docs/operations.md");
+        }
+    }
 }

@@ -145,6 +145,39 @@ mod tests {
         assert_eq!(Route::PutFile("a".into()).label(), "put_file");
     }
 
+    /// Every route's label (and the unrouted one) is in the operator's reference.
+    #[test]
+    fn test_route_labels_are_documented() {
+        let all = [
+            Route::Languages,
+            Route::Runs,
+            Route::PutFile(String::new()),
+            Route::HeadFile(String::new()),
+            Route::Preflight,
+            Route::Metrics,
+            Route::Health,
+            Route::PeerStatus,
+        ];
+        // Exhaustive on purpose: a new variant breaks this match, a reminder to list it above.
+        for r in &all {
+            match r {
+                Route::Languages
+                | Route::Runs
+                | Route::PutFile(_)
+                | Route::HeadFile(_)
+                | Route::Preflight
+                | Route::Metrics
+                | Route::Health
+                | Route::PeerStatus => {}
+            }
+        }
+        let doc = include_str!("../../../docs/operations.md");
+        for label in all.iter().map(Route::label).chain([UNROUTED]) {
+            let label = format!("`{label}`");
+            assert!(doc.contains(&label), "{label} is not in docs/operations.md");
+        }
+    }
+
     #[test]
     fn test_unrouted_is_404() {
         for (m, p) in [

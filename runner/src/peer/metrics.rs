@@ -201,4 +201,14 @@ mod tests {
             "{t}"
         );
     }
+
+    /// docs/peers.md lists every peer family (a new one must be documented).
+    #[test]
+    fn test_peer_families_are_documented() {
+        let doc = include_str!("../../../docs/peers.md");
+        for f in PEER_FAMILIES {
+            let named = doc.contains(&format!("`{f}`")) || doc.contains(&format!("`{f}{{"));
+            assert!(named, "{f} is not in docs/peers.md");
+        }
+    }
 }
