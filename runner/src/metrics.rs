@@ -358,6 +358,22 @@ impl Metrics {
     }
 }
 
+/// The families a rendered text declares (`# TYPE` lines), in order: for tests that hold a
+/// family list to its rendering.
+#[cfg(test)]
+pub(crate) fn declared_families(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect()
+}
+
+/// Whether a document names `family` in code style (`` `f` `` or `` `f{labels}` ``).
+#[cfg(test)]
+pub(crate) fn documents(doc: &str, family: &str) -> bool {
+    doc.contains(&format!("`{family}`")) || doc.contains(&format!("`{family}{{"))
+}
+
 /// The `# HELP` and `# TYPE` lines of a metric family.
 pub(crate) fn header(o: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(o, "# HELP {name} {}", escape_help(help));
@@ -530,12 +546,7 @@ mod tests {
     #[test]
     fn test_families_match_rendered_types() {
         let t = Metrics::new().render();
-        let typed: Vec<&str> = t
-            .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .map(|l| l.split(' ').next().unwrap())
-            .collect();
-        assert_eq!(typed, FAMILIES);
+        assert_eq!(declared_families(&t), FAMILIES);
         let helped = t.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(helped, FAMILIES.len());
     }
@@ -545,8 +556,7 @@ mod tests {
     fn test_families_and_outcomes_are_documented() {
         let doc = include_str!("../../docs/operations.md");
         for f in FAMILIES {
-            let named = doc.contains(&format!("`{f}`")) || doc.contains(&format!("`{f}{{"));
-            assert!(named, "{f} is not in docs/operations.md");
+            assert!(documents(doc, f), "{f} is not in docs/operations.md");
         }
         for o in Outcome::ALL {
             let name = format!("`{}`", o.name());
