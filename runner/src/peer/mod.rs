@@ -250,7 +250,7 @@ impl Peers {
 
     /// Whether a healthy peer serves `lang` (the part of [`Peers::languages`] that is not
     /// local, without building the list).
-    pub fn peer_has(&self, lang: &str) -> bool {
+    fn peer_has(&self, lang: &str) -> bool {
         self.forwarding()
             && read(&self.shared.list)
                 .iter()
