@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cache;
 pub mod config;
+pub mod dispatch;
 mod enums;
 pub mod jail;
 pub mod job;
@@ -19,6 +20,7 @@ pub mod peer;
 pub mod profile;
 pub mod sched;
 pub mod server;
+pub(crate) mod sync;
 #[allow(
     unsafe_code,
     reason = "the daemon's raw syscalls are confined to this one module"

@@ -5,9 +5,10 @@
 //! and `sched` (queue, slots). Counters and gauges are atomics; labelled counters and histograms
 //! sit behind a `Mutex` (held for a map update or a bucket increment only).
 //!
-//! Label values are bounded sets: languages come from the served language list (anything else is
-//! `unknown`), outcomes are `Outcome::name`, routes are fixed names, statuses are HTTP codes. No
-//! raw client input becomes a label. Peer metrics live in `peer::metrics` and are rendered after these.
+//! Label values are bounded sets: languages are served ids (a run in any other language is refused
+//! before it is counted), outcomes are `Outcome::name`, routes are fixed names, statuses are HTTP
+//! codes. No raw client input becomes a label. Peer metrics live in `peer::metrics` and are
+//! rendered after these (through the dispatcher).
 //!
 //! The eBPF monitor's counters are [`EbpfCounters`], defined here and incremented by `monitor`;
 //! `server` hands them to the registry when it wires the daemon ([`Metrics::attach_ebpf`]), so
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use crate::enums::enum_with_all;
 use crate::job::{Outcome, Usage};
+use crate::sync::lock;
 
 /// Every metric family this registry renders, in rendering order.
 pub const FAMILIES: &[&str] = &[
@@ -44,9 +46,6 @@ pub const FAMILIES: &[&str] = &[
     "runner_ebpf_events_total",
     "runner_draining",
 ];
-
-/// Label value for a language that is not in the served set.
-pub const UNKNOWN_LANGUAGE: &str = "unknown";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -236,18 +235,9 @@ impl Metrics {
         }
     }
 
-    /// The label for `lang`: itself if it is one of `known` (the served ids), else `unknown`.
-    pub fn lang_label<'a>(lang: &'a str, known: &[(String, String)]) -> &'a str {
-        if known.iter().any(|(id, _)| id == lang) {
-            lang
-        } else {
-            UNKNOWN_LANGUAGE
-        }
-    }
-
     /// One finished run: counts it by language and outcome; observes its usage unless it never
-    /// ran (overload). Also counts overloads. `lang` must already be a bounded label
-    /// ([`Metrics::lang_label`]).
+    /// ran (overload). Also counts overloads. `lang` must be a served language id (a bounded
+    /// label: `api` counts only runs whose language passed its check).
     pub fn record_run(&self, lang: &str, outcome: Outcome, usage: &Usage) {
         *lock(&self.runs)
             .entry((lang.to_owned(), outcome.name()))
@@ -442,10 +432,20 @@ impl Metrics {
     }
 }
 
-/// Locks `m`; a panic while it was held leaves plain data, still usable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while held leaves plain counters: still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The families a rendered text declares (`# TYPE` lines), in order: for tests that hold a
+/// family list to its rendering.
+#[cfg(test)]
+pub(crate) fn declared_families(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect()
+}
+
+/// Whether a document names `family` in code style (`` `f` `` or `` `f{labels}` ``).
+#[cfg(test)]
+pub(crate) fn documents(doc: &str, family: &str) -> bool {
+    doc.contains(&format!("`{family}`")) || doc.contains(&format!("`{family}{{"))
 }
 
 /// The `# HELP` and `# TYPE` lines of a metric family.
@@ -620,12 +620,7 @@ mod tests {
     #[test]
     fn test_families_match_rendered_types() {
         let t = Metrics::new().render();
-        let typed: Vec<&str> = t
-            .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .map(|l| l.split(' ').next().unwrap())
-            .collect();
-        assert_eq!(typed, FAMILIES);
+        assert_eq!(declared_families(&t), FAMILIES);
         let helped = t.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(helped, FAMILIES.len());
     }
@@ -665,10 +660,16 @@ mod tests {
         assert_eq!(sample(&m.render(), "runner_ebpf_active"), Some("0"));
     }
 
+    /// The operator's reference lists every family and every `outcome` label value.
     #[test]
-    fn test_lang_label_only_known() {
-        let known = vec![("python3".to_owned(), "3.11".to_owned())];
-        assert_eq!(Metrics::lang_label("python3", &known), "python3");
-        assert_eq!(Metrics::lang_label("evil\"}", &known), "unknown");
+    fn test_families_and_outcomes_are_documented() {
+        let doc = include_str!("../../docs/operations.md");
+        for f in FAMILIES {
+            assert!(documents(doc, f), "{f} is not in docs/operations.md");
+        }
+        for o in Outcome::ALL {
+            let name = format!("`{}`", o.name());
+            assert!(doc.contains(&name), "{name} is not in docs/operations.md");
+        }
     }
 }

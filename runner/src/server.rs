@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::jail::{Jail, JailSpec};
 use crate::job::{Job, Params};
 use crate::notify;
+use crate::peer::{Dispatcher, Peers};
 use crate::profile::Registry;
 use crate::sched::{Executor, Scheduler};
 
@@ -160,11 +161,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
         FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes)
             .context("cannot open the file cache")?,
     );
-    let state = Arc::new(
-        AppState::new(rt.scheduler.clone(), cache, cfg.api.clone())
-            .with_metrics(rt.scheduler.metrics())
-            .with_peers(crate::peer::Peers::from_config(&cfg)),
-    );
+    let state = Arc::new(app_state(&cfg, &rt, cache));
     raise_fd_limit(&cfg);
     let listener =
         api::bind(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -184,6 +181,14 @@ pub async fn serve(cfg: Config) -> Result<()> {
         .context("server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API's state for `cfg`: the scheduler behind peer mode's dispatcher (every run local
+/// without `[peer]`), and one metrics registry for both.
+pub fn app_state(cfg: &Config, rt: &Runtime, cache: Arc<FileCache>) -> AppState {
+    let peers = Peers::from_config(&cfg.peer, &cfg.sched);
+    let dispatcher = Dispatcher::new(rt.scheduler.clone(), cache.clone(), peers);
+    AppState::new(dispatcher, cache, cfg.api.clone()).with_metrics(rt.scheduler.metrics())
 }
 
 /// Descriptors a running job holds in the daemon (pipes, pidfd, cgroup and run directory fds),

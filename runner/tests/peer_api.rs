@@ -20,7 +20,7 @@ use std::time::Duration;
 use base64::Engine;
 use runner::api::{ApiConfig, AppState};
 use runner::job::{Job, Outcome, RunResult, Usage};
-use runner::peer::{PeerConfig, Peers, RawPeer, RawPeerEntry};
+use runner::peer::{Dispatcher, PeerConfig, Peers, RawPeer, RawPeerEntry};
 use runner::sched::{BoxFuture, ExecError, Executor, Load};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -146,7 +146,7 @@ impl Executor for Fake {
 struct Server {
     addr: SocketAddr,
     fake: Arc<Fake>,
-    state: Arc<AppState>,
+    peers: Option<Arc<Peers>>,
     srv: Served,
     _dir: tempfile::TempDir,
 }
@@ -181,14 +181,14 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let cache = common::cache(dir.path());
         let peers = peer.map(|c| Peers::start(c, Duration::from_secs(3), 100));
-        let state =
-            Arc::new(AppState::new(fake.clone(), cache, ApiConfig::default()).with_peers(peers));
+        let dispatcher = Dispatcher::new(fake.clone(), cache.clone(), peers.clone());
+        let state = Arc::new(AppState::new(dispatcher, cache, ApiConfig::default()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let srv = Served::start(listener, state.clone());
+        let srv = Served::start(listener, state);
         Server {
             addr: srv.addr,
             fake,
-            state,
+            peers,
             srv,
             _dir: dir,
         }
@@ -249,7 +249,7 @@ async fn wait_up(a: &Server, peer: &str, up: bool) {
     // Up to 15 s: generous on a loaded machine (probes run every 100 ms).
     for _ in 0..600 {
         let mut text = String::new();
-        if let Some(p) = &a.state.peers {
+        if let Some(p) = &a.peers {
             p.render_metrics(&mut text);
         }
         if text.contains(&want) {
@@ -422,7 +422,7 @@ async fn test_overflow_forwarding_and_language_union() {
         let r = run(a.addr, "c", "k", &[]).await;
         assert_eq!(r.json()["stdout"], "b:k");
         let mut m = String::new();
-        a.state.peers.as_ref().unwrap().render_metrics(&mut m);
+        a.peers.as_ref().unwrap().render_metrics(&mut m);
         assert!(
             m.contains(&format!(
                 "runner_peer_forwards_total{{peer=\"{}\",result=\"ok\"}} 4",
@@ -465,7 +465,7 @@ async fn test_failover_on_5xx_and_timeout() {
                 assert_eq!(r.status, 200, "{mode:?}: {r:?}");
                 assert_eq!(r.json()["stdout"], format!("good:ok{i}"), "{mode:?}");
                 let mut m = String::new();
-                a.state.peers.as_ref().unwrap().render_metrics(&mut m);
+                a.peers.as_ref().unwrap().render_metrics(&mut m);
                 if m.contains(&format!(
                     "runner_peer_ejections_total{{peer=\"{}\"}}",
                     bad.url()
@@ -478,7 +478,7 @@ async fn test_failover_on_5xx_and_timeout() {
             assert!(ejected, "{mode:?}: the bad peer was never ejected");
             // Every peer family but the file pushes (test_file_push_on_404) has a sample now.
             let mut m = String::new();
-            a.state.peers.as_ref().unwrap().render_metrics(&mut m);
+            a.peers.as_ref().unwrap().render_metrics(&mut m);
             for f in runner::peer::metrics::PEER_FAMILIES {
                 if *f == "runner_peer_file_pushes_total" {
                     continue;
@@ -514,13 +514,13 @@ async fn test_file_push_on_404() {
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.json()["stdout"], "b:x+data.txt=hello");
         let mut m = String::new();
-        a.state.peers.as_ref().unwrap().render_metrics(&mut m);
+        a.peers.as_ref().unwrap().render_metrics(&mut m);
         assert!(m.contains(&format!("runner_peer_file_pushes_total{{peer=\"{}\"}} 1", b.url())), "{m}");
         // B has it now: no second push.
         let r = request(a.addr, "POST", &format!("{BASE}/runs"), &[], Some(&body)).await;
         assert_eq!(r.json()["stdout"], "b:x+data.txt=hello");
         let mut m = String::new();
-        a.state.peers.as_ref().unwrap().render_metrics(&mut m);
+        a.peers.as_ref().unwrap().render_metrics(&mut m);
         let once = format!("runner_peer_file_pushes_total{{peer=\"{}\"}} 1\n", b.url());
         assert!(m.contains(&once), "{m}");
         a.shutdown().await;

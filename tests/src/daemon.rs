@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use runner::api::{self, AppState};
+use runner::api;
 use runner::cache::FileCache;
 use runner::config::{Config, RawConfig, RawJail};
 use runner::server::{self, Runtime};
@@ -112,11 +112,7 @@ impl Daemon {
         let cache = Arc::new(
             FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes).expect("file cache"),
         );
-        let state = Arc::new(
-            AppState::new(runtime.scheduler.clone(), cache, cfg.api.clone())
-                .with_metrics(runtime.scheduler.metrics())
-                .with_peers(runner::peer::Peers::from_config(&cfg)),
-        );
+        let state = Arc::new(server::app_state(&cfg, &runtime, cache));
         let addr = listener.local_addr().expect("local addr");
         let (stop, rx) = oneshot::channel();
         let task = tokio::spawn(api::serve(listener, state, async {

@@ -23,7 +23,7 @@ pub(crate) enum ApiError {
     MissingKey,
     /// 403: API keys are required and this one is not configured.
     UnknownKey,
-    /// 403: a peer header (`X-Runner-Hop`, `X-Runner-Peer-Key`) without this runner's peer key.
+    /// 403: peer headers that the dispatcher refused (no peer key, or not this runner's).
     UnknownPeerKey,
     /// 401: the key's hourly run budget is spent (CodeRunner: "submission limit reached").
     RateLimited,

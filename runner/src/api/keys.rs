@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::error::ApiError;
+use crate::sync::lock;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -41,7 +42,7 @@ impl RateLimiter {
             return Ok(());
         }
         let cap = f64::from(rate);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = lock(&self.buckets);
         let b = buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: cap,
             last: now,

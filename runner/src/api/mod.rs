@@ -2,8 +2,10 @@
 //!
 //! Owns: accepting connections (bounded by `max_connections`; beyond that, accept waits),
 //! header-read timeouts, body limits, graceful drain on shutdown, routing (`router`), Jobe's wire
-//! format (`wire`), API keys (`keys`), and the single error → status mapping (`error`). Runs go to
-//! the `Executor` seam in `sched`; files go to `cache::FileCache`.
+//! format (`wire`), API keys (`keys`), and the single error → status mapping (`error`). Parsed
+//! runs, the judgement of who sent a request, the headers every response carries and
+//! `GET /peer/status` go to the `dispatch::Dispatch` seam (local or forwarded is not the API's
+//! business); files go to `cache::FileCache`.
 //!
 //! Must not: panic on anything a client sends, log program source/input/output, file contents or
 //! API keys, or leak host paths or error chains into responses (they go to the log).
@@ -43,8 +45,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::cache::FileCache;
+use crate::dispatch::{Caller, Dispatch};
 use crate::metrics::Metrics;
-use crate::sched::Executor;
 
 use self::error::ApiError;
 use self::keys::RateLimiter;
@@ -97,7 +99,9 @@ impl Default for ApiConfig {
 
 /// Everything a request handler needs. Build with [`AppState::new`].
 pub struct AppState {
-    pub executor: Arc<dyn Executor>,
+    /// Where parsed runs go (the daemon wires peer mode's dispatcher; an `Executor` alone runs
+    /// them all locally).
+    pub dispatch: Arc<dyn Dispatch>,
     pub cache: Arc<FileCache>,
     pub config: ApiConfig,
     /// The daemon's registry; share the scheduler's with [`AppState::with_metrics`].
@@ -105,47 +109,19 @@ pub struct AppState {
     rate_limiter: RateLimiter,
     request_seq: AtomicU64,
     draining: AtomicBool,
-    /// Peer mode (docs/peers.md); `None` without a `[peer]` key. Set with [`AppState::with_peers`].
-    pub peers: Option<Arc<crate::peer::Peers>>,
 }
 
 impl AppState {
     /// A state with its own fresh metrics registry.
-    pub fn new(executor: Arc<dyn Executor>, cache: Arc<FileCache>, config: ApiConfig) -> Self {
+    pub fn new(dispatch: Arc<dyn Dispatch>, cache: Arc<FileCache>, config: ApiConfig) -> Self {
         AppState {
-            executor,
+            dispatch,
             cache,
             config,
             metrics: Arc::new(Metrics::new()),
             rate_limiter: RateLimiter::default(),
             request_seq: AtomicU64::new(1),
             draining: AtomicBool::new(false),
-            peers: None,
-        }
-    }
-
-    /// Enables peer mode: forwarding (if `peer.enabled`), the peer key, `/peer/status`.
-    #[must_use]
-    pub fn with_peers(mut self, peers: Option<Arc<crate::peer::Peers>>) -> Self {
-        self.peers = peers;
-        self
-    }
-
-    /// This runner's load: the executor's slots and queue plus the runs waiting in peer mode.
-    pub fn load(&self) -> crate::sched::Load {
-        let mut l = self.executor.load();
-        if let Some(p) = &self.peers {
-            l.queued += p.waiting();
-        }
-        l
-    }
-
-    /// `GET /languages`: local, plus those of healthy peers in peer mode.
-    pub fn languages(&self) -> Vec<(String, String)> {
-        let local = self.executor.languages();
-        match &self.peers {
-            Some(p) => p.languages(local),
-            None => local,
         }
     }
 
@@ -287,10 +263,7 @@ async fn handle(
             Ok(r) => r,
             Err(e) => json_response(e.status(), &e.message(seq)),
         };
-        // Every response tells peers (and operators) how busy this runner is.
-        if let Ok(v) = HeaderValue::from_str(&crate::peer::format_load(state.load())) {
-            resp.headers_mut().insert(crate::peer::LOAD_HEADER, v);
-        }
+        state.dispatch.response_headers(resp.headers_mut());
         state.metrics.record_http(route, resp.status().as_u16());
         tracing::info!(
             status = resp.status().as_u16(),
@@ -322,17 +295,16 @@ async fn handle_route(
     route: Route,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let caller =
-        crate::peer::authenticate(state.peers.as_ref().and_then(|p| p.key()), req.headers())
-            .map_err(|_| ApiError::UnknownPeerKey)?;
+    let caller = state
+        .dispatch
+        .admit(req.headers())
+        .map_err(|_| ApiError::UnknownPeerKey)?;
     match route {
         Route::Preflight => Ok(no_content()),
         Route::Metrics => {
             state.metrics.set_cache_bytes(state.cache.size_bytes());
             let mut text = state.metrics.render();
-            if let Some(p) = &state.peers {
-                p.render_metrics(&mut text);
-            }
+            state.dispatch.render_metrics(&mut text);
             let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -352,32 +324,23 @@ async fn handle_route(
                 &serde_json::json!({ "status": text }),
             ))
         }
-        Route::Languages => {
-            let langs: Vec<(String, String)> = state.languages();
-            Ok(json_response(StatusCode::OK, &langs))
-        }
-        Route::PeerStatus => match (&state.peers, caller) {
-            (Some(p), crate::peer::Caller::Peer) => Ok(json_response(
-                StatusCode::OK,
-                &p.status(state.load(), &state.executor.languages()),
-            )),
-            _ => Err(ApiError::UnknownPeerKey),
+        Route::Languages => Ok(json_response(StatusCode::OK, &state.dispatch.languages())),
+        Route::PeerStatus => match state.dispatch.status(caller) {
+            Some(status) => Ok(json_response(StatusCode::OK, &status)),
+            None => Err(ApiError::UnknownPeerKey),
         },
         Route::Runs => {
-            // A peer authenticated with the peer key; the client's API key was checked by the
+            // A peer proved itself to the dispatcher; the client's API key was checked by the
             // runner it sent the run to.
-            if let (Some(keys), crate::peer::Caller::Client) = (&state.config.api_keys, caller) {
+            if let (Some(keys), Caller::Client) = (&state.config.api_keys, caller) {
                 let key = req
                     .headers()
                     .get(API_KEY_HEADER)
                     .map(|v| v.to_str().unwrap_or(""));
                 state.rate_limiter.check(keys, key, Instant::now())?;
             }
-            // Hop-marked (and authenticated above): runs here, never forwarded again.
-            let from_peer = caller == crate::peer::Caller::Peer
-                && req.headers().contains_key(crate::peer::HOP_HEADER);
             let body = read_body(req, &state.config).await?;
-            let result = runs::post_runs(state, body, from_peer).await?;
+            let result = runs::post_runs(state, body, caller).await?;
             Ok(json_response(StatusCode::OK, &result))
         }
         Route::PutFile(id) => {
@@ -472,5 +435,6 @@ fn no_content() -> Response<Full<Bytes>> {
 
 /// The Jobe result object for `r` (five keys, Jobe's string cleaning), as the API sends it.
 pub fn result_json(r: &crate::job::RunResult) -> String {
-    serde_json::to_string(&wire::RunResponse::from(r)).unwrap_or_else(|_| "{}".to_owned())
+    serde_json::to_string(&crate::job::wire::RunResponse::from(r))
+        .unwrap_or_else(|_| "{}".to_owned())
 }

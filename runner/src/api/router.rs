@@ -124,6 +124,16 @@ mod tests {
         );
     }
 
+    /// The paths other modules build (peers call them) are the ones routed here.
+    #[test]
+    fn test_shared_paths_route() {
+        assert_eq!(format!("/{}", BASE.join("/")), crate::job::wire::BASE_PATH);
+        assert_eq!(
+            r(Method::GET, crate::dispatch::STATUS_PATH),
+            Ok(Route::PeerStatus)
+        );
+    }
+
     #[test]
     fn test_root_metrics_and_health() {
         for m in [Method::GET, Method::HEAD] {
@@ -133,6 +143,39 @@ mod tests {
         }
         assert_eq!(Route::Metrics.label(), "metrics");
         assert_eq!(Route::PutFile("a".into()).label(), "put_file");
+    }
+
+    /// Every route's label (and the unrouted one) is in the operator's reference.
+    #[test]
+    fn test_route_labels_are_documented() {
+        let all = [
+            Route::Languages,
+            Route::Runs,
+            Route::PutFile(String::new()),
+            Route::HeadFile(String::new()),
+            Route::Preflight,
+            Route::Metrics,
+            Route::Health,
+            Route::PeerStatus,
+        ];
+        // Exhaustive on purpose: a new variant breaks this match, a reminder to list it above.
+        for r in &all {
+            match r {
+                Route::Languages
+                | Route::Runs
+                | Route::PutFile(_)
+                | Route::HeadFile(_)
+                | Route::Preflight
+                | Route::Metrics
+                | Route::Health
+                | Route::PeerStatus => {}
+            }
+        }
+        let doc = include_str!("../../../docs/operations.md");
+        for label in all.iter().map(Route::label).chain([UNROUTED]) {
+            let label = format!("`{label}`");
+            assert!(doc.contains(&label), "{label} is not in docs/operations.md");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! `POST /runs`: parse (wire), resolve `file_list` from the cache, hand the `Job` to the
-//! `Executor`, encode the result (jobe-api.md §1.4, §1.8). Records the run metrics (runs by
+//! `POST /runs`: parse (wire), resolve `file_list` from the cache, hand the run to the
+//! dispatcher, encode the result (jobe-api.md §1.4, §1.8). Records the run metrics (runs by
 //! language and outcome, usage histograms, overloads) and file cache lookups: here rather than in
-//! the scheduler, so that every answered run is counted once, whichever `Executor` ran it.
+//! the scheduler, so that every answered run is counted once, wherever it ran.
 //!
 //! Must not: log source, input, file contents or program output.
 
@@ -9,31 +9,27 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::dispatch::{Caller, Run};
+use crate::job::wire::RunResponse;
 use crate::job::{JobFile, RunResult};
-use crate::metrics::Metrics;
 use crate::sched::ExecError;
 
 use super::AppState;
 use super::error::ApiError;
-use super::wire::{self, OVERLOAD_TEST_SOURCE, RunResponse};
+use super::wire::{self, OVERLOAD_TEST_SOURCE};
 
-/// Runs one job; `Ok` is the 200 body. In peer mode a client's run may be forwarded
-/// (`peer::Peers::dispatch`); a run `from_peer` runs here only.
+/// Runs one job; `Ok` is the 200 body. Where it runs is the dispatcher's business.
 pub(crate) async fn post_runs(
     state: &Arc<AppState>,
     body: Bytes,
-    from_peer: bool,
+    caller: Caller,
 ) -> Result<RunResponse, ApiError> {
-    let languages = state.languages();
     let cputime_limit = i64::from(state.config.cputime_upper_limit_secs);
-    let req = wire::parse_run_body(
-        &body,
-        |l| languages.iter().any(|(id, _)| id == l),
-        cputime_limit,
-    )?;
+    let req = wire::parse_run_body(&body, |l| state.dispatch.serves(l), cputime_limit)?;
     let mut job = req.job;
     tracing::Span::current().record("lang", job.language.as_str());
-    let lang = Metrics::lang_label(&job.language, &languages).to_owned();
+    // A served language (the parser refused any other): a bounded label.
+    let lang = job.language.clone();
     let details = job.details;
     let respond = |result: &RunResult| {
         state
@@ -79,14 +75,13 @@ pub(crate) async fn post_runs(
         return Ok(respond(&RunResult::overload()));
     }
 
-    let result = match &state.peers {
-        Some(p) if from_peer => p.run_forwarded(&state.executor, job).await,
-        Some(p) if p.forwarding() => {
-            p.dispatch(&state.executor, &state.cache, job, body, file_ids)
-                .await
-        }
-        _ => state.executor.run(job).await,
+    let run = Run {
+        job,
+        caller,
+        body,
+        file_ids,
     };
+    let result = state.dispatch.dispatch(run).await;
     match result {
         Ok(result) => Ok(respond(&result)),
         Err(ExecError::BadRequest(m)) => Err(ApiError::BadRequest(m)),

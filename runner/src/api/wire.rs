@@ -1,5 +1,6 @@
-//! Jobe wire format: parsing a `POST runs` body into a `Job` (jobe-api.md §1.4, §1.6, §1.10,
-//! §1.15) and encoding the result object (§1.8).
+//! Jobe wire format, request side: parsing a `POST runs` body into a `Job` (jobe-api.md §1.4,
+//! §1.6, §1.10, §1.15). The result object (§1.8) is `job::wire`, shared with `peer`, which
+//! decodes what other runners answer.
 //!
 //! Parsing is by hand over `serde_json::Value` rather than a derived DTO, because Jobe's rules are
 //! PHP's: numbers and bools coerce to strings, numeric strings are numbers, a non-numeric value for
@@ -10,11 +11,10 @@
 //!
 //! Must not: touch the cache, the executor or HTTP types (pure functions, unit-tested below).
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::job::{Job, Params, RunResult};
+use crate::job::{Job, Params};
 
 /// One `file_list` entry after validation: `(file_id, file_name)`.
 pub(crate) type FileSpec = (String, String);
@@ -135,7 +135,7 @@ fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 pub(crate) fn unknown_language(id: &str) -> ApiError {
-    bad(format!("Language '{id}' is not known"))
+    bad(crate::job::wire::unknown_language(id))
 }
 
 fn required_string(spec: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
@@ -413,89 +413,11 @@ fn print_r_into(out: &mut String, v: &Value, indent: usize) {
     }
 }
 
-/// Jobe's `ResultObject::clean`: valid UTF-8 unchanged; otherwise every byte < 0x20 except
-/// `\n` `\r` `\t`, and every byte > 0x7E, becomes the four characters `\xhh` (lower-case hex).
-pub(crate) fn clean(bytes: &[u8]) -> String {
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(bytes.len() + bytes.len() / 2);
-    for &b in bytes {
-        if (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t')) || b > 0x7E {
-            out.push_str(&format!("\\x{b:02x}"));
-        } else {
-            out.push(char::from(b));
-        }
-    }
-    out
-}
-
-/// The body of a 200 from `runs`: exactly these five keys, in this order (§1.8); a sixth,
-/// `details`, only when the client opted in (`runner_details`, not Jobe).
-#[derive(Debug, Serialize)]
-pub(crate) struct RunResponse {
-    pub(crate) run_id: Option<&'static str>,
-    pub(crate) outcome: u8,
-    pub(crate) cmpinfo: String,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) details: Option<RunDetails>,
-}
-
-/// The opt-in rich result: what the measured step (the run step; the compile step for outcome
-/// 11) used, as the kernel measured it.
-#[derive(Debug, Serialize)]
-pub(crate) struct RunDetails {
-    pub(crate) cpu_seconds: f64,
-    pub(crate) wall_seconds: f64,
-    pub(crate) peak_memory_bytes: u64,
-    pub(crate) exit_code: Option<i32>,
-    pub(crate) signal: Option<i32>,
-    /// When the daemon killed the step for a limit (Unix seconds); absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) killed_at_unix: Option<f64>,
-}
-
-impl RunResponse {
-    /// `r` with the `details` key (the opt-in rich result).
-    pub(crate) fn with_details(r: &RunResult) -> Self {
-        let u = &r.usage;
-        RunResponse {
-            details: Some(RunDetails {
-                cpu_seconds: u.cpu_secs,
-                wall_seconds: u.wall_secs,
-                peak_memory_bytes: u.peak_memory_bytes,
-                exit_code: u.exit_code,
-                signal: u.signal,
-                killed_at_unix: u.killed_at_unix,
-            }),
-            ..RunResponse::from(r)
-        }
-    }
-}
-
-impl From<&RunResult> for RunResponse {
-    fn from(r: &RunResult) -> Self {
-        let outcome = r.outcome.code();
-        RunResponse {
-            // Jobe: null normally, the string "0" for overload.
-            run_id: (outcome == 21).then_some("0"),
-            outcome,
-            cmpinfo: clean(&r.cmpinfo),
-            stdout: clean(&r.stdout),
-            stderr: clean(&r.stderr),
-            details: None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::job::Outcome;
 
     fn known(l: &str) -> bool {
         matches!(l, "python3" | "c" | "java")
@@ -923,36 +845,6 @@ mod tests {
     }
 
     #[test]
-    fn test_clean_encoding() {
-        assert_eq!(clean(b"Hello\n"), "Hello\n");
-        assert_eq!(clean("héllo\u{1}".as_bytes()), "héllo\u{1}");
-        // §1.8 observed example.
-        assert_eq!(
-            clean(b"A\x01\tB\r\n\xff\xc3(\n"),
-            "A\\x01\tB\r\n\\xff\\xc3(\n"
-        );
-        assert_eq!(clean(b"\x7f\x80"), "\\x7f\\x80");
-        assert_eq!(clean(b""), "");
-    }
-
-    #[test]
-    fn test_result_json_shape() {
-        let mut r = RunResult::overload();
-        let j = serde_json::to_string(&RunResponse::from(&r)).unwrap();
-        assert_eq!(
-            j,
-            r#"{"run_id":"0","outcome":21,"cmpinfo":"","stdout":"","stderr":""}"#
-        );
-        r.outcome = Outcome::Success;
-        r.stdout = "é/ü\n".as_bytes().to_vec();
-        let j = serde_json::to_string(&RunResponse::from(&r)).unwrap();
-        assert_eq!(
-            j,
-            "{\"run_id\":null,\"outcome\":15,\"cmpinfo\":\"\",\"stdout\":\"é/ü\\n\",\"stderr\":\"\"}"
-        );
-    }
-
-    #[test]
     fn test_details_opt_in() {
         assert!(!ok(base()).job.details);
         for v in [json!(true), json!(1), json!("yes")] {
@@ -961,20 +853,5 @@ mod tests {
         for v in [json!(false), json!(0), json!("0"), json!(""), json!(null)] {
             assert!(!ok(with("runner_details", v.clone())).job.details, "{v}");
         }
-        let mut r = RunResult::overload();
-        r.outcome = Outcome::RuntimeError;
-        r.usage = crate::job::Usage {
-            cpu_secs: 0.25,
-            wall_secs: 0.5,
-            peak_memory_bytes: 4096,
-            exit_code: None,
-            signal: Some(11),
-            killed_at_unix: None,
-        };
-        let j = serde_json::to_string(&RunResponse::with_details(&r)).unwrap();
-        assert_eq!(
-            j,
-            r#"{"run_id":null,"outcome":12,"cmpinfo":"","stdout":"","stderr":"","details":{"cpu_seconds":0.25,"wall_seconds":0.5,"peak_memory_bytes":4096,"exit_code":null,"signal":11}}"#
-        );
     }
 }

@@ -280,8 +280,8 @@ impl FileCache {
 
     fn lock(&self) -> MutexGuard<'_, Index> {
         // A panic while holding the lock cannot leave the index inconsistent in a way that
-        // matters more than refusing service would, so recover from poisoning.
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+        // matters more than refusing service would.
+        crate::sync::lock(&self.index)
     }
 
     /// Removes least recently used files (never `keep`) until `total <= max_bytes`.

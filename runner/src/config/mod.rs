@@ -1,6 +1,10 @@
 //! The daemon's configuration: a TOML file read with serde (`raw`), then validated as a whole into
 //! `Config` (ripgrep's lowargs → hiargs). Every setting has a default, so runner runs with no file
 //! at all; `deploy/runner.toml` documents each one and is checked by a test to parse.
+//!
+//! Owns: the file's shape and its validation, assembled from the settings types of the modules
+//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`). Must not: be imported by those
+//! modules (the assembler sits above what it assembles; `server` hands each part its section).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,6 +15,7 @@ use serde::Deserialize;
 
 use crate::api::ApiConfig;
 use crate::jail::JailConfig;
+use crate::peer::{InvalidPeerSetting, PeerConfig, RawPeer};
 use crate::profile::PlanConfig;
 use crate::sched::SchedConfig;
 
@@ -36,10 +41,16 @@ pub enum ConfigError {
     },
 }
 
-pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
         reason: reason.into(),
+    }
+}
+
+impl From<InvalidPeerSetting> for ConfigError {
+    fn from(e: InvalidPeerSetting) -> Self {
+        invalid(e.setting, e.reason)
     }
 }
 
@@ -64,7 +75,7 @@ pub struct RawConfig {
     pub jail: RawJail,
     /// `[peer]`: peer mode (docs/peers.md).
     #[serde(default)]
-    pub peer: crate::peer::RawPeer,
+    pub peer: RawPeer,
     #[serde(default)]
     pub monitor: RawMonitor,
 }
@@ -122,7 +133,7 @@ pub struct Config {
     pub cache_max_bytes: u64,
     pub sched: SchedConfig,
     pub jail: JailConfig,
-    pub peer: crate::peer::PeerConfig,
+    pub peer: PeerConfig,
 }
 
 fn secs(setting: &'static str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
@@ -246,7 +257,7 @@ impl TryFrom<RawConfig> for Config {
                 format!("{} is not absolute", p.display()),
             ));
         }
-        let peer = crate::peer::PeerConfig::try_from(raw.peer)?;
+        let peer = PeerConfig::try_from(raw.peer)?;
         let ebpf = match raw.monitor.ebpf.as_deref() {
             None => crate::monitor::EbpfMode::default(),
             Some(v) => v.parse().map_err(|e: String| invalid("monitor.ebpf", e))?,
@@ -295,6 +306,9 @@ pub fn readable_by_others(path: &Path) -> Option<String> {
         )
     })
 }
+
+#[cfg(test)]
+mod documented;
 
 #[cfg(test)]
 mod tests {

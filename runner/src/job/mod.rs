@@ -8,58 +8,87 @@
 
 use std::fmt;
 
-/// Jobe's outcome codes (jobe-api.md §1.9). Serialised as a JSON integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    CompilationError,
-    RuntimeError,
-    TimeLimit,
-    Success,
-    MemoryLimit,
-    IllegalSyscall,
-    InternalError,
-    ServerOverload,
+pub mod wire;
+
+/// Writes `Outcome` and its one table: every variant with its Jobe code and its metrics/log
+/// name, so that the variant list, `ALL`, `code`, `name` and `from_code` cannot drift apart.
+/// Two variants with one code would make `from_code`'s match unreachable (a compile error
+/// under `-D warnings`); `test_outcome_table_round_trip` checks the rest.
+macro_rules! outcomes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:literal, $name:literal;)*) => {
+        /// Jobe's outcome codes (jobe-api.md §1.9). Serialised as a JSON integer.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(into = "u8", try_from = "u8")]
+        pub enum Outcome {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Outcome {
+            /// Every outcome, in code order.
+            pub const ALL: [Outcome; [$($code),*].len()] = [$(Outcome::$variant),*];
+
+            /// The code on the wire.
+            pub fn code(self) -> u8 {
+                match self {
+                    $(Outcome::$variant => $code,)*
+                }
+            }
+
+            /// Short lowercase name for logs and metrics.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Outcome::$variant => $name,)*
+                }
+            }
+
+            /// The outcome with wire code `code`, if there is one.
+            pub fn from_code(code: u8) -> Option<Outcome> {
+                match code {
+                    $($code => Some(Outcome::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl Outcome {
-    pub const ALL: [Outcome; 8] = [
-        Outcome::CompilationError,
-        Outcome::RuntimeError,
-        Outcome::TimeLimit,
-        Outcome::Success,
-        Outcome::MemoryLimit,
-        Outcome::IllegalSyscall,
-        Outcome::InternalError,
-        Outcome::ServerOverload,
-    ];
+outcomes! {
+    /// 11: the compile step failed (non-empty `cmpinfo`).
+    CompilationError = 11, "compilation_error";
+    /// 12: the program wrote to stderr or ended abnormally.
+    RuntimeError = 12, "runtime_error";
+    /// 13: CPU or wall time limit.
+    TimeLimit = 13, "time_limit";
+    /// 15: ran to its end, nothing on stderr.
+    Success = 15, "success";
+    /// 17: memory limit.
+    MemoryLimit = 17, "memory_limit";
+    /// 19: a forbidden system call.
+    IllegalSyscall = 19, "illegal_syscall";
+    /// 20: a fault of the server while running the job.
+    InternalError = 20, "internal_error";
+    /// 21: no slot freed up in time.
+    ServerOverload = 21, "server_overload";
+}
 
-    pub fn code(self) -> u8 {
-        match self {
-            Outcome::CompilationError => 11,
-            Outcome::RuntimeError => 12,
-            Outcome::TimeLimit => 13,
-            Outcome::Success => 15,
-            Outcome::MemoryLimit => 17,
-            Outcome::IllegalSyscall => 19,
-            Outcome::InternalError => 20,
-            Outcome::ServerOverload => 21,
-        }
-    }
-
-    /// Short lowercase name for logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::CompilationError => "compilation_error",
-            Outcome::RuntimeError => "runtime_error",
-            Outcome::TimeLimit => "time_limit",
-            Outcome::Success => "success",
-            Outcome::MemoryLimit => "memory_limit",
-            Outcome::IllegalSyscall => "illegal_syscall",
-            Outcome::InternalError => "internal_error",
-            Outcome::ServerOverload => "server_overload",
-        }
+impl From<Outcome> for u8 {
+    fn from(o: Outcome) -> u8 {
+        o.code()
     }
 }
+
+impl TryFrom<u8> for Outcome {
+    type Error = UnknownOutcome;
+
+    fn try_from(code: u8) -> Result<Outcome, UnknownOutcome> {
+        Outcome::from_code(code).ok_or(UnknownOutcome(code))
+    }
+}
+
+/// A number that is not one of Jobe's outcome codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not a Jobe outcome code")]
+pub struct UnknownOutcome(pub u8);
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,4 +184,31 @@ pub struct Usage {
     /// When the daemon killed the step for a limit (seconds since the Unix epoch); for
     /// measuring kill-to-response time (`cargo xtask bench verdicts`).
     pub killed_at_unix: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier 1: the outcome table.
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Every variant: code → outcome → code, name unique, and no other byte decodes.
+    #[test]
+    fn test_outcome_table_round_trip() {
+        let mut names = HashSet::new();
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::from_code(o.code()), Some(o), "{o}");
+            assert_eq!(Outcome::try_from(u8::from(o)), Ok(o));
+            assert!(names.insert(o.name()), "{} twice", o.name());
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, o.code().to_string());
+            assert_eq!(serde_json::from_str::<Outcome>(&json).unwrap(), o);
+        }
+        let decoded = (0..=u8::MAX).filter_map(Outcome::from_code).count();
+        assert_eq!(decoded, Outcome::ALL.len());
+        assert_eq!(Outcome::try_from(14), Err(UnknownOutcome(14)));
+        assert!(serde_json::from_str::<Outcome>("99").is_err());
+        assert_eq!(Outcome::ServerOverload.to_string(), "21 (server_overload)");
+    }
 }

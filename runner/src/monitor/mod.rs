@@ -30,7 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::enums::enum_with_all;
-use crate::metrics::{EbpfCounters, EbpfEventKind, lock};
+use crate::metrics::{EbpfCounters, EbpfEventKind};
+use crate::sync::lock;
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, PerfEvent};

@@ -1,5 +1,8 @@
-//! The HTTP client towards peers: hyper-util's pooled client (keep-alive connections per peer),
-//! every call bounded by a timeout, every response body bounded in size.
+//! The HTTP client towards peers.
+//!
+//! Owns: hyper-util's pooled client (keep-alive connections per peer), every call bounded by a
+//! timeout, every response body bounded in size, the peer key on every request, the URLs of
+//! peers' `runs`, `files` and status.
 //!
 //! Must not: follow redirects, send the client's `X-API-KEY` (peers authenticate with the peer
 //! key), or log bodies.
@@ -8,17 +11,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{HOP_HEADER, KEY_HEADER};
+use super::auth::{HOP_HEADER, KEY_HEADER, PeerKey};
+use crate::dispatch::STATUS_PATH;
+use crate::job::wire::BASE_PATH;
 
 /// Largest response body accepted from a peer (a run's stdout and stderr are capped well below).
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
-const JOBE_BASE: &str = "/jobe/index.php/restapi";
 
 /// Why a call to a peer got no HTTP response.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +68,7 @@ impl Client {
         &self,
         method: Method,
         url: String,
-        key: &str,
+        key: &PeerKey,
         hop: bool,
         body: Option<Bytes>,
         timeout: Duration,
@@ -72,10 +76,8 @@ impl Client {
         let mut b = Request::builder()
             .method(method)
             .uri(url)
-            .header(header::ACCEPT, "application/json");
-        if let Ok(v) = HeaderValue::from_str(key) {
-            b = b.header(KEY_HEADER, v);
-        }
+            .header(header::ACCEPT, "application/json")
+            .header(KEY_HEADER, key.header().clone());
         if hop {
             b = b.header(HOP_HEADER, "1");
         }
@@ -107,10 +109,10 @@ impl Client {
 
 /// `<base>/jobe/index.php/restapi/<resource>`.
 pub(crate) fn jobe_url(base: &str, resource: &str) -> String {
-    format!("{base}{JOBE_BASE}/{resource}")
+    format!("{base}{BASE_PATH}/{resource}")
 }
 
 /// `<base>/peer/status`.
 pub(crate) fn status_url(base: &str) -> String {
-    format!("{base}/peer/status")
+    format!("{base}{STATUS_PATH}")
 }

@@ -1,12 +1,33 @@
 //! The `[peer]` section of the config file (`RawPeer`, serde) and its validation into
-//! `PeerConfig`. Lives here rather than in `config` so that peer mode stays in its own files.
+//! `PeerConfig`. Lives here rather than in `config` so that peer mode stays in its own files;
+//! `config` (the assembler of every section) calls it and wraps [`InvalidPeerSetting`] into its
+//! own error.
+//!
+//! Owns: `[peer]`'s shape, defaults and limits, one error naming the setting.
+//! Must not: import `config` (edges point from the assembler to the sections, never back).
 
 use std::time::Duration;
 
 use hyper::Uri;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, invalid};
+use super::auth::PeerKey;
+
+/// A `[peer]` setting that is not valid, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("setting `{setting}`: {reason}")]
+pub struct InvalidPeerSetting {
+    /// The setting's path, e.g. `peer.peers.url`.
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> InvalidPeerSetting {
+    InvalidPeerSetting {
+        setting,
+        reason: reason.into(),
+    }
+}
 
 /// `[peer]` as written. Every field is optional.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -76,7 +97,8 @@ pub struct PeerEntry {
     /// Base URL without a trailing `/`.
     pub url: String,
     pub weight: u32,
-    pub key: String,
+    /// The key this peer accepts.
+    pub key: PeerKey,
 }
 
 /// One DNS name, validated.
@@ -85,7 +107,8 @@ pub struct DnsEntry {
     pub name: String,
     pub port: u16,
     pub weight: u32,
-    pub key: String,
+    /// The key the peers behind this name accept.
+    pub key: PeerKey,
     pub refresh: Duration,
 }
 
@@ -94,7 +117,7 @@ pub struct DnsEntry {
 pub struct PeerConfig {
     pub enabled: bool,
     /// `None`: no key; hop-marked requests are refused and nothing is forwarded.
-    pub key: Option<String>,
+    pub key: Option<PeerKey>,
     pub forward_queue_wait: Duration,
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
@@ -129,14 +152,13 @@ impl Default for PeerConfig {
 }
 
 /// A key goes into an HTTP header: visible ASCII, 8..=256 characters.
-fn check_key(setting: &'static str, key: &str) -> Result<(), ConfigError> {
-    if key.len() < 8 || key.len() > 256 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
+fn check_key(setting: &'static str, key: &str) -> Result<PeerKey, InvalidPeerSetting> {
+    PeerKey::parse(key).ok_or_else(|| {
+        invalid(
             setting,
             "must be 8 to 256 visible ASCII characters (no spaces)",
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 fn ms(
@@ -145,7 +167,7 @@ fn ms(
     default: Duration,
     min: u64,
     max: u64,
-) -> Result<Duration, ConfigError> {
+) -> Result<Duration, InvalidPeerSetting> {
     match v {
         None => Ok(default),
         Some(v) if (min..=max).contains(&v) => Ok(Duration::from_millis(v)),
@@ -156,7 +178,7 @@ fn ms(
     }
 }
 
-fn weight(setting: &'static str, w: Option<u32>) -> Result<u32, ConfigError> {
+fn weight(setting: &'static str, w: Option<u32>) -> Result<u32, InvalidPeerSetting> {
     match w.unwrap_or(1) {
         w @ 1..=1000 => Ok(w),
         _ => Err(invalid(setting, "must be between 1 and 1000")),
@@ -186,16 +208,87 @@ pub(crate) fn check_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
-impl TryFrom<RawPeer> for PeerConfig {
-    type Error = ConfigError;
+/// A peer's own key, else the shared one. With neither, peer mode is off (`enabled` needs the
+/// shared key), so nothing is ever sent to the peer: an empty key.
+fn own_or_shared(
+    setting: &'static str,
+    own: Option<&str>,
+    shared: Option<&PeerKey>,
+) -> Result<PeerKey, InvalidPeerSetting> {
+    match (own, shared) {
+        (Some(k), _) => check_key(setting, k),
+        (None, Some(shared)) => Ok(shared.clone()),
+        (None, None) => Ok(PeerKey::empty()),
+    }
+}
 
-    fn try_from(raw: RawPeer) -> Result<PeerConfig, ConfigError> {
+/// `[[peer.peers]]`, validated.
+fn peer_entries(
+    raw: Vec<RawPeerEntry>,
+    shared: Option<&PeerKey>,
+) -> Result<Vec<PeerEntry>, InvalidPeerSetting> {
+    let mut peers = Vec::new();
+    for p in raw {
+        let url = check_url(&p.url).map_err(|r| invalid("peer.peers.url", r))?;
+        let key = own_or_shared("peer.peers.key", p.key.as_deref(), shared)?;
+        if peers.iter().any(|q: &PeerEntry| q.url == url) {
+            return Err(invalid("peer.peers.url", format!("{url} is listed twice")));
+        }
+        peers.push(PeerEntry {
+            url,
+            weight: weight("peer.peers.weight", p.weight)?,
+            key,
+        });
+    }
+    Ok(peers)
+}
+
+/// `[[peer.dns]]`, validated.
+fn dns_entries(
+    raw: Vec<RawPeerDns>,
+    shared: Option<&PeerKey>,
+) -> Result<Vec<DnsEntry>, InvalidPeerSetting> {
+    let mut dns = Vec::new();
+    for e in raw {
+        if e.name.is_empty() || e.name.len() > 253 || e.name.contains(['/', ':', ' ']) {
+            return Err(invalid(
+                "peer.dns.name",
+                format!("{:?} is not a host name", e.name),
+            ));
+        }
+        if e.port == 0 {
+            return Err(invalid("peer.dns.port", "must not be 0"));
+        }
+        let key = own_or_shared("peer.dns.key", e.key.as_deref(), shared)?;
+        let refresh = e.refresh_secs.unwrap_or(30.0);
+        if !(1.0..=86_400.0).contains(&refresh) {
+            return Err(invalid(
+                "peer.dns.refresh_secs",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        dns.push(DnsEntry {
+            name: e.name,
+            port: e.port,
+            weight: weight("peer.dns.weight", e.weight)?,
+            key,
+            refresh: Duration::from_secs_f64(refresh),
+        });
+    }
+    Ok(dns)
+}
+
+impl TryFrom<RawPeer> for PeerConfig {
+    type Error = InvalidPeerSetting;
+
+    fn try_from(raw: RawPeer) -> Result<PeerConfig, InvalidPeerSetting> {
         let d = PeerConfig::default();
         let enabled = raw.enabled.unwrap_or(false);
-        if let Some(k) = &raw.key {
-            check_key("peer.key", k)?;
-        }
-        if enabled && raw.key.is_none() {
+        let key = match &raw.key {
+            Some(k) => Some(check_key("peer.key", k)?),
+            None => None,
+        };
+        if enabled && key.is_none() {
             return Err(invalid(
                 "peer.key",
                 "must be set when peer mode is enabled (peers authenticate with it)",
@@ -207,51 +300,8 @@ impl TryFrom<RawPeer> for PeerConfig {
                 "peer mode needs at least one [[peer.peers]] or [[peer.dns]] entry",
             ));
         }
-        let shared_key = raw.key.clone().unwrap_or_default();
-        let mut peers = Vec::new();
-        for p in raw.peers {
-            let url = check_url(&p.url).map_err(|r| invalid("peer.peers.url", r))?;
-            if let Some(k) = &p.key {
-                check_key("peer.peers.key", k)?;
-            }
-            if peers.iter().any(|q: &PeerEntry| q.url == url) {
-                return Err(invalid("peer.peers.url", format!("{url} is listed twice")));
-            }
-            peers.push(PeerEntry {
-                url,
-                weight: weight("peer.peers.weight", p.weight)?,
-                key: p.key.unwrap_or_else(|| shared_key.clone()),
-            });
-        }
-        let mut dns = Vec::new();
-        for e in raw.dns {
-            if e.name.is_empty() || e.name.len() > 253 || e.name.contains(['/', ':', ' ']) {
-                return Err(invalid(
-                    "peer.dns.name",
-                    format!("{:?} is not a host name", e.name),
-                ));
-            }
-            if e.port == 0 {
-                return Err(invalid("peer.dns.port", "must not be 0"));
-            }
-            if let Some(k) = &e.key {
-                check_key("peer.dns.key", k)?;
-            }
-            let refresh = e.refresh_secs.unwrap_or(30.0);
-            if !(1.0..=86_400.0).contains(&refresh) {
-                return Err(invalid(
-                    "peer.dns.refresh_secs",
-                    "must be between 1 and 86400 seconds",
-                ));
-            }
-            dns.push(DnsEntry {
-                name: e.name,
-                port: e.port,
-                weight: weight("peer.dns.weight", e.weight)?,
-                key: e.key.unwrap_or_else(|| shared_key.clone()),
-                refresh: Duration::from_secs_f64(refresh),
-            });
-        }
+        let peers = peer_entries(raw.peers, key.as_ref())?;
+        let dns = dns_entries(raw.dns, key.as_ref())?;
         let probe_interval = ms(
             "peer.probe_interval_ms",
             raw.probe_interval_ms,
@@ -296,7 +346,7 @@ impl TryFrom<RawPeer> for PeerConfig {
         };
         Ok(PeerConfig {
             enabled,
-            key: raw.key,
+            key,
             forward_queue_wait: ms(
                 "peer.forward_queue_wait_ms",
                 raw.forward_queue_wait_ms,
@@ -335,7 +385,7 @@ mod tests {
     //! Tier 1: `[peer]` defaults and validation messages.
     use super::*;
 
-    fn parse(text: &str) -> Result<PeerConfig, ConfigError> {
+    fn parse(text: &str) -> Result<PeerConfig, InvalidPeerSetting> {
         PeerConfig::try_from(toml::from_str::<RawPeer>(text).expect("toml"))
     }
 
@@ -351,11 +401,13 @@ mod tests {
         .unwrap();
         assert!(c.enabled);
         assert_eq!(c.peers[0].url, "http://10.0.0.2:4000");
+        let key = |k: &PeerKey| k.header().as_bytes().to_vec();
         assert_eq!(
-            (c.peers[0].weight, c.peers[0].key.as_str()),
-            (3, "sharedsecret")
+            (c.peers[0].weight, key(&c.peers[0].key)),
+            (3, b"sharedsecret".to_vec())
         );
-        assert_eq!(c.peers[1].key, "otherkey1");
+        assert_eq!(key(&c.peers[1].key), b"otherkey1");
+        assert_eq!(key(&c.dns[0].key), b"sharedsecret");
         assert_eq!(c.dns[0].refresh, Duration::from_secs(10));
         assert_eq!(c.max_attempts, 2);
     }
@@ -399,7 +451,7 @@ mod tests {
             ),
         ] {
             match parse(&text) {
-                Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),
+                Err(InvalidPeerSetting { setting: s, .. }) => assert_eq!(s, setting, "{text}"),
                 other => panic!("{text}: expected invalid {setting}, got {other:?}"),
             }
         }

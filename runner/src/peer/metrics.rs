@@ -1,13 +1,16 @@
 //! Peer-mode metrics, rendered after the daemon's own registry by `GET /metrics`.
 //!
-//! Label values are peer base URLs from the config or from DNS answers (never client input).
+//! Owns: the peer families ([`PEER_FAMILIES`], checked against the rendering) and their labels.
+//! Must not: take a label from client input: peers are base URLs from the config or from DNS
+//! answers, results a fixed enum.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::{Histogram, escape_label as esc, header as head, lock};
+use crate::metrics::{Histogram, escape_label as esc, header as head};
+use crate::sync::lock;
 
 /// Every family rendered here (checked by a test).
 pub const PEER_FAMILIES: &[&str] = &[
@@ -23,6 +26,33 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
 ];
 
+/// How one forward attempt ended: the `result` label of `runner_peer_forwards_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forwarded {
+    /// A result for the client.
+    Ok,
+    /// Outcome 21: retried elsewhere.
+    Overload,
+    /// No usable answer (connection, timeout, 5xx, 403, unreadable body, peer down).
+    Error,
+    /// A 400: the client's error, or a language the peer no longer has.
+    ClientError,
+    /// A 404 for a run with files: they are pushed and the run sent again.
+    FilesMissing,
+}
+
+impl Forwarded {
+    fn label(self) -> &'static str {
+        match self {
+            Forwarded::Ok => "ok",
+            Forwarded::Overload => "overload",
+            Forwarded::Error => "error",
+            Forwarded::ClientError => "client_error",
+            Forwarded::FilesMissing => "files_missing",
+        }
+    }
+}
+
 /// The peer-mode registry.
 #[derive(Debug, Default)]
 pub struct PeerMetrics {
@@ -35,11 +65,10 @@ pub struct PeerMetrics {
 }
 
 impl PeerMetrics {
-    /// One forward attempt to `peer`, and how it ended (`ok`, `overload`, `error`, `client_error`,
-    /// `files_missing`).
-    pub(crate) fn forward(&self, peer: &str, result: &'static str) {
+    /// One forward attempt to `peer`, and how it ended.
+    pub(crate) fn forward(&self, peer: &str, result: Forwarded) {
         *lock(&self.forwards)
-            .entry((peer.to_owned(), result))
+            .entry((peer.to_owned(), result.label()))
             .or_insert(0) += 1;
     }
 
@@ -143,6 +172,39 @@ impl PeerMetrics {
                 o,
                 "runner_peer_forward_seconds",
                 &format!("peer=\"{}\"", esc(&p)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier 1: the family list is what `render` writes.
+    use super::*;
+
+    #[test]
+    fn test_peer_families_match_rendered_types() {
+        let mut t = String::new();
+        PeerMetrics::default().render(&mut t);
+        assert_eq!(crate::metrics::declared_families(&t), PEER_FAMILIES);
+        let m = PeerMetrics::default();
+        m.forward("http://a:1", Forwarded::ClientError);
+        let mut t = String::new();
+        m.render(&mut t);
+        assert!(
+            t.contains("runner_peer_forwards_total{peer=\"http://a:1\",result=\"client_error\"} 1"),
+            "{t}"
+        );
+    }
+
+    /// docs/peers.md lists every peer family (a new one must be documented).
+    #[test]
+    fn test_peer_families_are_documented() {
+        let doc = include_str!("../../../docs/peers.md");
+        for f in PEER_FAMILIES {
+            assert!(
+                crate::metrics::documents(doc, f),
+                "{f} is not in docs/peers.md"
             );
         }
     }

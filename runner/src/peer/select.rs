@@ -1,10 +1,247 @@
-//! Pure decision logic of peer mode, unit-tested without sockets: the choice of a peer
-//! (weighted power-of-two-choices) and the health state machine of one peer (HAProxy-style
-//! rise/fall counts plus passive ejection with a cool-down).
+//! Where a run goes: local first (a free slot right now), else a peer that is up, has the
+//! language and a free slot, else it waits here (the local queue) until either frees up; after
+//! the queue timeout, outcome 21. A run handed over by a peer waits for a local slot only.
 //!
-//! Must not: do I/O or read clocks (times are parameters).
+//! The choice of a peer is weighted power-of-two-choices on what `health` knows of each peer;
+//! `choose` (with its generator) is pure and unit-tested without sockets. Every wait for capacity
+//! goes through one loop, `wait_for`.
+//!
+//! Owns: the dispatch loop, the local-first rule and `forward_queue_wait`, the choice of a peer.
+//! Must not: send anything to a peer (`forward` does) or change what is known of a peer
+//! (`health` does).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::forward::Attempt;
+use super::{InFlight, Peer, Peers};
+use crate::cache::FileCache;
+use crate::dispatch::Run;
+use crate::job::{Job, RunResult};
+use crate::sched::{BoxFuture, ExecError, Executor};
+use crate::sync::{lock, read};
+
+/// How often a waiting run re-checks capacity when nothing notified it.
+const TICK: Duration = Duration::from_millis(25);
+
+/// Tries `attempt` until it gives something, waking when capacity may have changed (`changed`)
+/// or after a [`TICK`]; `None` once `deadline` has passed without it.
+async fn wait_for<T>(
+    changed: &Notify,
+    deadline: Instant,
+    mut attempt: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    loop {
+        // Registered before trying, so a change between the try and the wait is not missed.
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(t) = attempt() {
+            return Some(t);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(TICK.min(deadline - now)) => {}
+        }
+    }
+}
+
+/// What a waiting run does next.
+enum Choice<F> {
+    Local(F),
+    Queue,
+    Peer(InFlight),
+    Overload,
+}
+
+/// Counts a run as waiting while alive.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(c: &'a AtomicUsize) -> Self {
+        c.fetch_add(1, Ordering::SeqCst);
+        Waiting(c)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Starts `job` on a free local slot, or keeps it in `job` (`None`: no slot free now).
+fn try_local<'e>(
+    exec: &'e Arc<dyn Executor>,
+    job: &mut Option<Job>,
+) -> Option<BoxFuture<'e, Result<RunResult, ExecError>>> {
+    let j = job.take().expect("the job is here until it is handed on");
+    match exec.try_run(j) {
+        Ok(fut) => Some(fut),
+        Err(j) => {
+            *job = Some(j);
+            None
+        }
+    }
+}
+
+impl Peers {
+    /// A run forwarded to us: local only, never forwarded again. Waits at most
+    /// `forwarded_queue_wait` for a slot, then outcome 21 (the sender fails over).
+    pub(super) async fn run_forwarded(
+        &self,
+        exec: &Arc<dyn Executor>,
+        job: Job,
+    ) -> Result<RunResult, ExecError> {
+        let sh = &self.shared;
+        let deadline = Instant::now() + sh.cfg.forwarded_queue_wait;
+        let mut job = Some(job);
+        match wait_for(&sh.changed, deadline, || try_local(exec, &mut job)).await {
+            Some(fut) => {
+                let r = fut.await;
+                sh.changed.notify_waiters();
+                r
+            }
+            None => Ok(RunResult::overload()),
+        }
+    }
+
+    /// A run from a client: local first, else a peer, else wait for either (see the module
+    /// docs). Its body is forwarded unchanged; its `file_ids` are pushed to a peer that
+    /// answers 404.
+    pub(super) async fn dispatch(
+        &self,
+        exec: &Arc<dyn Executor>,
+        cache: &Arc<FileCache>,
+        run: Run,
+    ) -> Result<RunResult, ExecError> {
+        let sh = &self.shared;
+        let Run {
+            job,
+            body,
+            file_ids,
+            ..
+        } = run;
+        let local_ok = exec.has_language(&job.language);
+        let deadline = Instant::now() + sh.queue_timeout;
+        let lang = job.language.clone();
+        let max_attempts = sh.cfg.max_attempts;
+        let mut job = Some(job);
+        let mut attempts = 0u32;
+        let mut tried: Vec<String> = Vec::new();
+        if sh.waiting.load(Ordering::SeqCst) >= sh.max_queue {
+            return Ok(RunResult::overload());
+        }
+        loop {
+            let waiting = Waiting::new(&sh.waiting);
+            let turn = sh.turn.lock().await;
+            let choice = wait_for(&sh.changed, deadline, || {
+                if local_ok {
+                    if let Some(fut) = try_local(exec, &mut job) {
+                        return Some(Choice::Local(fut));
+                    }
+                    if attempts >= max_attempts || self.local_wait_acceptable(exec) {
+                        return Some(Choice::Queue);
+                    }
+                }
+                if attempts < max_attempts
+                    && let Some(p) = self.select(&lang, &tried)
+                {
+                    return Some(Choice::Peer(InFlight::new(p)));
+                }
+                // A language only peers have, and every attempt used.
+                (!local_ok && attempts >= max_attempts).then_some(Choice::Overload)
+            })
+            .await
+            .unwrap_or(Choice::Overload);
+            drop(turn);
+            drop(waiting);
+            match choice {
+                Choice::Local(fut) => {
+                    let started = Instant::now();
+                    let r = fut.await;
+                    self.note_local(started.elapsed());
+                    sh.changed.notify_waiters();
+                    return r;
+                }
+                Choice::Queue => {
+                    let j = job.take().expect("the job is here until it is handed on");
+                    let r = exec.run(j).await;
+                    sh.changed.notify_waiters();
+                    return r;
+                }
+                Choice::Overload => return Ok(RunResult::overload()),
+                Choice::Peer(run) => match self.forward(run, &body, &file_ids, cache).await {
+                    Attempt::Done(r) => return r,
+                    Attempt::Retry(p) => {
+                        attempts += 1;
+                        sh.metrics.retry();
+                        tracing::info!(peer = %p.url, attempts, "forward failed; trying elsewhere");
+                        tried.push(p.url.clone());
+                    }
+                },
+            }
+        }
+    }
+
+    /// With `forward_queue_wait` set, a run stays in the local queue while the expected wait
+    /// (queue length × average run time / slots) is within it.
+    fn local_wait_acceptable(&self, exec: &Arc<dyn Executor>) -> bool {
+        let limit = self.shared.cfg.forward_queue_wait;
+        if limit.is_zero() {
+            return false;
+        }
+        let load = exec.load();
+        let avg = Duration::from_micros(self.shared.avg_local_us.load(Ordering::Relaxed));
+        let ahead = u32::try_from(load.queued + 1).unwrap_or(u32::MAX);
+        let slots = u32::try_from(load.slots.max(1)).unwrap_or(u32::MAX);
+        avg * ahead / slots <= limit
+    }
+
+    fn note_local(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let avg = &self.shared.avg_local_us;
+        let old = avg.load(Ordering::Relaxed);
+        // EWMA with α = 1/8; the first sample sets it.
+        let new = if old == 0 { us } else { old - old / 8 + us / 8 };
+        avg.store(new, Ordering::Relaxed);
+    }
+
+    /// A healthy peer with `lang` and a free slot, not in `tried`, by weighted
+    /// power-of-two-choices on used/weight; `None` if there is none.
+    fn select(&self, lang: &str, tried: &[String]) -> Option<Arc<Peer>> {
+        let list = read(&self.shared.list);
+        let mut cands = Vec::new();
+        let mut peers = Vec::new();
+        for p in list.iter() {
+            if tried.contains(&p.url) {
+                continue;
+            }
+            let st = lock(&p.st);
+            if !st.takes(lang) {
+                continue;
+            }
+            let used = p.inflight.load(Ordering::SeqCst) + st.external;
+            if used >= st.slots {
+                continue;
+            }
+            cands.push(Candidate {
+                weight: p.weight,
+                used,
+            });
+            peers.push(p.clone());
+        }
+        let i = choose(&cands, &mut lock(&self.shared.rng))?;
+        Some(peers[i].clone())
+    }
+}
 
 /// What the selector knows about one candidate peer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,121 +329,9 @@ pub(crate) fn choose(c: &[Candidate], rng: &mut Rng) -> Option<usize> {
     Some(if la <= lb { a } else { b })
 }
 
-/// Health of one peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    /// Takes forwarded runs.
-    Up,
-    /// Probed; `rise` successes in a row bring it up (the first success ever is enough).
-    Down,
-    /// Passively ejected after a failed forward: not probed until `until`, then `Down`.
-    Ejected { until: Instant },
-}
-
-/// Rise/fall thresholds and the ejection cool-down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HealthRules {
-    pub(crate) rise: u32,
-    pub(crate) fall: u32,
-    pub(crate) cooldown: Duration,
-}
-
-/// What changed after an event, for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transition {
-    None,
-    WentUp,
-    WentDown,
-    Ejected,
-}
-
-/// The state machine: active probe results and passive failures in, `State` out.
-#[derive(Debug, Clone)]
-pub(crate) struct Health {
-    state: State,
-    oks: u32,
-    fails: u32,
-    ever_up: bool,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Health {
-            state: State::Down,
-            oks: 0,
-            fails: 0,
-            ever_up: false,
-        }
-    }
-}
-
-impl Health {
-    pub(crate) fn state(&self) -> State {
-        self.state
-    }
-
-    pub(crate) fn is_up(&self) -> bool {
-        self.state() == State::Up
-    }
-
-    /// Whether a probe should be sent at `now` (not during an ejection's cool-down). Moves an
-    /// ejection whose cool-down is over to `Down`.
-    pub(crate) fn should_probe(&mut self, now: Instant) -> bool {
-        if let State::Ejected { until } = self.state {
-            if now < until {
-                return false;
-            }
-            self.state = State::Down;
-            self.oks = 0;
-            self.fails = 0;
-        }
-        true
-    }
-
-    /// An active probe's result.
-    pub(crate) fn probe(&mut self, ok: bool, rules: &HealthRules, now: Instant) -> Transition {
-        if !self.should_probe(now) {
-            return Transition::None;
-        }
-        if ok {
-            self.fails = 0;
-            self.oks = self.oks.saturating_add(1);
-            if self.state == State::Down && (self.oks >= rules.rise || !self.ever_up) {
-                self.state = State::Up;
-                self.ever_up = true;
-                return Transition::WentUp;
-            }
-        } else {
-            self.oks = 0;
-            self.fails = self.fails.saturating_add(1);
-            if self.state == State::Up && self.fails >= rules.fall {
-                self.state = State::Down;
-                return Transition::WentDown;
-            }
-        }
-        Transition::None
-    }
-
-    /// A forward failed because of the peer (connection refused or reset, timeout, 5xx, key
-    /// refused): out at once for the cool-down, then re-probed.
-    pub(crate) fn eject(&mut self, rules: &HealthRules, now: Instant) -> Transition {
-        let was_ejected = matches!(self.state, State::Ejected { .. });
-        self.state = State::Ejected {
-            until: now + rules.cooldown,
-        };
-        self.oks = 0;
-        self.fails = 0;
-        if was_ejected {
-            Transition::None
-        } else {
-            Transition::Ejected
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    //! Tier 1: selection statistics and the health state machine.
+    //! Tier 1: selection statistics.
     use super::*;
 
     fn cand(weight: u32, used: usize) -> Candidate {
@@ -259,59 +384,5 @@ mod tests {
         }
         assert_eq!(choose(&[], &mut rng), None);
         assert_eq!(choose(&[cand(3, 99)], &mut rng), Some(0));
-    }
-
-    const RULES: HealthRules = HealthRules {
-        rise: 2,
-        fall: 3,
-        cooldown: Duration::from_secs(5),
-    };
-
-    #[test]
-    fn test_first_probe_admits_then_fall_count() {
-        let t = Instant::now();
-        let mut h = Health::default();
-        assert!(!h.is_up());
-        assert_eq!(h.probe(false, &RULES, t), Transition::None);
-        assert_eq!(h.probe(true, &RULES, t), Transition::WentUp);
-        assert_eq!(h.probe(false, &RULES, t), Transition::None);
-        assert_eq!(h.probe(false, &RULES, t), Transition::None);
-        assert_eq!(
-            h.probe(true, &RULES, t),
-            Transition::None,
-            "a success resets fails"
-        );
-        for _ in 0..2 {
-            assert_eq!(h.probe(false, &RULES, t), Transition::None);
-        }
-        assert_eq!(h.probe(false, &RULES, t), Transition::WentDown);
-        // Once it has been up, coming back takes `rise` successes in a row.
-        assert_eq!(h.probe(true, &RULES, t), Transition::None);
-        assert_eq!(h.probe(false, &RULES, t), Transition::None);
-        assert_eq!(h.probe(true, &RULES, t), Transition::None);
-        assert_eq!(h.probe(true, &RULES, t), Transition::WentUp);
-    }
-
-    #[test]
-    fn test_ejection_cooldown_then_reprobe() {
-        let t = Instant::now();
-        let mut h = Health::default();
-        h.probe(true, &RULES, t);
-        assert_eq!(h.eject(&RULES, t), Transition::Ejected);
-        assert_eq!(h.eject(&RULES, t), Transition::None, "already out");
-        assert!(matches!(h.state(), State::Ejected { .. }));
-        // Probes during the cool-down are not even sent.
-        assert!(!h.should_probe(t + Duration::from_secs(1)));
-        assert_eq!(
-            h.probe(true, &RULES, t + Duration::from_secs(1)),
-            Transition::None
-        );
-        assert!(!h.is_up());
-        // After it: Down, and `rise` successes bring it back.
-        let later = t + Duration::from_secs(6);
-        assert!(h.should_probe(later));
-        assert_eq!(h.state(), State::Down);
-        assert_eq!(h.probe(true, &RULES, later), Transition::None);
-        assert_eq!(h.probe(true, &RULES, later), Transition::WentUp);
     }
 }

@@ -47,6 +47,10 @@ pub enum ExecError {
 pub trait Executor: Send + Sync + 'static {
     /// `(id, version)` pairs for `GET /languages`, in a stable order.
     fn languages(&self) -> Vec<(String, String)>;
+    /// Whether `id` is one of `languages()` (without copying the list).
+    fn has_language(&self, id: &str) -> bool {
+        self.languages().iter().any(|(l, _)| l == id)
+    }
     /// Compile and run `job`. Resolves to outcome 21 when no slot frees up in time.
     fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>>;
     /// Slots, free slots and waiting requests, for `X-Runner-Load` and `GET /peer/status`.
@@ -502,6 +506,10 @@ impl<J: Sandbox> Drop for SlotGuard<'_, J> {
 impl<J: Sandbox> Executor for Scheduler<J> {
     fn languages(&self) -> Vec<(String, String)> {
         self.inner.languages.clone()
+    }
+
+    fn has_language(&self, id: &str) -> bool {
+        self.inner.languages.iter().any(|(l, _)| l == id)
     }
 
     fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>> {
