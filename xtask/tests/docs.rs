@@ -553,8 +553,8 @@ fn test_architecture_names_every_xtask_command_and_test_file() {
         };
         if !named {
             problems.push(format!(
-                "docs/ARCHITECTURE.md: the xtask row does not name `cargo xtask {command}` (or \
-                 one of its forms: {:?})",
+                "docs/ARCHITECTURE.md: the xtask row does not name `cargo xtask {command}` (with \
+                 each of {:?})",
                 xtask_help(&[command])
             ));
         }
