@@ -1,8 +1,8 @@
-//! Tier 4 (STYLE.md §7): HTTP end to end, unprivileged.
+//! Tier: http (docs/testing.md). HTTP end to end, unprivileged.
 //!
 //! `api::serve` on `127.0.0.1:0` with a fake `Executor`, driven with raw HTTP/1.1 over a new TCP
 //! connection per request (`Connection: close`), with the exact headers Moodle CodeRunner sends
-//! (coderunner-client.md §1.5). Every test is bounded by a tokio timeout.
+//! (docs/coderunner-client.md §1.5). Every test is bounded by a tokio timeout.
 
 #![allow(
     unused_crate_dependencies,
@@ -135,7 +135,8 @@ impl Resp {
     }
 }
 
-/// CodeRunner's headers (coderunner-client.md §1.5); the UA is what Moodle's curl substitutes.
+/// CodeRunner's headers (docs/coderunner-client.md §1.5); the UA is what Moodle's curl
+/// substitutes.
 fn coderunner_headers(api_key: Option<&str>) -> Vec<(String, String)> {
     let mut h = vec![
         ("User-Agent".to_owned(), "MoodleBot/1.0".to_owned()),

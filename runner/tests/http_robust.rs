@@ -1,4 +1,4 @@
-//! Tier 4 (STYLE.md §7): request robustness, unprivileged (issue 5, "Request robustness").
+//! Tier: http (docs/testing.md). Request robustness, unprivileged (issue 5, "Request robustness").
 //!
 //! `api::serve` on `127.0.0.1:0` with an executor that plans every job against the shipped
 //! profiles (the same validation the real scheduler does before it takes a slot) and answers

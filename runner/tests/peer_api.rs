@@ -1,4 +1,4 @@
-//! Tier 4 (STYLE.md §7): peer mode over HTTP, unprivileged.
+//! Tier: http (docs/testing.md). Peer mode over HTTP, unprivileged.
 //!
 //! Several `api::serve` instances on `127.0.0.1:0`, each with a fake `Executor` that models
 //! slots (`load`, `try_run`), wired as peers of each other with short probe intervals. Checks

@@ -1,6 +1,7 @@
-//! Tier 4 helpers (STYLE.md §7): a real daemon (real jails, real scheduler, the real HTTP API) on
-//! `127.0.0.1:0`, in-process or as the `runner` binary, and a raw HTTP/1.1 client that sends what
-//! Moodle CodeRunner sends (coderunner-client.md §1.5): a new TCP connection per request.
+//! Tier: privileged (docs/testing.md). Helpers: a real daemon (real jails, real scheduler, the
+//! real HTTP API) on `127.0.0.1:0`, in-process or as the `runner` binary, and a raw HTTP/1.1
+//! client that sends what Moodle CodeRunner sends (docs/coderunner-client.md §1.5): a new TCP
+//! connection per request.
 //!
 //! Every daemon gets its own data directory and its own uid range, so tests can run in parallel
 //! and a test can tell its own jailed processes and cgroups from those of the others.

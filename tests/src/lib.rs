@@ -1,4 +1,5 @@
-//! Helpers for runner's privileged tests (tier 3 in STYLE.md): a real `Jail` on this host.
+//! Tier: privileged (docs/testing.md). Helpers for runner's privileged tests: a real `Jail` on
+//! this host.
 //!
 //! Each test probes what it needs and skips with a printed reason when it cannot run (not root,
 //! no Landlock…); with `RUNNER_REQUIRE_ALL=1` (set by `cargo xtask test` in CI) a skip is a failure.

@@ -1,8 +1,8 @@
-//! Tier 4 (STYLE.md §7): HTTP end to end with real jails (root). Replays what Moodle CodeRunner
-//! sends (coderunner-client.md §1.3–1.8) against a real daemon and asserts Jobe's answers
-//! (jobe-api.md §1.4–1.13). Each test has its own daemon, data directory and uid range, so they
-//! run in parallel; `Daemon::stop` asserts that the daemon's cgroups and jailed processes are gone.
-//! `vm_e2e_*` tests are cheap and also run in the pure-cgroup-v2 VM.
+//! Tier: privileged + vm (docs/testing.md). HTTP end to end with real jails (root). Replays what
+//! Moodle CodeRunner sends (docs/coderunner-client.md §1.3–1.8) against a real daemon and asserts
+//! Jobe's answers (docs/jobe-api.md §1.4–1.13). Each test has its own daemon, data directory and
+//! uid range, so they run in parallel; `Daemon::stop` asserts that the daemon's cgroups and
+//! jailed processes are gone. `vm_e2e_*` tests are cheap and also run in the pure-cgroup-v2 VM.
 
 #![allow(
     unused_crate_dependencies,

@@ -1,5 +1,5 @@
-//! Tier 3 (root): every step of the jail (docs/jail.md), proven from inside the jail with a
-//! shell, python3 or a C program compiled by gcc in the jail itself.
+//! Tier: privileged + vm (docs/testing.md). Every step of the jail (docs/jail.md), proven from
+//! inside the jail with a shell, python3 or a C program compiled by gcc in the jail itself.
 //!
 //! Tests named `vm_*` are the cgroup and verdict tests; they also run in the pure cgroup v2 VM
 //! (`cargo xtask vm run -- <test-binary> vm_ --test-threads=1`), where code is 5–30× slower, so

@@ -1,11 +1,11 @@
-//! Tier 3/4 (STYLE.md §7): the hostile-program suite of issue 5. Every program in
+//! Tier: privileged + vm (docs/testing.md). The hostile-program suite of issue 5. Every program in
 //! `tests/payloads/<group>/` (each case in C and in python3) is sent through the HTTP API to a real
 //! daemon (real jails, root) and must end with its expected Jobe outcome, print no `LEAK` line and,
 //! when it ends normally, print `DONE`. After each group the host must be unharmed: no process of
 //! the daemon's uids left, nothing the payloads wrote outside their run directories (marker files,
 //! the canary directory, SysV IPC keys, connections to the test's listeners), no run directory
-//! left, the daemon still serving, and a benign run that ran concurrently all along got its
-//! right answers. `tests/payloads/README.md` lists every case and its expected outcome.
+//! left, the daemon still serving, and a benign run that ran concurrently all along got its right
+//! answers. `tests/payloads/README.md` lists every case and its expected outcome.
 //!
 //! The cases of a group run concurrently (one request each) so the suite takes seconds, not
 //! minutes. `vm_payloads_core` is a small subset that also runs in the pure cgroup v2 VM.

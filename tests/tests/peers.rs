@@ -1,7 +1,7 @@
-//! Tier 4 (STYLE.md §7): peer mode with real runners (real jails, root). Several daemons on
-//! `127.0.0.1` port 0 inside one test, 1 slot each, wired as peers with fast probes: overflow
-//! forwarding, weights, a peer killed mid-load, a peer that hangs, a language on one peer only,
-//! the file push on 404, loop prevention and a wrong key. Runs are python3 programs.
+//! Tier: privileged (docs/testing.md). Peer mode with real runners (real jails, root). Several
+//! daemons on `127.0.0.1` port 0 inside one test, 1 slot each, wired as peers with fast probes:
+//! overflow forwarding, weights, a peer killed mid-load, a peer that hangs, a language on one
+//! peer only, the file push on 404, loop prevention and a wrong key. Runs are python3 programs.
 
 #![allow(
     unused_crate_dependencies,

@@ -1,8 +1,8 @@
-//! Tier 4 (STYLE.md §7): request robustness with real jails (root). The hostile request values of
-//! runner/tests/http_robust.rs that pass validation, taken to the end: through a real daemon,
-//! they must end as a Jobe outcome (never a 500, never a daemon error) or a clear 400, and leave
-//! nothing behind (`Daemon::stop` checks cgroups and jailed processes; run directories are
-//! checked here). See docs/robustness.md.
+//! Tier: privileged (docs/testing.md). Request robustness with real jails (root). The hostile
+//! request values of runner/tests/http_robust.rs that pass validation, taken to the end: through
+//! a real daemon, they must end as a Jobe outcome (never a 500, never a daemon error) or a clear
+//! 400, and leave nothing behind (`Daemon::stop` checks cgroups and jailed processes; run
+//! directories are checked here). See docs/robustness.md.
 
 #![allow(
     unused_crate_dependencies,

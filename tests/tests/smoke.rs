@@ -1,4 +1,4 @@
-//! Tier 3 (root): the smallest jail run.
+//! Tier: privileged (docs/testing.md). The smallest jail run.
 use runner::jail::End;
 use runner_tests::*;
 

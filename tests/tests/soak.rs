@@ -1,8 +1,9 @@
-//! Tier 4 (STYLE.md §7): soak (root). Mixed runs through the HTTP API of the `runner` binary at
-//! concurrency 2 × slots: ok, compile error, runtime error, time limit, memory limit and an
-//! illegal syscall, each with a per-run token so that a result given to the wrong request is
-//! caught. Asserts zero lost or wrong results, flat daemon RSS, and at the end no leaked cgroup,
-//! run directory, jailed process or daemon descriptor; then SIGTERM must stop it cleanly.
+//! Tier: privileged (docs/testing.md). Soak (root). Mixed runs through the HTTP API of the
+//! `runner` binary at concurrency 2 × slots: ok, compile error, runtime error, time limit, memory
+//! limit and an illegal syscall, each with a per-run token so that a result given to the wrong
+//! request is caught. Asserts zero lost or wrong results, flat daemon RSS, and at the end no
+//! leaked cgroup, run directory, jailed process or daemon descriptor; then SIGTERM must stop it
+//! cleanly.
 //!
 //! In the suite: `SOAK_RUNS` (default 300). `cargo xtask soak [--runs N]` runs this test in
 //! release with 10 000 runs (docs/robustness.md).

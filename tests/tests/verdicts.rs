@@ -1,8 +1,9 @@
-//! Tier 3 (root, real jails): verdicts in BOTH monitor modes — the no-eBPF mode (cgroup files
-//! and computed timers, `[monitor] ebpf = "off"`) and the eBPF monitor (`"require"`, when the
-//! object is built in; under `RUNNER_REQUIRE_ALL=1` a missing object fails instead of skipping).
-//! Every test is `vm_*`, so it also runs in the pure cgroup v2 VM; wall-clock bounds scale with
-//! `slowdown()`. CPU-heavy tests hold one lock, so they do not steal each other's CPU.
+//! Tier: privileged + vm (docs/testing.md). Verdicts with real jails in BOTH monitor modes — the
+//! no-eBPF mode (cgroup files and computed timers, `[monitor] ebpf = "off"`) and the eBPF monitor
+//! (`"require"`, when the object is built in; under `RUNNER_REQUIRE_ALL=1` a missing object fails
+//! instead of skipping). Every test is `vm_*`, so it also runs in the pure cgroup v2 VM;
+//! wall-clock bounds scale with `slowdown()`. CPU-heavy tests hold one lock, so they do not steal
+//! each other's CPU.
 
 use std::sync::Mutex;
 use std::time::Duration;

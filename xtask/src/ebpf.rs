@@ -1,7 +1,7 @@
 //! `cargo xtask build-ebpf`: check the eBPF toolchain, then build `runner-ebpf` and copy the
 //! object to `target/bpf/runner-ebpf.o`.
 //!
-//! The toolchain (measured in /work/shared/kernel-notes.md): the nightly pinned in
+//! The toolchain (measured on this project's machines: docs/kernel.md §5): the nightly pinned in
 //! `runner-ebpf/rust-toolchain.toml` with `rust-src`, and `bpf-linker` 0.10.4, which loads the
 //! nightly's own libLLVM and so must run under that nightly, whose LLVM major must be 22.
 

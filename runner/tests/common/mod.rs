@@ -1,6 +1,6 @@
-//! Shared by the HTTP-level test files (`mod common;` in each): `api::serve` of an `AppState` on
-//! a local listener with a stop signal, and a raw HTTP/1.1 response parser. Each file keeps its
-//! own executor fake and request helpers.
+//! Tier: http (docs/testing.md). Shared by the HTTP-level test files (`mod common;` in each):
+//! `api::serve` of an `AppState` on a local listener with a stop signal, and a raw HTTP/1.1
+//! response parser. Each file keeps its own executor fake and request helpers.
 
 #![allow(dead_code, reason = "each test file uses a subset")]
 
