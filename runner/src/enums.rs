@@ -39,7 +39,7 @@ pub(crate) use enum_with_all;
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1.
+    //! Tier: unit (docs/testing.md).
     enum_with_all! {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[repr(u8)]

@@ -501,6 +501,7 @@ fn escape_help(v: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). The Prometheus text format and the registry.
     use super::*;
 
     fn sample<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

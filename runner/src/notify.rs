@@ -66,6 +66,7 @@ pub const STOPPING: &str = "STOPPING=1\nSTATUS=draining in-flight requests";
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). Sd_notify datagrams to path and abstract sockets.
     use super::*;
 
     fn recv(sock: &UnixDatagram) -> String {

@@ -28,7 +28,7 @@ pub(crate) fn write<T: ?Sized>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: a poisoned lock still gives its data.
+    //! Tier: unit (docs/testing.md). A poisoned lock still gives its data.
     use std::sync::Arc;
 
     use super::*;

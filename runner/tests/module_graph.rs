@@ -1,4 +1,4 @@
-//! Tier 1: the import graph of `runner`'s top-level modules has no cycle.
+//! Tier: unit (docs/testing.md). The import graph of `runner`'s top-level modules has no cycle.
 //!
 //! Reads every `runner/src/**/*.rs`, finds each `crate::<module>` reference in code (use lines,
 //! paths, `use crate::{a, b}` groups; comments and string literals skipped), and builds the graph

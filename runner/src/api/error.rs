@@ -1,5 +1,5 @@
 //! `ApiError`: every way a request can fail, and the single mapping to an HTTP status and body
-//! (jobe-api.md §1.2, §1.15; differences in docs/jobe-compat.md).
+//! (docs/jobe-api.md §1.2, §1.15; differences in docs/jobe-compat.md).
 //!
 //! Bodies are JSON strings. Framework-style errors (no route, bad URI characters) have the body
 //! `""`, as Jobe's. Internal errors never carry their cause to the client: the cause is logged
@@ -73,6 +73,7 @@ impl ApiError {
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). Status and body of every `ApiError`.
     use super::*;
 
     #[test]

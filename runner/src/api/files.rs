@@ -1,4 +1,4 @@
-//! `PUT /files/{id}` and `HEAD /files/{id}` (jobe-api.md §1.5).
+//! `PUT /files/{id}` and `HEAD /files/{id}` (docs/jobe-api.md §1.5).
 //!
 //! Must not: log file contents.
 
@@ -78,6 +78,7 @@ pub(crate) async fn head_file(state: &Arc<AppState>, id: String) -> bool {
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). Decoding PUT bodies with Jobe's messages.
     use base64::engine::general_purpose;
 
     use super::*;

@@ -108,6 +108,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for SendTimeout<T> {
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). The send timeout, with tokio's paused clock.
     use tokio::io::AsyncWriteExt;
 
     use super::*;

@@ -1,4 +1,4 @@
-//! API keys and per-key hourly run budgets for `POST runs` (jobe-api.md §1.11).
+//! API keys and per-key hourly run budgets for `POST runs` (docs/jobe-api.md §1.11).
 //!
 //! Jobe's intended `Throttle` filter: missing key → 403, unknown key → 403, budget spent → here
 //! 401 (what CodeRunner reports as "submission limit reached"; Jobe's filter says 429, which
@@ -61,6 +61,7 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). Key checks and the hourly token bucket.
     use std::time::Duration;
 
     use super::*;

@@ -1,4 +1,4 @@
-//! Routing: one `match (Method, segments)` over Jobe's routes (jobe-api.md §1.1, §1.7).
+//! Routing: one `match (Method, segments)` over Jobe's routes (docs/jobe-api.md §1.1, §1.7).
 //!
 //! Base `/jobe/index.php/restapi/`; empty segments are ignored, so a double slash (from a
 //! `jobe_host` with a trailing `/`) and a trailing slash both work. Everything not routed is
@@ -89,6 +89,7 @@ pub(crate) fn route(method: &Method, path: &str, preflight: bool) -> Result<Rout
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). Every route, 404s and bad URI characters.
     use super::*;
 
     const B: &str = "/jobe/index.php/restapi";

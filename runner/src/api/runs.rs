@@ -1,5 +1,5 @@
 //! `POST /runs`: parse (wire), resolve `file_list` from the cache, hand the run to the
-//! dispatcher, encode the result (jobe-api.md §1.4, §1.8). Records the run metrics (runs by
+//! dispatcher, encode the result (docs/jobe-api.md §1.4, §1.8). Records the run metrics (runs by
 //! language and outcome, usage histograms, overloads) and file cache lookups: here rather than in
 //! the scheduler, so that every answered run is counted once, wherever it ran.
 //!

@@ -1,4 +1,4 @@
-//! Jobe wire format, request side: parsing a `POST runs` body into a `Job` (jobe-api.md §1.4,
+//! Jobe wire format, request side: parsing a `POST runs` body into a `Job` (docs/jobe-api.md §1.4,
 //! §1.6, §1.10, §1.15). The result object (§1.8) is `job::wire`, shared with `peer`, which
 //! decodes what other runners answer.
 //!
@@ -415,6 +415,7 @@ fn print_r_into(out: &mut String, v: &Value, indent: usize) {
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). Jobe's order of checks, PHP coercions, names, `clean`.
     use serde_json::json;
 
     use super::*;

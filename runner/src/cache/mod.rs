@@ -1,4 +1,4 @@
-//! The file cache behind Jobe's `PUT/HEAD /files/{id}` and `file_list` (jobe-api.md §1.5).
+//! The file cache behind Jobe's `PUT/HEAD /files/{id}` and `file_list` (docs/jobe-api.md §1.5).
 //!
 //! Owns one directory. Layout as in Jobe's `FileCache::idToPath`: an id containing 32 consecutive
 //! `[0-9a-f]` is stored at `<dir>/<id[0:2]>/<id[2:4]>/<id[4:]>`, any other id flat at `<dir>/<id>`.
@@ -374,6 +374,8 @@ fn scan(
 
 #[cfg(test)]
 mod tests {
+    //! Tier: unit (docs/testing.md). Jobe's layout, the cap, LRU eviction and restarts, in a
+    //! temporary directory.
     use super::*;
 
     const MD5: &str = "fa8857a7b22b4b1f9c2b0f3c1e2d3a4b";

@@ -1,5 +1,6 @@
-//! Tier 1: every setting `RawConfig` accepts is documented in deploy/runner.toml and in
-//! docs/configuration.md, and configuration.md documents no setting that does not exist.
+//! Tier: unit (docs/testing.md). Every setting `RawConfig` accepts is documented in
+//! deploy/runner.toml and in docs/configuration.md, and docs/configuration.md documents no
+//! setting that does not exist.
 //!
 //! The list of settings is not written down a second time: it is read from serde itself. A
 //! deserializer that answers every question with a placeholder walks `RawConfig` and records the

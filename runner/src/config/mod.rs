@@ -312,7 +312,7 @@ mod documented;
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: defaults and validation.
+    //! Tier: unit (docs/testing.md). Defaults and validation.
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -8,7 +8,7 @@
 //! controllers for its children, as cgroup v2's no-internal-process rule requires.
 //!
 //! Why not cgroups-rs: it sees hybrid hosts as pure v1, creates a directory in every v1 hierarchy
-//! and pulls in zbus; what we need is a dozen file writes (kernel-notes.md).
+//! and pulls in zbus; what we need is a dozen file writes (docs/kernel.md §3).
 //!
 //! Layouts:
 //! - V2: `<cg2>/<own>/runner-<pid>/job-N` with memory.max, memory.swap.max=0, memory.oom.group=1,
@@ -667,7 +667,8 @@ impl Drop for JobCgroup {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: parsing /proc files. Creating real cgroups is tested in runner-tests (root).
+    //! Tier: unit (docs/testing.md). Parsing /proc files. Creating real cgroups is tested by the
+    //! privileged tests (tests/tests/jail_steps.rs).
     use super::*;
 
     const HYBRID_MOUNTINFO: &str = "\

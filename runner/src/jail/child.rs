@@ -408,7 +408,7 @@ fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the error-pipe record (the steps themselves fail for real in
+    //! Tier: unit (docs/testing.md). The error-pipe record (the steps themselves fail for real in
     //! tests/tests/jail_steps.rs).
     use super::*;
 

@@ -5,7 +5,8 @@
 //! filesystems it mounts itself (`/tmp`, `/dev/shm`, `/proc`: new inodes the parent cannot name)
 //! and then calls `landlock_restrict_self`. Raw syscalls rather than the `landlock` crate because
 //! half of the work happens after `clone3`, where only raw syscalls are allowed, and because the
-//! daemon fails closed (STYLE.md §4): there is no best-effort mode to negotiate.
+//! daemon fails closed (docs/ARCHITECTURE.md#failure-handling): there is no best-effort mode
+//! to negotiate.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};

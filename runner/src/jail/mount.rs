@@ -279,7 +279,8 @@ fn path_str(p: &Path) -> Result<&str, JailError> {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the plan as data (init walking it inside a real jail: tests/tests/jail_steps.rs).
+    //! Tier: unit (docs/testing.md). The plan as data (init walking it inside a real jail:
+    //! tests/tests/jail_steps.rs).
     use super::*;
 
     const ROOT: &str = "/data/root";

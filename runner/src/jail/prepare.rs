@@ -236,7 +236,7 @@ fn resolve_exec(argv0: &str, env: &[(String, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1.
+    //! Tier: unit (docs/testing.md).
     use std::time::Duration;
 
     use super::*;

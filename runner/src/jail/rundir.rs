@@ -172,7 +172,8 @@ fn random_suffix() -> String {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: names (creating and mounting needs root: tests/tests/jail_steps.rs).
+    //! Tier: unit (docs/testing.md). Names (creating and mounting needs root:
+    //! tests/tests/jail_steps.rs).
     use super::*;
 
     #[test]

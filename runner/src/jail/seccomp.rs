@@ -292,8 +292,9 @@ syscall_table!(
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1 (no root): parsing and program shape. Tier 2 (the filter really stops a syscall) is
-    //! in the privileged jail tests, where the listener is exercised end to end.
+    //! Tier: unit (docs/testing.md). Parsing and program shape. That the filter really stops a
+    //! syscall is proven by the privileged tests (tests/tests/jail_steps.rs), where the listener is
+    //! exercised end to end.
     use super::*;
 
     fn names() -> Vec<&'static str> {

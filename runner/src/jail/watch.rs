@@ -308,7 +308,8 @@ pub(super) fn decide_end(
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the pure rules (the watcher on real jobs: tests/tests/jail_steps.rs, verdicts.rs).
+    //! Tier: unit (docs/testing.md). The pure rules (the watcher on real jobs:
+    //! tests/tests/jail_steps.rs, verdicts.rs).
     use super::*;
 
     const BUDGET: Duration = Duration::from_secs(1);

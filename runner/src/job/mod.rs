@@ -16,7 +16,7 @@ pub mod wire;
 /// under `-D warnings`); `test_outcome_table_round_trip` checks the rest.
 macro_rules! outcomes {
     ($($(#[doc = $doc:literal])* $variant:ident = $code:literal, $name:literal;)*) => {
-        /// Jobe's outcome codes (jobe-api.md §1.9). Serialised as a JSON integer.
+        /// Jobe's outcome codes (docs/jobe-api.md §1.9). Serialised as a JSON integer.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(into = "u8", try_from = "u8")]
         pub enum Outcome {
@@ -96,9 +96,9 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// The Jobe `parameters` a client supplied, after Jobe's type rules (jobe-api.md §1.6): a numeric
-/// key whose value is not numeric is treated as absent (Jobe silently uses the default); list keys
-/// are lists of strings. `None` means "use the profile default".
+/// The Jobe `parameters` a client supplied, after Jobe's type rules (docs/jobe-api.md §1.6): a
+/// numeric key whose value is not numeric is treated as absent (Jobe silently uses the default);
+/// list keys are lists of strings. `None` means "use the profile default".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Params {
     /// Seconds of CPU time (fractional allowed).
@@ -188,7 +188,7 @@ pub struct Usage {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the outcome table.
+    //! Tier: unit (docs/testing.md). The outcome table.
     use std::collections::HashSet;
 
     use super::*;

@@ -2,7 +2,7 @@
 //! its clients, `peer` decodes the results of runs it forwarded to a sibling runner. One type,
 //! [`RunResponse`], serves both, so the encoder and the decoder cannot drift apart.
 //!
-//! Owns: the result object (jobe-api.md §1.8) and its opt-in `details`, Jobe's string cleaning
+//! Owns: the result object (docs/jobe-api.md §1.8) and its opt-in `details`, Jobe's string cleaning
 //! (`clean`), the text of the unknown-language refusal (the one 400 a client can act on by
 //! trying another runner), and Jobe's base path.
 //!
@@ -129,7 +129,8 @@ pub fn unknown_language_in(message: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the result object's exact text, and encode → decode over every outcome.
+    //! Tier: unit (docs/testing.md). The result object's exact text, and encode → decode over every
+    //! outcome.
     use super::*;
 
     fn result(outcome: Outcome) -> RunResult {

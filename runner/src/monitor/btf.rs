@@ -196,7 +196,8 @@ impl Btf {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1 on a hand-made BTF blob; tier 2 on the running kernel's when it has one.
+    //! Tier: unit + kernel (docs/testing.md). Offsets from a hand-made BTF blob (unit) and from
+    //! the running kernel's BTF when it has one (kernel).
     use super::*;
 
     fn blob() -> Vec<u8> {

@@ -640,7 +640,8 @@ fn prog_err(
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: decoding and mode parsing (loading needs root: runner-tests/tests/verdicts.rs).
+    //! Tier: unit (docs/testing.md). Decoding and mode parsing (loading needs root: the privileged
+    //! tests in tests/tests/verdicts.rs).
     use super::*;
 
     #[test]

@@ -100,7 +100,7 @@ pub(super) fn parse_load(s: &str) -> Option<Load> {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the load header's text and the key checks.
+    //! Tier: unit (docs/testing.md). The load header's text and the key checks.
     use super::*;
 
     fn key(k: &str) -> PeerKey {

@@ -382,7 +382,7 @@ impl TryFrom<RawPeer> for PeerConfig {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: `[peer]` defaults and validation messages.
+    //! Tier: unit (docs/testing.md). `[peer]` defaults and validation messages.
     use super::*;
 
     fn parse(text: &str) -> Result<PeerConfig, InvalidPeerSetting> {

@@ -58,7 +58,7 @@ fn update_dns(sh: &Shared, e: &DnsEntry, urls: &BTreeSet<String>) {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: DNS list updates.
+    //! Tier: unit (docs/testing.md). DNS list updates.
     use std::time::Duration;
 
     use super::super::{PeerConfig, PeerKey, Peers};

@@ -272,7 +272,8 @@ async fn probe_one(sh: &Shared, p: &Peer) {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the health state machine, the status body, the load arithmetic.
+    //! Tier: unit (docs/testing.md). The health state machine, the status body, the load
+    //! arithmetic.
     use super::*;
 
     /// The status we send is the status we read, and its text is the JSON object peers of

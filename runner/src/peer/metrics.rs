@@ -179,7 +179,7 @@ impl PeerMetrics {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the family list is what `render` writes.
+    //! Tier: unit (docs/testing.md). The family list is what `render` writes.
     use super::*;
 
     #[test]

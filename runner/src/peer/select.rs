@@ -331,7 +331,7 @@ pub(crate) fn choose(c: &[Candidate], rng: &mut Rng) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: selection statistics.
+    //! Tier: unit (docs/testing.md). Selection statistics.
     use super::*;
 
     fn cand(weight: u32, used: usize) -> Candidate {

@@ -31,7 +31,7 @@ pub struct Step {
     pub limits: Limits,
 }
 
-/// How `cmpinfo` is built from the compile step (jobe-api.md §1.12).
+/// How `cmpinfo` is built from the compile step (docs/jobe-api.md §1.12).
 #[derive(Debug, Clone, PartialEq)]
 pub enum CmpinfoRule {
     /// cmpinfo = compiler stderr; when `stdout_separator` is set and both stdout and stderr are

@@ -1,8 +1,8 @@
 //! `Profile::plan`: resolving a `Job` against a profile into a `Plan` (argv, limits, files, env).
 //!
-//! Follows Jobe (jobe-api.md §1.6, §1.12): a supplied argument list replaces the default and is
-//! word-split as `sh -c` would (see [`split_args`]); numeric parameters take the profile default when
-//! absent; the compile step gets Jobe's compile minima; sizes use runguard's units
+//! Follows Jobe (docs/jobe-api.md §1.6, §1.12): a supplied argument list replaces the default
+//! and is word-split as `sh -c` would (see [`split_args`]); numeric parameters take the profile
+//! default when absent; the compile step gets Jobe's compile minima; sizes use runguard's units
 //! (1 MB = 1,024,000 bytes).
 
 use std::time::Duration;

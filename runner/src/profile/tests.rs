@@ -1,5 +1,6 @@
-//! Tier 1 (unit, no root, no toolchains): schema, planning, word splitting, limits, cmpinfo,
-//! stderr filter and detection with a fake probe.
+//! Tier: unit + toolchain (docs/testing.md). Schema, planning, word splitting, limits, cmpinfo,
+//! stderr filter and detection with a fake probe (unit); the `#[ignore]`d tests run the shipped
+//! profiles with the host's toolchains (toolchain).
 
 use std::path::Path;
 use std::sync::Mutex;

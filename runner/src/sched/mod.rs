@@ -405,7 +405,8 @@ fn compile_failure_message(end: &End) -> String {
     }
 }
 
-/// Jobe's outcome rules for the run step (jobe-api.md §1.9), plus the verdicts Jobe never gives.
+/// Jobe's outcome rules for the run step (docs/jobe-api.md §1.9), plus the verdicts Jobe never
+/// gives.
 fn verdict(plan: &Plan, out: JailOutput) -> RunResult {
     let JailOutput {
         stdout,

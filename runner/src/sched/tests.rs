@@ -1,5 +1,5 @@
-//! Tier 1: outcome rules, and the scheduling logic on a fake jail (`FakeJail`, below); the
-//! pipeline on real jails runs in the privileged tests.
+//! Tier: unit (docs/testing.md). Outcome rules, and the scheduling logic on a fake jail
+//! (`FakeJail`, below); the pipeline on real jails runs in the privileged tests.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicUsize;
