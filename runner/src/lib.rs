@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod jail;
 pub mod job;
+pub mod judge;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

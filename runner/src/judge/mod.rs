@@ -1,0 +1,28 @@
+//! Judge mode's core (docs/judge.md): test sets of a problem with versions, output comparison and
+//! verdicts. A leaf the rest of the daemon calls: the HTTP API, the scheduler and the jail use it;
+//! it uses none of them.
+//!
+//! Owns: the verdicts and their rules (`verdict`), `problem.toml` (`problem`), the compare modes
+//! (`compare`), reading test-set archives (`archive`), the test-set store on disk (`testset`),
+//! fetching missing versions from an origin with single flight (`origin`), and the `[judge]`
+//! settings (`config`).
+//!
+//! Must not: import `api`, `sched`, `jail` or `peer`; run programs; put an expected output
+//! anywhere a jail can see it (the store lives under `<data_dir>/testsets`, mode 0700, which no
+//! jail mounts; a case's input reaches a jail only as an open file for its stdin).
+
+pub mod archive;
+pub mod compare;
+pub mod problem;
+pub mod verdict;
+
+/// Lower-case hex of `bytes` (SHA-256 digests).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
