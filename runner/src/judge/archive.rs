@@ -511,6 +511,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::judge::compare::CompareMode;
+    use crate::telemetry::error_chain;
 
     /// One tar entry: name bytes exactly as given (no checks, so hostile names can be built).
     #[derive(Clone, Copy)]
@@ -704,17 +705,6 @@ pub(crate) mod tests {
         let e = r.expect_err("must be refused");
         assert!(!e.is_internal(), "{e:?}");
         error_chain(&e)
-    }
-
-    fn error_chain(e: &dyn std::error::Error) -> String {
-        let mut s = e.to_string();
-        let mut cur = e.source();
-        while let Some(c) = cur {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
-            cur = c.source();
-        }
-        s
     }
 
     #[test]

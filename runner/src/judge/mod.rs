@@ -13,7 +13,11 @@
 
 pub mod archive;
 pub mod compare;
+mod lru;
+pub mod origin;
 pub mod problem;
+pub mod provider;
+pub mod testset;
 pub mod verdict;
 
 /// Lower-case hex of `bytes` (SHA-256 digests).
