@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod compare;
+pub mod config;
 mod lru;
 pub mod origin;
 pub mod problem;

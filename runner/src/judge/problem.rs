@@ -162,7 +162,7 @@ impl TryFrom<RawProblem> for Problem {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Tier 1: defaults, every key, and errors that name the key.
     use super::*;
 
@@ -241,6 +241,39 @@ mod tests {
                 other => panic!("{text}: expected invalid {key}, got {other:?}"),
             }
         }
+    }
+
+    /// The keys serde accepts, from its "expected one of" message (so no list is kept by hand).
+    pub(crate) fn accepted_keys(err: &str) -> Vec<String> {
+        let list = &err[err.find("expected one of").expect("serde lists the fields")..];
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn test_docs_list_every_key() {
+        let err = Problem::parse("no_such_key = 1").unwrap_err().to_string();
+        let keys = accepted_keys(&err);
+        assert_eq!(keys.len(), 8, "{keys:?}");
+        let doc = include_str!("../../../docs/judge.md");
+        let section =
+            &doc[doc.find("## problem.toml").unwrap()..doc.find("## Compare modes").unwrap()];
+        for k in keys {
+            assert!(
+                section.contains(&format!("| `{k}` |")),
+                "docs/judge.md lacks `{k}`"
+            );
+        }
+        // The example in the section is valid.
+        let example = &section[section.find("```toml\n").unwrap() + 8..];
+        let example = &example[..example.find("```").unwrap()];
+        assert_eq!(
+            Problem::parse(example).unwrap().compare.mode,
+            CompareMode::Float
+        );
     }
 
     #[test]

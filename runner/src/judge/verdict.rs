@@ -270,6 +270,23 @@ mod tests {
     }
 
     #[test]
+    fn test_docs_table_lists_every_verdict() {
+        let doc = include_str!("../../../docs/judge.md");
+        for &v in Verdict::ALL {
+            let row = format!("| {} | {} |", v.code(), v.meaning());
+            assert!(doc.contains(&row), "docs/judge.md lacks the row {row}");
+        }
+        let section = &doc[doc.find("## Verdicts").unwrap()..];
+        let section = &section[..section.find("\n\n- ").unwrap()];
+        let rows = section.lines().filter(|l| l.starts_with("| ")).count();
+        assert_eq!(
+            rows,
+            Verdict::ALL.len() + 1,
+            "one row per verdict and the header"
+        );
+    }
+
+    #[test]
     fn test_from_run_precedence() {
         assert_eq!(Verdict::from_run(Outcome::Success, false), None);
         assert_eq!(Verdict::from_run(Outcome::Success, true), Some(Ole));
