@@ -655,6 +655,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn test_long_names_and_a_large_file_streamed_from_disk() {
+        // A name longer than a tar header holds (GNU long-name entry) and an 8 MiB input, the
+        // archive written to a file and read from it.
+        let name = format!("p/{}", "n".repeat(120));
+        let big = 8u64 << 20;
+        let mut f = tempfile::tempfile().unwrap();
+        {
+            let mut b = tar::Builder::new(&mut f);
+            let mut h = tar::Header::new_gnu();
+            h.set_size(big);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("{name}.in"), io::repeat(b'7').take(big))
+                .unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(2);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("{name}.ans"), &b"7\n"[..])
+                .unwrap();
+            b.finish().unwrap();
+        }
+        io::Seek::rewind(&mut f).unwrap();
+        let limits = ArchiveLimits {
+            max_bytes: 16 << 20,
+            max_cases: 1,
+        };
+        let stage = tempfile::tempdir().unwrap();
+        let staged = read_archive(f, &limits, stage.path()).unwrap();
+        assert_eq!(staged.cases[0].name, "n".repeat(120));
+        assert_eq!(staged.cases[0].input.bytes, big);
+        let mut hasher = Sha256::new();
+        let chunk = [b'7'; 1 << 16];
+        for _ in 0..big / chunk.len() as u64 {
+            hasher.update(chunk);
+        }
+        assert_eq!(
+            staged.cases[0].input.sha256,
+            crate::judge::hex(&hasher.finalize())
+        );
+        let staged_file = stage.path().join(&staged.cases[0].input.sha256);
+        assert_eq!(fs::metadata(staged_file).unwrap().len(), big);
+    }
+
+    #[test]
     fn test_natural_order() {
         let mut v = vec![
             "10",

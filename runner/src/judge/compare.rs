@@ -160,7 +160,9 @@ fn differ(spec: &CompareSpec, verdict: Verdict, message: String) -> Comparison {
 
 fn tokens_equal(spec: &CompareSpec, expected: &[u8], got: &[u8]) -> bool {
     let same_text = |a: &[u8], b: &[u8]| {
-        if spec.case_sensitive {
+        // Text mode is byte-exact whatever `case_sensitive` says (`problem.toml` refuses the
+        // combination; a `CompareSpec` built in code might not).
+        if spec.case_sensitive || spec.mode == CompareMode::Text {
             a == b
         } else {
             a.eq_ignore_ascii_case(b)

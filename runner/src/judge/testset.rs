@@ -27,7 +27,7 @@
 //! `spawn_blocking`. One std `Mutex` guards the index, held only for index updates and the
 //! metadata operations that must agree with it (renames and unlinks).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -449,15 +449,21 @@ impl TestsetStore {
         // Files not stored yet move in; if one fails, those moved are unnamed and removed by
         // the next `open` (or replaced by the next put of the same content).
         let files = manifest.files();
-        let mut new_dirs = Vec::new();
-        for sha in files.keys().filter(|s| !st.files.contains_key(**s)) {
+        let new_files: Vec<&str> = files
+            .keys()
+            .copied()
+            .filter(|s| !st.files.contains_key(*s))
+            .collect();
+        let new_dirs: BTreeSet<PathBuf> = new_files
+            .iter()
+            .filter_map(|sha| self.object_path(sha).parent().map(Path::to_owned))
+            .collect();
+        for d in &new_dirs {
+            private_dir(d)?;
+        }
+        for sha in new_files {
             let target = self.object_path(sha);
-            let parent = target.parent().expect("objects/<xx>/<sha>");
-            if !parent.exists() {
-                private_dir(parent)?;
-            }
             fs::rename(stage.0.join(sha), &target).map_err(io_err("store", &target))?;
-            new_dirs.push(parent.to_owned());
         }
         let problem_dir = final_path.parent().expect("manifests/<problem>/<file>");
         private_dir(problem_dir)?;
