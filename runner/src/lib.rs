@@ -13,6 +13,7 @@ pub mod dispatch;
 mod enums;
 pub mod jail;
 pub mod job;
+pub mod judge;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

@@ -1,0 +1,47 @@
+//! Judge mode's core (docs/judge.md): test sets of a problem with versions, output comparison and
+//! verdicts. A leaf the rest of the daemon calls: the HTTP API, the scheduler and the jail use it;
+//! it uses none of them.
+//!
+//! Owns: the verdicts and their rules (`verdict`), `problem.toml` (`problem`), the compare modes
+//! (`compare`), reading test-set archives (`archive`), the test-set store on disk (`testset`,
+//! with its recency order in `lru`), the origin's HTTP client and body spooling (`origin`), the
+//! async front that callers use, with single flight for fetches (`provider::Testsets`), and the
+//! `[judge]` settings (`config`).
+//!
+//! How a caller uses it: at start, `JudgeConfig::new` → `TestsetStore::open(<data_dir>/testsets)`
+//! → `Testsets::new(store, origin)`. An upload: `Testsets::put_body`. A submission:
+//! `Testsets::ensure` (a `Lease`), then per case `Lease::open_input` (the jail's stdin),
+//! `Verdict::from_run`, and `compare::compare` against `Lease::open_expected`; `Progress` orders
+//! the case results and applies `stop_on_first_failure`.
+//!
+//! Must not: import `api`, `sched`, `jail` or `peer`; run programs; put an expected output
+//! anywhere a jail can see it (the store lives under `<data_dir>/testsets`, mode 0700, which no
+//! jail mounts; a case's input reaches a jail only as an open file for its stdin).
+
+pub mod archive;
+pub mod compare;
+pub mod config;
+mod lru;
+pub mod origin;
+pub mod problem;
+pub mod provider;
+pub mod testset;
+pub mod verdict;
+
+pub use self::compare::{CompareMode, CompareSpec, Comparison, compare};
+pub use self::config::{JudgeConfig, JudgeConfigError, RawJudge};
+pub use self::origin::Origin;
+pub use self::provider::{EnsureError, PutError, Testsets};
+pub use self::testset::{Lease, Manifest, Put, PutStatus, TestsetError, TestsetId, TestsetStore};
+pub use self::verdict::{Progress, Verdict};
+
+/// Lower-case hex of `bytes` (SHA-256 digests).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
