@@ -504,8 +504,8 @@ fn strip_zeros(digits: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    //! Tier 1: valid archives (plain, gzip, one directory), the natural order, and every kind
-    //! of bad archive.
+    //! Tier: unit (docs/testing.md). Valid archives (plain, gzip, one directory), the natural
+    //! order, and every kind of bad archive.
     use flate2::Compression;
     use flate2::write::GzEncoder;
 

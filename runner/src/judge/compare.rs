@@ -382,7 +382,8 @@ pub fn excerpt(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: table tests of the three modes, the number grammar and the messages.
+    //! Tier: unit (docs/testing.md). Table tests of the three modes, the number grammar and the
+    //! messages.
     use std::io::{BufReader, Read};
 
     use super::*;

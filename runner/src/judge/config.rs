@@ -224,7 +224,7 @@ fn read_token(path: &Path) -> Result<Secret, JudgeConfigError> {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: defaults and validation.
+    //! Tier: unit (docs/testing.md). Defaults and validation.
     use super::*;
 
     fn parse(text: &str, slots: usize) -> Result<JudgeConfig, JudgeConfigError> {

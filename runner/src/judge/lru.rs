@@ -49,7 +49,7 @@ impl<K: Hash + Eq + Clone> Lru<K> {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1.
+    //! Tier: unit (docs/testing.md).
     use super::*;
 
     #[test]

@@ -239,8 +239,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: templates and the secret's redaction. Fetching against a real local HTTP origin
-    //! is tested in `provider`.
+    //! Tier: unit (docs/testing.md). Templates and the secret's redaction. Fetching against a real
+    //! local HTTP origin is tested in `provider`.
     use super::*;
 
     #[test]

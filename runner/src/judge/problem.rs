@@ -163,7 +163,7 @@ impl TryFrom<RawProblem> for Problem {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    //! Tier 1: defaults, every key, and errors that name the key.
+    //! Tier: unit (docs/testing.md). Defaults, every key, and errors that name the key.
     use super::*;
 
     #[test]

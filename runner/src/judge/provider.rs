@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 
 use super::origin::{Origin, OriginError, SpoolError, spool_body};
 use super::testset::{Lease, Put, Spool, TestsetError, TestsetId, TestsetStore};
-use crate::metrics::lock;
+use crate::sync::lock;
 use crate::telemetry::error_chain;
 
 /// Why `ensure` has no test set to give.
@@ -200,8 +200,8 @@ fn put_spool(store: &TestsetStore, id: &TestsetId, mut spool: Spool) -> Result<P
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1 (no root): single flight and failures against a real HTTP origin on 127.0.0.1,
-    //! served by hyper in the test.
+    //! Tier: unit + http (docs/testing.md). Single flight and failures against a real HTTP origin
+    //! on 127.0.0.1, served by hyper in the test.
     use std::convert::Infallible;
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicUsize;

@@ -44,7 +44,7 @@ use super::archive::{self, ArchiveError, ArchiveLimits, StagedCase, create_priva
 use super::compare::CompareSpec;
 use super::lru::Lru;
 use super::problem::{Limits, Problem};
-use crate::metrics::lock;
+use crate::sync::lock;
 
 /// The store's directory under the data directory.
 pub const TESTSETS_DIR: &str = "testsets";
@@ -939,8 +939,8 @@ fn load_manifest(
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: puts, immutability, leases, eviction, restart, and that a refused archive
-    //! stores nothing.
+    //! Tier: unit (docs/testing.md). Puts, immutability, leases, eviction, restart, and that a
+    //! refused archive stores nothing.
     use super::*;
     use crate::judge::archive::tests::{file, gzip, tar};
     use crate::judge::compare::CompareMode;

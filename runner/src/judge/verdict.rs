@@ -246,7 +246,7 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
-    //! Tier 1: the verdict table, the overall rule and case-order release.
+    //! Tier: unit (docs/testing.md). The verdict table, the overall rule and case-order release.
     use super::*;
 
     use Verdict::*;
