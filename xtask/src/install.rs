@@ -309,9 +309,8 @@ fn install_with(m: &Missing) -> Result<()> {
         ebpf_build::find_program(program).with_context(|| format!("{program} not found"))?
     };
     let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .current_dir(util::workspace_root())
-        .env_remove("RUSTUP_TOOLCHAIN");
+    // RUSTUP_TOOLCHAIN stays: `cargo install` builds with the toolchain that runs us.
+    cmd.args(args).current_dir(util::workspace_root());
     util::timed(&argv.join(" "), || util::run(&mut cmd))
 }
 
@@ -332,6 +331,20 @@ mod tests {
         listed.sort();
         assert_eq!(listed, profiles);
         assert!(LANGUAGES.iter().all(|(_, ps)| !ps.is_empty()));
+    }
+
+    /// docs/deployment.md's by-hand command installs exactly these packages, in this order.
+    #[test]
+    fn test_deployment_doc_lists_the_same_packages() {
+        let doc = std::fs::read_to_string(util::workspace_root().join("docs/deployment.md"))
+            .expect("docs/deployment.md");
+        const CMD: &str = "apt-get install --no-install-recommends ";
+        let line = doc
+            .lines()
+            .find_map(|l| l.strip_prefix(CMD))
+            .expect("docs/deployment.md has the by-hand apt-get line");
+        let documented: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(documented, packages(&[Piece::Languages]));
     }
 
     #[test]
