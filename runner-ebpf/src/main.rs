@@ -1,5 +1,5 @@
-//! runner's eBPF programs (kernel side), loaded by `runner/src/monitor` (aya 0.14) from
-//! `target/bpf/runner-ebpf.o`. Each hook is a thin shell over a `try_<hook>()`.
+//! runner's eBPF programs (kernel side), built and embedded by `runner/build.rs`, loaded by
+//! `runner/src/monitor` (aya 0.14). Each hook is a thin shell over a `try_<hook>()`.
 //!
 //! Only the jobs' cgroups matter: every program first looks the current task's cgroup2 id up in
 //! `JOBS` (user space registers a job before its first process exists and removes it after the
