@@ -62,7 +62,9 @@ pub(crate) fn ensure(pieces: &[Piece]) -> Result<()> {
     let wanted = packages(pieces);
     let missing = missing_packages(&wanted)?;
     if missing.is_empty() {
-        eprintln!("xtask: Debian packages present: {}", wanted.join(" "));
+        if !wanted.is_empty() {
+            eprintln!("xtask: Debian packages present: {}", wanted.join(" "));
+        }
     } else if root {
         apt_install(&missing)?;
     } else {
