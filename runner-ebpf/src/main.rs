@@ -1,5 +1,5 @@
-//! runner's eBPF programs (kernel side), loaded by `runner/src/monitor` (aya 0.14) from
-//! `target/bpf/runner-ebpf.o`. Each hook is a thin shell over a `try_<hook>()`.
+//! runner's eBPF programs (kernel side), built and embedded by `runner/build.rs`, loaded by
+//! `runner/src/monitor` (aya 0.14). Each hook is a thin shell over a `try_<hook>()`.
 //!
 //! Only the jobs' cgroups matter: every program first looks the current task's cgroup2 id up in
 //! `JOBS` (user space registers a job before its first process exists and removes it after the
@@ -238,7 +238,7 @@ pub fn runner_sched_switch(_ctx: BtfTracePointContext) -> i32 {
 }
 
 /// Software cpu-clock sample on each CPU (250 Hz, `TICK_PERIOD_NS` in runner/src/monitor): catches a busy loop mid-slice, which
-/// sched_switch alone would see only at its next switch (kernel-notes: 560–780 ms for 300 ms).
+/// sched_switch alone would see only at its next switch (560–780 ms for a 300 ms budget: docs/kernel.md §5).
 #[perf_event]
 pub fn runner_cpu_tick(_ctx: PerfEventContext) -> u32 {
     account();

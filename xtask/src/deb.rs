@@ -10,12 +10,14 @@
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::bench::{JOBE, http_request, wait_ready};
+use crate::ebpf;
+use crate::install::{self, Piece};
 use crate::util::{cargo, is_root, run, target_dir, timed, workspace_root};
 
 /// The cargo-deb release `cargo xtask deb` installs when it is missing (builds on rustc 1.95).
@@ -46,10 +48,15 @@ const PURGED: &[&str] = &[
     "/etc/systemd/system/runner.service",
 ];
 
-/// `cargo xtask deb`: install cargo-deb if needed, build the release binary and the package.
+/// `cargo xtask deb`: install what is missing (cargo-deb, the eBPF toolchain, dpkg-dev), build
+/// the release binary and the package, and check that the packaged binary embeds the eBPF object.
 /// Returns the path of the `.deb`.
 pub(crate) fn build() -> Result<PathBuf> {
+    install::ensure(&[Piece::EbpfToolchain, Piece::DebTools])?;
     ensure_cargo_deb()?;
+    // The object the release build's build.rs embeds (up to date in runner-ebpf/target/ after
+    // this), to look for in the package afterwards.
+    let object = ebpf::object()?;
     let out_dir = target_dir()?.join("debian");
     let out = timed("cargo deb", || {
         let out = Command::new(cargo())
@@ -77,7 +84,19 @@ pub(crate) fn build() -> Result<PathBuf> {
             )
         })?;
     eprintln!("xtask: package: {}", deb.display());
+    check_package_embeds(&deb, &object)?;
     Ok(deb)
+}
+
+/// The package always carries the eBPF object: unpack its `usr/bin/runner` and look for it.
+fn check_package_embeds(deb: &Path, object: &Path) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("runner-deb-check-")
+        .tempdir()
+        .context("cannot create a temp dir")?;
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(tmp.path()))?;
+    crate::serve::check_embeds(&tmp.path().join("usr/bin/runner"), object)
+        .context("the package's /usr/bin/runner lacks the eBPF object")
 }
 
 fn ensure_cargo_deb() -> Result<()> {
@@ -241,7 +260,7 @@ fn serve_one_job() -> Result<()> {
             bail!("POST /runs: HTTP {status}, expected outcome 15 and the greeting, got {text}");
         }
         eprintln!("xtask: python3 run through the installed daemon: outcome 15");
-        stop(&mut child)
+        crate::util::terminate(&mut child, Duration::from_secs(40))
     })();
     if result.is_err() {
         let _ = child.kill();
@@ -252,30 +271,6 @@ fn serve_one_job() -> Result<()> {
         );
     }
     result
-}
-
-/// SIGTERM, then the daemon must drain and exit 0 within its grace period.
-fn stop(child: &mut Child) -> Result<()> {
-    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
-    // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet (so the pid
-    // cannot have been reused).
-    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-        bail!("kill(SIGTERM): {}", std::io::Error::last_os_error());
-    }
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                bail!("runner serve exited with {status} after SIGTERM (expected 0)");
-            }
-            eprintln!("xtask: SIGTERM: runner serve exited 0");
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("runner serve still running 40 s after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `keep`: `/var/lib/runner` existed before the install; it is moved aside during the purge and

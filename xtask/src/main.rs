@@ -1,8 +1,11 @@
-//! `cargo xtask`: the project's build, test and benchmark tasks.
+//! `cargo xtask`: the project's set-up, build, test and benchmark tasks.
 //!
+//! - `serve`: THE set-up and serve command (installs what is missing, builds the release daemon
+//!   with the eBPF object, serves in the foreground); `--smoke` checks it and stops (CI).
+//! - `test`: THE test command (installs what the tests need, the VM included; workspace tests,
+//!   then the `vm_*` subset of `runner-tests` in the VM).
 //! - `build-ebpf`: check the eBPF toolchain, build `runner-ebpf`, copy the object to `target/bpf/`.
 //! - `vm setup` / `vm run`: the pure cgroup v2 QEMU VM used by the `vm_*` tests (assets in `xtask/vm/`).
-//! - `test`: THE test command (workspace tests, then the `vm_*` subset of `runner-tests` in the VM).
 //! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`);
 //!   `bench verdicts`: CPU-limit overshoot and kill → response, eBPF vs no-eBPF.
 //! - `deb` / `deb-test`: the Debian package (cargo-deb), and an install → serve → purge round
@@ -15,7 +18,10 @@ mod bench_peers;
 mod bench_verdicts;
 mod deb;
 mod ebpf;
+mod ebpf_build;
 mod fuzz;
+mod install;
+mod serve;
 mod soak;
 mod test;
 mod util;
@@ -34,21 +40,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// As root: install what is missing (the language toolchains, pylint and /etc/pylintrc, the
+    /// pinned nightly and bpf-linker), build the release daemon with the eBPF object, then run
+    /// `runner serve OPTIONS` in the foreground.
+    Serve(serve::ServeArgs),
     /// Check the eBPF toolchain (pinned nightly, rust-src, bpf-linker, LLVM major), build
-    /// runner-ebpf and copy the object to target/bpf/runner-ebpf.o.
+    /// runner-ebpf and copy the object to target/bpf/runner-ebpf.o (a plain `cargo build` embeds
+    /// it by itself when the toolchain is present).
     BuildEbpf,
     /// The pure cgroup v2 test VM (QEMU/TCG, Debian 6.12 kernel, cache /var/cache/runner-vmtest).
     Vm {
         #[command(subcommand)]
         cmd: VmCmd,
     },
-    /// Run the tests: `cargo test --workspace`, then the `vm_*` tests of runner-tests in the VM.
+    /// As root: install what the tests need (as `serve`, plus the test VM), then run them:
+    /// `cargo test --workspace`, then the `vm_*` tests of runner-tests in the VM.
     Test(test::TestArgs),
     /// Benchmarks (not run in CI): `http` (runs/s vs a no-sandbox floor), `jail` (jail cost),
     /// `peers` (peer mode vs one runner vs random spreading; root, only when named), `verdicts`
     /// (CPU-limit overshoot and kill → response, eBPF vs no-eBPF; only when named).
     Bench(bench::BenchArgs),
-    /// Build the Debian package into target/debian/ (installs cargo-deb if missing).
+    /// Build the Debian package into target/debian/ (installs cargo-deb and the eBPF toolchain if
+    /// missing; fails unless the packaged binary embeds the eBPF object).
     Deb,
     /// As root: dpkg -i the package, serve a python3 job with the installed binary (no systemd),
     /// stop it with SIGTERM, dpkg -r and -P, and check nothing is left.
@@ -72,6 +85,7 @@ enum VmCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Serve(args) => serve::run(&args).map(|()| ExitCode::SUCCESS),
         Cmd::BuildEbpf => ebpf::build().map(|_| ExitCode::SUCCESS),
         Cmd::Vm { cmd: VmCmd::Setup } => vm::setup().map(|()| ExitCode::SUCCESS),
         Cmd::Vm {

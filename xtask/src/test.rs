@@ -1,11 +1,16 @@
 //! `cargo xtask test`: THE test command.
 //!
-//! 0. `cargo xtask build-ebpf` (the object the test binaries embed; see `runner/build.rs`).
-//! 1. `cargo test --workspace` on the host (unit, HTTP and privileged tests; the privileged ones
-//!    skip themselves when not root). With `CI` set, `RUNNER_REQUIRE_ALL=1` turns their skips into
-//!    failures. When the VM step runs, `vm_*` tests are skipped here (the host is hybrid v1/v2).
+//! 0. Install what the tests need and this host lacks (`install::ensure`, as `cargo xtask serve`
+//!    does: the language toolchains, pylint, the pinned nightly and bpf-linker; plus the test VM).
+//!    Without root it installs what needs none and fails naming the rest.
+//! 1. `cargo test --workspace --include-ignored` on the host (unit, HTTP and privileged tests; the
+//!    `#[ignore]`d ones need the language toolchains, which step 0 installed). The privileged
+//!    tests skip themselves when not root; with `CI` set, `RUNNER_REQUIRE_ALL=1` turns their skips
+//!    into failures. The test binaries embed the eBPF object (`runner/build.rs`), so the verdict
+//!    tests run in both monitor modes. When the VM step runs, `vm_*` tests are skipped here (the
+//!    host is hybrid v1/v2).
 //! 2. The `vm_*` tests (the pure cgroup v2 subset) of each `runner-tests` test binary, one VM per
-//!    binary, `--test-threads=1`. No VM available: an error under `CI`, else a printed skip.
+//!    binary, `--test-threads=1`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,11 +18,12 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::install::{self, Piece};
 use crate::{ebpf, util, vm};
 
 #[derive(Args)]
 pub(crate) struct TestArgs {
-    /// Only the host tests (`cargo test --workspace`).
+    /// Only the host tests (`cargo test --workspace`); the VM is neither set up nor used.
     #[arg(long, conflicts_with = "vm_only")]
     no_vm: bool,
     /// Only the `vm_*` tests in the VM.
@@ -33,35 +39,19 @@ const VM_FILTER: &str = "vm_";
 
 pub(crate) fn run(args: &TestArgs) -> Result<()> {
     let ci = util::in_ci();
-    // Decide up front whether the VM step runs, so the host step knows whether to skip vm_*.
-    let vm_step = if args.no_vm {
-        false
-    } else {
-        match vm::ready() {
-            Ok(()) => true,
-            Err(why) if ci => bail!("CI is set and the test VM is not available: {why}"),
-            Err(why) => {
-                eprintln!("xtask: SKIPPING the VM tests: {why}");
-                false
-            }
-        }
-    };
-    // The eBPF object first, so the test binaries embed it and the verdict tests run in both
-    // monitor modes. Without the toolchain: an error under CI, else the no-eBPF mode only.
-    match ebpf::build() {
-        Ok(_) => {}
-        Err(e) if ci => return Err(e.context("CI is set and the eBPF object cannot be built")),
-        Err(e) => eprintln!(
-            "xtask: SKIPPING the eBPF mode in tests ({e:#}): the tests run the no-eBPF mode only"
-        ),
+    let vm_step = !args.no_vm;
+    let mut pieces = vec![Piece::Languages, Piece::EbpfToolchain];
+    if vm_step {
+        pieces.push(Piece::TestVm);
     }
+    util::timed("install", || install::ensure(&pieces))?;
+    // Installed above; this names the gap should the toolchain still be incomplete.
+    ebpf::check()?;
     if !args.vm_only {
         util::timed("host tests", || host_tests(ci, vm_step))?;
     }
     if vm_step {
         util::timed("VM tests", || vm_tests(ci, args.vm_timeout))?;
-    } else if args.vm_only {
-        bail!("--vm-only but the VM tests cannot run (see above)");
     }
     Ok(())
 }
@@ -76,18 +66,15 @@ fn host_tests(ci: bool, skip_vm_tests: bool) -> Result<()> {
     let mut cmd = Command::new(util::cargo());
     cmd.args(["test", "--workspace"])
         .current_dir(util::workspace_root());
-    let mut harness: Vec<&str> = Vec::new();
+    // The tests marked #[ignore] need the language toolchains, installed by now.
+    let mut harness = vec!["--include-ignored"];
     if skip_vm_tests {
         harness.extend(["--skip", VM_FILTER]);
     }
     if ci {
         cmd.env("RUNNER_REQUIRE_ALL", "1");
-        // The tests marked #[ignore] need the language toolchains, which CI installs.
-        harness.push("--include-ignored");
     }
-    if !harness.is_empty() {
-        cmd.arg("--").args(harness);
-    }
+    cmd.arg("--").args(harness);
     util::run(&mut cmd)
 }
 

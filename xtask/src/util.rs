@@ -104,11 +104,55 @@ pub(crate) fn stop_child(child: &mut std::process::Child, grace: std::time::Dura
     let _ = child.wait();
 }
 
+/// SIGTERM to a daemon we started, then it must drain and exit 0 within `grace` (else an
+/// error, and SIGKILL). Only ever the child's own pid.
+pub(crate) fn terminate(child: &mut std::process::Child, grace: std::time::Duration) -> Result<()> {
+    let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+    // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet (so the pid
+    // cannot have been reused).
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        bail!("kill(SIGTERM): {}", std::io::Error::last_os_error());
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("runner serve exited with {status} after SIGTERM (expected 0)");
+            }
+            eprintln!("xtask: SIGTERM: runner serve exited 0");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "runner serve still running {} s after SIGTERM (killed)",
+                grace.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether `needle` (non-empty) occurs in `haystack`.
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, _)) = needle.split_first() else {
+        return false;
+    };
+    haystack
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == first)
+        .any(|(i, _)| haystack[i..].starts_with(needle))
+}
+
 /// Builds the release `runner` binary and returns its path.
 pub(crate) fn build_release_runner() -> Result<PathBuf> {
-    run(Command::new(cargo())
-        .args(["build", "--release", "-p", "runner"])
-        .current_dir(workspace_root()))?;
+    timed("build the release daemon", || {
+        run(Command::new(cargo())
+            .args(["build", "--release", "-p", "runner"])
+            .current_dir(workspace_root()))
+    })?;
     Ok(target_dir()?.join("release/runner"))
 }
 
@@ -135,4 +179,19 @@ pub(crate) fn sorted_ms(d: &[std::time::Duration]) -> Vec<f64> {
     let mut ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
     ms
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier: unit (docs/testing.md). Byte search used to check built objects.
+    use super::*;
+
+    #[test]
+    fn test_contains() {
+        assert!(contains(b"xx\x7fELFabc", b"\x7fELFab"));
+        assert!(contains(b"abc", b"abc"));
+        assert!(!contains(b"ab", b"abc"));
+        assert!(!contains(b"\x7fELF\x7fELx", b"\x7fELFx"));
+        assert!(!contains(b"abc", b""));
+    }
 }

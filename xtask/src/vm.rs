@@ -42,7 +42,7 @@ fn assets() -> PathBuf {
     util::workspace_root().join("xtask/vm")
 }
 
-fn cache() -> PathBuf {
+pub(crate) fn cache() -> PathBuf {
     std::env::var_os("VMTEST_CACHE").map_or_else(|| PathBuf::from(DEFAULT_CACHE), PathBuf::from)
 }
 

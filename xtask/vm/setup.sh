@@ -2,7 +2,8 @@
 # One-time (cacheable) setup of the test VM, as root on Debian 12 (bookworm):
 #   - qemu-system-x86 10.x from bookworm-backports (7.2 from bookworm crashes
 #     under TCG with -smp >= 2: double faults / GPFs in ~20-60% of boots),
-#   - busybox-static, kmod, cpio, zstd,
+#   - busybox-static, kmod, cpio, zstd, xz-utils, file (mkinitramfs.sh), python3 (vmlinux
+#     extraction),
 #   - a Debian kernel (default: the bookworm-backports 6.12 generic flavour),
 #     unpacked with dpkg -x (nothing is installed into /boot),
 #   - the PVH-bootable vmlinux extracted from its vmlinuz, and our initramfs.
@@ -58,7 +59,7 @@ if ! qemu-system-x86_64 --version 2>/dev/null | grep -qE 'version (9|1[0-9])\.';
     retry_lock apt-get "${APTO[@]}" install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
 fi
 need=()
-for p in busybox-static kmod cpio zstd; do dpkg -s $p >/dev/null 2>&1 || need+=($p); done
+for p in busybox-static kmod cpio zstd xz-utils file python3; do dpkg -s $p >/dev/null 2>&1 || need+=($p); done
 if [ ${#need[@]} -gt 0 ]; then
     retry_lock apt-get "${APTO[@]}" install -y -q --no-install-recommends "${need[@]}"
 fi
