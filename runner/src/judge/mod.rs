@@ -4,7 +4,8 @@
 //!
 //! Owns: the verdicts and their rules (`verdict`), `problem.toml` (`problem`), the compare modes
 //! (`compare`), reading test-set archives (`archive`), the test-set store on disk (`testset`,
-//! with its recency order in `lru`), the origin's HTTP client and body spooling (`origin`), the
+//! with its recency order in `lru`), the wire form of submissions, results and events shared by
+//! the HTTP API and queue mode (`submission`), the origin's HTTP client and body spooling (`origin`), the
 //! async front that callers use, with single flight for fetches (`provider::Testsets`), and the
 //! `[judge]` settings (`config`).
 //!
@@ -25,6 +26,7 @@ mod lru;
 pub mod origin;
 pub mod problem;
 pub mod provider;
+pub mod submission;
 pub mod testset;
 pub mod verdict;
 
@@ -32,6 +34,10 @@ pub use self::compare::{CompareMode, CompareSpec, Comparison, compare};
 pub use self::config::{JudgeConfig, JudgeConfigError, RawJudge};
 pub use self::origin::Origin;
 pub use self::provider::{EnsureError, PutError, Testsets};
+pub use self::submission::{
+    Accepted, CaseResult, CompileResult, Event, FieldError, Status, SubmissionRequest,
+    SubmissionResult, Summary,
+};
 pub use self::testset::{Lease, Manifest, Put, PutStatus, TestsetError, TestsetId, TestsetStore};
 pub use self::verdict::{Progress, Verdict};
 
