@@ -5,9 +5,9 @@
 //! Owns: the verdicts and their rules (`verdict`), `problem.toml` (`problem`), the compare modes
 //! (`compare`), reading test-set archives (`archive`), the test-set store on disk (`testset`,
 //! with its recency order in `lru`), the wire form of submissions, results and events shared by
-//! the HTTP API and queue mode (`submission`), the origin's HTTP client and body spooling (`origin`), the
-//! async front that callers use, with single flight for fetches (`provider::Testsets`), and the
-//! `[judge]` settings (`config`).
+//! the HTTP API and queue mode (`submission`), the origin's HTTP client and body spooling
+//! (`origin`), the async front that callers use, with single flight for fetches
+//! (`provider::Testsets`), and the `[judge]` settings (`config`).
 //!
 //! How a caller uses it: at start, `JudgeConfig::new` → `TestsetStore::open(<data_dir>/testsets)`
 //! → `Testsets::new(store, origin)`. An upload: `Testsets::put_body`. A submission:
