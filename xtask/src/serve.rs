@@ -260,4 +260,21 @@ mod tests {
         let cli = Cli::try_parse_from(["serve"]).expect("parses");
         assert!(!cli.serve.smoke && cli.serve.runner_args.is_empty());
     }
+
+    /// The package and serve checks fail on a binary without the object, pass with it.
+    #[test]
+    fn test_check_embeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let object = dir.path().join("obj");
+        std::fs::write(&object, b"\x7fELF\x01object bytes").expect("write");
+        let without = dir.path().join("without");
+        std::fs::write(&without, b"\x7fELF\x02binary without it").expect("write");
+        let with = dir.path().join("with");
+        std::fs::write(&with, b"\x7fELF\x02binary\x7fELF\x01object bytes, end").expect("write");
+        assert!(check_embeds(&without, &object).is_err());
+        assert!(check_embeds(&with, &object).is_ok());
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").expect("write");
+        assert!(check_embeds(&with, &empty).is_err());
+    }
 }

@@ -62,13 +62,12 @@ pub(crate) fn setup() -> Result<()> {
     })
 }
 
-/// `Ok(())` if a VM can be started now, else the reason why not (and what to run).
+/// `Ok(())` if a VM can be started now, else the reason why not (`cargo xtask vm setup`, or the
+/// installer of `cargo xtask test`, fixes each).
 pub(crate) fn ready() -> std::result::Result<(), String> {
     let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
     let Ok(qemu) = qemu else {
-        return Err(
-            "qemu-system-x86_64 is not installed (run `cargo xtask vm setup` as root)".into(),
-        );
+        return Err("qemu-system-x86_64 is not installed".into());
     };
     let version = String::from_utf8_lossy(&qemu.stdout);
     let major = version
@@ -79,28 +78,21 @@ pub(crate) fn ready() -> std::result::Result<(), String> {
         .unwrap_or(0);
     if major < 9 {
         return Err(format!(
-            "QEMU {major}.x crashes TCG guests with 2 vCPUs; need >= 9 from bookworm-backports \
-             (run `cargo xtask vm setup` as root)"
+            "QEMU {major}.x crashes TCG guests with 2 vCPUs; need >= 9 from bookworm-backports"
         ));
     }
     let cache = cache();
     let initrd = cache.join("initrd.gz");
     for f in [cache.join("vmlinux"), initrd.clone()] {
         if !f.is_file() {
-            return Err(format!(
-                "{} is missing (run `cargo xtask vm setup` as root)",
-                f.display()
-            ));
+            return Err(format!("{} is missing", f.display()));
         }
     }
     // The initramfs embeds init/init2: a stale one would run old guest code.
     let built = mtime(&initrd);
     for f in ["init", "init2", "mkinitramfs.sh"] {
         if mtime(&assets().join(f)) > built {
-            return Err(format!(
-                "{} is older than xtask/vm/{f} (run `cargo xtask vm setup` as root)",
-                initrd.display()
-            ));
+            return Err(format!("{} is older than xtask/vm/{f}", initrd.display()));
         }
     }
     Ok(())
@@ -115,7 +107,7 @@ fn mtime(p: &Path) -> Option<std::time::SystemTime> {
 /// RUNNER_* and CI are forwarded into the guest by run.sh).
 pub(crate) fn run(args: &RunArgs, cwd: &Path, envs: &[(&str, &str)]) -> Result<i32> {
     if let Err(why) = ready() {
-        bail!("the test VM is not ready: {why}");
+        bail!("the test VM is not ready: {why} (run `cargo xtask vm setup` as root)");
     }
     let scratch = match &args.scratch {
         Some(s) => s.clone(),
