@@ -356,7 +356,9 @@ pub fn ebpf_modes() -> Vec<EbpfMode> {
     if runner::monitor::object_available() || std::env::var_os("RUNNER_REQUIRE_ALL").is_some() {
         modes.push(EbpfMode::Require);
     } else {
-        eprintln!("skipped the eBPF half: no eBPF object built in (`cargo xtask build-ebpf`)");
+        eprintln!(
+            "skipped the eBPF half: no eBPF object built in (install the pinned nightly and bpf-linker: `cargo xtask test` does, and `cargo build` then embeds it)"
+        );
     }
     modes
 }
