@@ -34,11 +34,10 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// Serialises daemon start-up so each daemon can tell which `runner-<pid>-*` cgroups are its own.
 static START: Mutex<()> = Mutex::new(());
 
-/// A fresh data directory and uid base, unique in this process.
+/// A fresh private data directory (`crate::private_dir`) and a uid base unique in this process.
 pub fn unique() -> (PathBuf, u32) {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("runner-e2e-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = crate::private_dir("runner-e2e-");
     (dir, UID_FIRST + crate::uid_offset() + n * UIDS_PER_DAEMON)
 }
 
@@ -113,7 +112,7 @@ impl Daemon {
         let cache = Arc::new(
             FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes).expect("file cache"),
         );
-        let state = Arc::new(server::app_state(&cfg, &runtime, cache));
+        let state = Arc::new(server::app_state(&runtime, cache));
         let addr = listener.local_addr().expect("local addr");
         let (stop, rx) = oneshot::channel();
         let task = tokio::spawn(api::serve(listener, state, async {

@@ -157,8 +157,13 @@ fn mount_namespace_new_root() {
     }
     let b = Bench::new();
     // A host file in the host's /tmp must not appear in the jail's /tmp.
-    let marker = std::env::temp_dir().join(format!("runner-host-marker-{}", std::process::id()));
-    std::fs::write(&marker, b"host").unwrap();
+    // Created new with a random name (O_EXCL): never a file someone planted in /tmp.
+    let marker_file = tempfile::Builder::new()
+        .prefix("runner-host-marker-")
+        .tempfile()
+        .unwrap();
+    std::fs::write(marker_file.path(), b"host").unwrap();
+    let marker = marker_file.path().to_owned();
     let data_dir = b.env.data_dir.display().to_string();
     let script = format!(
         r#"
@@ -181,7 +186,7 @@ fn mount_namespace_new_root() {
         marker = marker.display()
     );
     let out = b.sh(&script);
-    std::fs::remove_file(&marker).unwrap();
+    drop(marker_file);
     assert_eq!(out.end, End::Exited(0));
     let s = text(&out.stdout);
     assert!(!s.contains("visible"), "host paths visible:\n{s}");

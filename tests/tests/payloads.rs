@@ -143,16 +143,15 @@ impl Host {
     async fn new(group: &str, d: &Daemon) -> Host {
         let pid = std::process::id();
         let marker = format!("PWNED{pid}{group}");
-        let canary = std::env::temp_dir().join(format!("runner-payload-canary-{pid}-{group}"));
-        let _ = std::fs::remove_dir_all(&canary);
-        std::fs::create_dir_all(&canary).expect("canary dir");
+        // Private (random, 0700, created new): never a directory someone planted in /tmp.
+        let canary = runner_tests::private_dir(&format!("runner-payload-canary-{group}-"));
         std::fs::write(canary.join("canary.txt"), CANARY_TEXT).expect("canary file");
         let tcp = TcpListener::bind("0.0.0.0:0").expect("tcp listener");
         tcp.set_nonblocking(true).expect("nonblocking");
         let udp = UdpSocket::bind("0.0.0.0:0").expect("udp socket");
         udp.set_nonblocking(true).expect("nonblocking");
-        let unix_path = std::env::temp_dir().join(format!("runner-payload-{pid}-{group}.sock"));
-        let _ = std::fs::remove_file(&unix_path);
+        let sockets = runner_tests::private_dir(&format!("runner-payload-sock-{group}-"));
+        let unix_path = sockets.join("listener.sock");
         let unix = UnixListener::bind(&unix_path).expect("unix listener");
         unix.set_nonblocking(true).expect("nonblocking");
         let abstract_name = format!("runner-payload-{pid}-{group}");
@@ -227,7 +226,9 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.canary);
-        let _ = std::fs::remove_file(&self.unix_path);
+        if let Some(dir) = self.unix_path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -789,9 +790,8 @@ fn payloads_run_dir_links_never_followed() {
         return;
     }
     let b = runner_tests::Bench::new();
-    let canary = std::env::temp_dir().join(format!("runner-link-canary-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&canary);
-    std::fs::create_dir_all(canary.join("sub")).expect("canary");
+    let canary = runner_tests::private_dir("runner-link-canary-");
+    std::fs::create_dir(canary.join("sub")).expect("canary");
     std::fs::write(canary.join("canary.txt"), CANARY_TEXT).expect("canary file");
     let c = canary.display();
     let dir = b.run_dir(0);

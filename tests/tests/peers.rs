@@ -68,8 +68,7 @@ struct PyOnly(std::path::PathBuf);
 
 impl PyOnly {
     fn new(tag: &str) -> PyOnly {
-        let dir = std::env::temp_dir().join(format!("runner-peers-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = runner_tests::private_dir(&format!("runner-peers-{tag}-"));
         let py3 = include_str!("../../profiles/python3.toml");
         let p = py3.replacen("id = \"python3\"", "id = \"pyonly\"", 1);
         std::fs::write(dir.join("pyonly.toml"), p).unwrap();

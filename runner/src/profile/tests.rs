@@ -581,6 +581,7 @@ fn limits(cpu: f64, wall: f64, mem_mb: u64, disk_mb: u64, stream_mb: u64, procs:
         disk_bytes: disk_mb * 1_024_000,
         stream_bytes: stream_mb * 1_024_000,
         procs,
+        address_space_bytes: None,
     }
 }
 
