@@ -731,6 +731,74 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    /// The example dashboard and alert rules (deploy/monitoring/) use only metrics the daemon
+    /// renders: the registry's families (`metrics::FAMILIES`) and peer mode's
+    /// (`peer::metrics::PEER_FAMILIES`), a histogram with its `_bucket`, `_sum` and `_count`
+    /// series. A module that adds a family list adds it here.
+    #[test]
+    fn test_dashboard_and_alerts_use_existing_metrics() {
+        let known: Vec<&str> = crate::metrics::FAMILIES
+            .iter()
+            .chain(crate::peer::metrics::PEER_FAMILIES)
+            .copied()
+            .collect();
+        fn strings(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        match v.as_str() {
+                            Some(s) if k == key => out.push(s.to_owned()),
+                            _ => strings(v, key, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, key, out)),
+                _ => {}
+            }
+        }
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../../deploy/monitoring/runner-dashboard.json"
+        ))
+        .expect("the dashboard is JSON");
+        let mut exprs = Vec::new();
+        strings(&dashboard, "expr", &mut exprs);
+        strings(&dashboard, "query", &mut exprs);
+        let dashboard_exprs = exprs.len();
+        let alerts = include_str!("../../deploy/monitoring/runner-alerts.yml");
+        exprs.extend(
+            alerts
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("expr:"))
+                .map(|e| e.trim().to_owned()),
+        );
+        assert!(dashboard_exprs >= 10 && exprs.len() > dashboard_exprs + 4);
+        let ident = regex::Regex::new(r"[A-Za-z_:][A-Za-z0-9_:]*").unwrap();
+        let mut used = 0;
+        for e in &exprs {
+            for m in ident.find_iter(e) {
+                let name = m.as_str();
+                if !(name.starts_with("runner_") || name.starts_with("process_")) {
+                    continue;
+                }
+                used += 1;
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| known.contains(f)))
+                    .unwrap_or(name);
+                assert!(known.contains(&family), "{name} (in `{e}`) is not a metric");
+            }
+        }
+        assert!(used > 20, "the expressions name metrics");
+        for alert in [
+            "RunnerOverloaded",
+            "RunnerQueueGrowing",
+            "RunnerPeerDown",
+            "RunnerEbpfInactive",
+        ] {
+            assert!(alerts.contains(&format!("alert: {alert}\n")), "{alert}");
+        }
+    }
+
     #[test]
     fn test_run_exit_codes_are_distinct() {
         let mut seen = std::collections::HashSet::new();

@@ -636,6 +636,11 @@ async fn vm_daemon_started_from_a_shared_cgroup() {
     if Path::new("/sys/fs/cgroup/unified").exists()
         || !Path::new("/sys/fs/cgroup/cgroup.subtree_control").exists()
     {
+        // On a hybrid host the controllers are v1 ones: the case does not arise.
+        assert!(
+            std::env::var_os("RUNNER_REQUIRE_ALL").is_none(),
+            "needs a pure cgroup v2 host (RUNNER_REQUIRE_ALL is set): run it in the test VM"
+        );
         eprintln!("skipped: needs a pure cgroup v2 host (runs in the test VM)");
         return;
     }
