@@ -33,7 +33,7 @@ use crate::telemetry::LogConfig;
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("the config file is not valid")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot load the language profiles")]
     Profiles(#[source] ProfileError),
@@ -112,7 +112,11 @@ impl Reloader {
     /// Reads the file again and applies it; logs the outcome (one line, plus one per setting
     /// that needs a restart). A failure changes nothing.
     pub async fn reload_and_log(&mut self) {
-        tracing::info!(config = ?self.path, "SIGHUP: reloading the config");
+        let file = self
+            .path
+            .as_ref()
+            .map_or_else(|| "none (defaults)".to_owned(), |p| p.display().to_string());
+        tracing::info!(config = %file, "SIGHUP: reloading the config");
         match self.reload().await {
             Ok(r) => {
                 for setting in &r.needs_restart {

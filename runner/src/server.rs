@@ -239,7 +239,10 @@ pub async fn serve(file_cfg: Config, opts: ServeOptions) -> Result<()> {
         languages = %langs.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>().join(", "),
         slots = cfg.slots,
         listen = %bound,
-        metrics_listen = ?ops_listener.as_ref().and_then(|l| l.local_addr().ok()),
+        metrics_listen = %ops_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(|| "none (on listen)".to_owned(), |a| a.to_string()),
         "ready: serving the Jobe API at /jobe/index.php/restapi/"
     );
     // Ready only now: a start-up failure above exits non-zero before systemd hears READY=1.
