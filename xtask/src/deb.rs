@@ -108,9 +108,16 @@ fn generate_assets() -> Result<()> {
     let release = target_dir()?.join("release");
     let bin = release.join("runner");
     let assets = release.join("assets");
-    run(Command::new(&bin)
-        .args(["man", "--out-dir"])
-        .arg(assets.join("man")))?;
+    let man = assets.join("man");
+    let _ = std::fs::remove_dir_all(&man);
+    run(Command::new(&bin).args(["man", "--out-dir"]).arg(&man))?;
+    // Compressed as Debian policy wants (cargo-deb compresses man pages only when they are not
+    // under the target directory); -n: no name or time stamp inside, a reproducible file.
+    let pages: Vec<_> = std::fs::read_dir(&man)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "1"))
+        .collect();
+    run(Command::new("gzip").args(["-9nf"]).args(&pages))?;
     for (shell, file) in [
         ("bash", "bash/runner"),
         ("zsh", "zsh/_runner"),
