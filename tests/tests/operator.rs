@@ -715,7 +715,11 @@ async fn vm_daemon_started_from_a_shared_cgroup() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_eq!(procs(&cg.join("runner-daemon")), vec![daemon.id()]);
-        let v = post_run(addr, py("print('v2')\n", json!({}))).await.json();
+        // A generous CPU limit: the VM emulates the CPU and is slow under load (the point here
+        // is where the job's cgroup is, not its limits).
+        let mut spec = py("print('v2')\n", json!({"cputime": 20}));
+        spec["runner_details"] = true.into();
+        let v = post_run(addr, spec).await.json();
         assert_eq!(v["outcome"], 15, "{v}");
         Command::new("kill")
             .args(["-TERM", &daemon.id().to_string()])
