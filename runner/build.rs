@@ -83,7 +83,13 @@ fn git_commit(workspace: &Path) -> String {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
             .filter(|s| !s.is_empty())
     };
-    let Some(commit) = git(&["rev-parse", "HEAD"]) else {
+    // Only this checkout's own repository: a tarball unpacked inside some other git work tree
+    // must not report that tree's commit.
+    let own = git(&["rev-parse", "--show-toplevel"])
+        .and_then(|top| std::fs::canonicalize(top).ok())
+        .zip(std::fs::canonicalize(workspace).ok())
+        .is_some_and(|(top, ws)| top == ws);
+    let Some(commit) = git(&["rev-parse", "HEAD"]).filter(|_| own) else {
         return "unknown".into();
     };
     // Rerun on a new commit: HEAD itself (a checkout), the branch it names, packed refs.
