@@ -14,11 +14,13 @@ mod enums;
 pub mod jail;
 pub mod job;
 pub mod judge;
+pub mod live;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod peer;
 pub mod profile;
+pub mod reload;
 pub mod sched;
 pub mod server;
 pub(crate) mod sync;
@@ -28,3 +30,4 @@ pub(crate) mod sync;
 )]
 pub mod sys;
 pub mod telemetry;
+pub mod version;

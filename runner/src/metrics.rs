@@ -10,6 +10,13 @@
 //! codes. No raw client input becomes a label. Peer metrics live in `peer::metrics` and are
 //! rendered after these (through the dispatcher).
 //!
+//! Runs are counted by `api` when answered, wherever they ran (`runner_runs_total`); their usage
+//! is observed by `sched` for the runs that ran here only (`record_usage`), so that a run a peer
+//! ran is not observed with zero usage by the runner that forwarded it.
+//!
+//! The process families (`process_*`, the names every Prometheus client library uses) are read
+//! from the kernel at each scrape; `runner_build_info` is the build (`version`).
+//!
 //! The eBPF monitor's counters are [`EbpfCounters`], defined here and incremented by `monitor`;
 //! `server` hands them to the registry when it wires the daemon ([`Metrics::attach_ebpf`]), so
 //! the registry never reaches into the monitor and holds no process-wide state.
@@ -26,6 +33,7 @@ use std::time::Duration;
 use crate::enums::enum_with_all;
 use crate::job::{Outcome, Usage};
 use crate::sync::lock;
+use crate::version::BUILD;
 
 /// Every metric family this registry renders, in rendering order.
 pub const FAMILIES: &[&str] = &[
@@ -35,7 +43,7 @@ pub const FAMILIES: &[&str] = &[
     "runner_run_peak_memory_bytes",
     "runner_queue_waiting",
     "runner_queue_wait_seconds",
-    "runner_slots_total",
+    "runner_slots",
     "runner_slots_busy",
     "runner_overload_total",
     "runner_http_requests_total",
@@ -45,6 +53,11 @@ pub const FAMILIES: &[&str] = &[
     "runner_ebpf_active",
     "runner_ebpf_events_total",
     "runner_draining",
+    "runner_build_info",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
 ];
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -235,17 +248,20 @@ impl Metrics {
         }
     }
 
-    /// One finished run: counts it by language and outcome; observes its usage unless it never
-    /// ran (overload). Also counts overloads. `lang` must be a served language id (a bounded
-    /// label: `api` counts only runs whose language passed its check).
-    pub fn record_run(&self, lang: &str, outcome: Outcome, usage: &Usage) {
+    /// One answered run, wherever it ran: counts it by language and outcome, and counts
+    /// overloads. `lang` must be a served language id (a bounded label: `api` counts only runs
+    /// whose language passed its check).
+    pub fn record_run(&self, lang: &str, outcome: Outcome) {
         *lock(&self.runs)
             .entry((lang.to_owned(), outcome.name()))
             .or_insert(0) += 1;
         if outcome == Outcome::ServerOverload {
             self.overload.fetch_add(1, Ordering::Relaxed);
-            return;
         }
+    }
+
+    /// The usage of a run that ran here (`sched`; never an overload, which did not run).
+    pub fn record_usage(&self, usage: &Usage) {
         self.run_cpu.observe(usage.cpu_secs);
         self.run_wall.observe(usage.wall_secs);
         #[allow(clippy::cast_precision_loss, reason = "a histogram value")]
@@ -305,6 +321,11 @@ impl Metrics {
         self.draining.store(i64::from(draining), Ordering::Relaxed);
     }
 
+    /// Whether the eBPF monitor is attached and active (`GET /version`, `GET /health`).
+    pub fn ebpf_active(&self) -> bool {
+        self.ebpf.get().is_some_and(|c| c.active())
+    }
+
     /// The whole registry in the text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(4096);
@@ -354,7 +375,7 @@ impl Metrics {
         );
         gauge(
             &mut o,
-            "runner_slots_total",
+            "runner_slots",
             "Sandbox slots (concurrent runs).",
             self.slots_total.load(Ordering::Relaxed),
         );
@@ -428,8 +449,68 @@ impl Metrics {
             "1 once shutdown began (GET /health answers 503).",
             self.draining.load(Ordering::Relaxed),
         );
+        header(
+            &mut o,
+            "runner_build_info",
+            "The build of this daemon (always 1): version, git commit, cargo profile, eBPF object embedded.",
+            "gauge",
+        );
+        let _ = writeln!(
+            o,
+            "runner_build_info{{version=\"{}\",commit=\"{}\",profile=\"{}\",ebpf_object=\"{}\"}} 1",
+            escape_label(BUILD.version),
+            escape_label(BUILD.commit),
+            escape_label(BUILD.profile),
+            if BUILD.ebpf_object { "yes" } else { "no" }
+        );
+        render_process(&mut o);
         o
     }
+}
+
+/// The `process_*` families, read from the kernel now.
+fn render_process(o: &mut String) {
+    header(
+        o,
+        "process_cpu_seconds_total",
+        "CPU time (user + system) of the daemon process, in seconds (not the jobs').",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "process_cpu_seconds_total {}",
+        fmt_f64(crate::sys::process_cpu_time().as_secs_f64())
+    );
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    header(
+        o,
+        "process_resident_memory_bytes",
+        "Resident memory of the daemon process, in bytes.",
+        "gauge",
+    );
+    let _ = writeln!(o, "process_resident_memory_bytes {}", rss_kib * 1024);
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    header(
+        o,
+        "process_open_fds",
+        "Open file descriptors of the daemon process.",
+        "gauge",
+    );
+    let _ = writeln!(o, "process_open_fds {fds}");
+    header(
+        o,
+        "process_max_fds",
+        "The daemon's open-files limit (soft RLIMIT_NOFILE).",
+        "gauge",
+    );
+    let _ = writeln!(o, "process_max_fds {}", crate::sys::fd_limit());
 }
 
 /// The families a rendered text declares (`# TYPE` lines), in order: for tests that hold a
@@ -516,7 +597,7 @@ mod tests {
         assert_eq!(escape_label("x\ny"), "x\\ny");
         assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
         let m = Metrics::new();
-        m.record_run("we\"ird\\\n", Outcome::Success, &Usage::default());
+        m.record_run("we\"ird\\\n", Outcome::Success);
         let text = m.render();
         assert!(
             text.contains("runner_runs_total{lang=\"we\\\"ird\\\\\\n\",outcome=\"success\"} 1"),
@@ -533,9 +614,9 @@ mod tests {
             peak_memory_bytes: 3 << 20,
             ..Usage::default()
         };
-        m.record_run("c", Outcome::Success, &usage(0.03));
-        m.record_run("c", Outcome::Success, &usage(0.3));
-        m.record_run("c", Outcome::TimeLimit, &usage(500.0));
+        m.record_usage(&usage(0.03));
+        m.record_usage(&usage(0.3));
+        m.record_usage(&usage(500.0));
         let t = m.render();
         let n = "runner_run_cpu_seconds_bucket";
         assert_eq!(sample(&t, &format!("{n}{{le=\"0.01\"}}")), Some("0"));
@@ -563,9 +644,11 @@ mod tests {
     #[test]
     fn test_counters_and_gauges() {
         let m = Metrics::new();
-        m.record_run("python3", Outcome::Success, &Usage::default());
-        m.record_run("python3", Outcome::Success, &Usage::default());
-        m.record_run("unknown", Outcome::ServerOverload, &Usage::default());
+        m.record_run("python3", Outcome::Success);
+        m.record_run("python3", Outcome::Success);
+        m.record_usage(&Usage::default());
+        m.record_usage(&Usage::default());
+        m.record_run("unknown", Outcome::ServerOverload);
         m.record_http("runs", 200);
         m.record_http("runs", 200);
         m.record_http("unrouted", 404);
@@ -606,7 +689,7 @@ mod tests {
             ("runner_queue_wait_seconds_count", "1"),
             ("runner_queue_wait_seconds_bucket{le=\"0.01\"}", "0"),
             ("runner_queue_wait_seconds_bucket{le=\"0.05\"}", "1"),
-            ("runner_slots_total", "4"),
+            ("runner_slots", "4"),
             ("runner_slots_busy", "1"),
             ("runner_file_cache_hits_total", "1"),
             ("runner_file_cache_misses_total", "2"),
@@ -616,6 +699,25 @@ mod tests {
         ] {
             assert_eq!(sample(&t, k), Some(v), "{k} in\n{t}");
         }
+    }
+
+    #[test]
+    fn test_build_and_process_families() {
+        let t = Metrics::new().render();
+        let info = t
+            .lines()
+            .find(|l| l.starts_with("runner_build_info{"))
+            .expect("runner_build_info sample");
+        assert!(
+            info.contains(&format!("commit=\"{}\"", BUILD.commit)),
+            "{info}"
+        );
+        assert!(info.ends_with(" 1"), "{info}");
+        let num = |name: &str| -> f64 { sample(&t, name).unwrap().parse().unwrap() };
+        assert!(num("process_resident_memory_bytes") > 1e5);
+        assert!(num("process_open_fds") >= 3.0);
+        assert!(num("process_max_fds") >= num("process_open_fds"));
+        assert!(num("process_cpu_seconds_total") >= 0.0);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! newline-separated `KEY=value` lines to the unix socket named by `$NOTIFY_SOCKET`.
 //!
 //! Owns only the sending. It must not decide *when* the daemon is ready: `server::serve` sends
-//! `READY=1` once the listener is bound (profiles, cgroups and slots are set up before that), and
-//! `STOPPING=1` when a stop signal arrives. Without `$NOTIFY_SOCKET` (started by hand, or by a
-//! unit that is not `Type=notify`) every call is a no-op.
+//! `READY=1` once the listener is bound and the profiles, cgroups and slots are set up,
+//! `RELOADING=1` then `READY=1` around a config reload (SIGHUP), and `STOPPING=1` when a stop
+//! signal arrives. Without `$NOTIFY_SOCKET` (started by hand, or by a unit that is not
+//! `Type=notify`) every call is a no-op.
 //!
 //! The protocol: <https://www.freedesktop.org/software/systemd/man/latest/sd_notify.html>.
 //! A name starting with `@` is a socket in the abstract namespace (the `@` stands for the
@@ -60,6 +61,9 @@ pub fn send(socket: &str, state: &str) -> io::Result<()> {
 pub fn ready_message(languages: usize, listen: &std::net::SocketAddr) -> String {
     format!("READY=1\nSTATUS=serving {languages} languages on {listen}")
 }
+
+/// The message sent when a SIGHUP reload starts (`READY=1` follows when it is done).
+pub const RELOADING: &str = "RELOADING=1\nSTATUS=reloading the config";
 
 /// The message sent when a stop signal arrives (in-flight requests are draining).
 pub const STOPPING: &str = "STOPPING=1\nSTATUS=draining in-flight requests";

@@ -1,38 +1,54 @@
 //! Start-up and the daemon's commands: `serve`, `check`, `run`, `bench-jail`. `main.rs` only
 //! parses arguments and calls into here.
 //!
-//! Start-up order: lock the data directory → jail (kernel probes, cgroup subtree; fails closed)
-//! → profiles (version probes) → slots (one netns each) → file cache → listen. Shutdown: SIGTERM
-//! or SIGINT stops accepting; in-flight requests finish within `shutdown_grace_secs`.
+//! Start-up order of `serve`: root → bind the listener(s) (a port in use fails here, before any
+//! jail work) → lock the data directory → jail (kernel probes, cgroup subtree; fails closed) →
+//! profiles (version probes) → slots (one netns each) → file cache → `ready`. Shutdown: SIGTERM
+//! or SIGINT stops accepting; in-flight requests finish within `shutdown_grace_secs`. SIGHUP
+//! reloads the config file (`reload`); its handler is installed with the stop handlers, before
+//! start-up, so a SIGHUP never kills the daemon.
 //!
-//! Under systemd (`Type=notify`, deploy/runner.service) `serve` reports `READY=1` once the
-//! listener is bound, i.e. after the jail, cgroups, profiles and slots are set up, and
-//! `STOPPING=1` when the stop signal arrives (`notify`). Started by hand, nothing is sent.
+//! Under systemd (`Type=notify`, deploy/runner.service) `serve` reports `READY=1` once
+//! everything above is set up, `RELOADING=1` … `READY=1` around a reload, and `STOPPING=1`
+//! when the stop signal arrives (`notify`). Started by hand, nothing is sent.
+//!
+//! The CLI commands (`check`, `run`, `bench-jail`) run on a private data directory of their
+//! own: a new random `$TMPDIR/runner-cli-XXXXXXXX`, mode 0700, created new (never an existing
+//! one), its lock file created with `O_EXCL | O_NOFOLLOW`, and removed when the command ends.
 
 use std::fs::File;
-use std::path::Path;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Surface};
 use crate::cache::FileCache;
 use crate::config::Config;
 use crate::jail::{Jail, JailSpec};
-use crate::job::{Job, Params};
+use crate::job::{Job, Outcome, Params};
 use crate::notify;
 use crate::peer::{Dispatcher, Peers};
-use crate::profile::Registry;
+use crate::profile::{HostProbe, Registry};
+use crate::reload::{Publishers, Reloader};
 use crate::sched::{Executor, Scheduler};
 
 /// Everything a running daemon is made of.
 pub struct Runtime {
     pub scheduler: Arc<Scheduler>,
     pub jail: Arc<Jail>,
+    /// The writers of the reloadable settings (`reload`); the scheduler, the dispatcher, the
+    /// API and the log follow them.
+    pub publishers: Arc<Publishers>,
+    /// The seccomp policies compiled into the jail, as `(name, TOML text)`.
+    pub policies: Vec<(String, String)>,
     _lock: File,
     /// A private data directory of a CLI command, removed on drop.
-    temp_dir: Option<std::path::PathBuf>,
+    temp_dir: Option<PathBuf>,
 }
 
 impl Drop for Runtime {
@@ -51,37 +67,63 @@ pub enum Mode {
     Cli,
 }
 
-/// The seccomp policies: the built-in `default` plus `<profiles_dir>/seccomp/<name>.toml`.
-pub fn seccomp_policies(cfg: &Config) -> Result<Vec<(String, String)>> {
-    let mut policies = cfg.jail.seccomp_policies.clone();
-    let Some(dir) = cfg.profiles_dir.as_ref().map(|d| d.join("seccomp")) else {
-        return Ok(policies);
-    };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(policies);
-    };
-    for e in entries {
-        let path = e?.path();
-        if path.extension().is_some_and(|x| x == "toml") {
-            let name = path
-                .file_stem()
-                .and_then(|n| n.to_str())
-                .context("policy file name is not UTF-8")?
-                .to_owned();
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            policies.retain(|(n, _)| *n != name);
-            policies.push((name, text));
-        }
+/// Refuses to go on without root, naming the command: the jail needs it (namespaces, mounts,
+/// cgroups, slot uids), and without this check the first failure would be an obscure
+/// permission error from the cgroup tree.
+pub fn need_root(command: &str) -> Result<()> {
+    if crate::sys::euid() != 0 {
+        bail!("runner {command} needs root (it builds jails)");
     }
-    Ok(policies)
+    Ok(())
 }
 
-/// Builds the runtime: fails with a clear message when the host cannot jail safely.
+/// A new private data directory for a CLI command: `$TMPDIR/runner-cli-XXXXXXXX`, random,
+/// mode 0700, created by this call (an existing path is never used: `mkdir` fails on it and
+/// another name is drawn), so nothing another user prepared in a shared `/tmp` is ever opened.
+pub fn private_data_dir() -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(tempfile::Builder::new()
+        .prefix("runner-cli-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()?
+        .keep())
+}
+
+/// Opens the data directory's lock file without following a symlink. `new`: it must not exist
+/// yet (`O_EXCL`: a CLI command's fresh private directory); otherwise it is created if missing
+/// and reused (the daemon's `data_dir`).
+pub fn open_lock(path: &Path, new: bool) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).mode(0o600);
+    if new {
+        o.create_new(true);
+    } else {
+        o.create(true);
+    }
+    o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Builds the runtime with every language whose toolchain is installed: fails with a clear
+/// message when the host cannot jail safely.
 pub fn start(cfg: &Config, mode: Mode) -> Result<Runtime> {
-    let temp_dir = (mode == Mode::Cli)
-        .then(|| std::env::temp_dir().join(format!("runner-cli-{}", std::process::id())));
-    let started = start_in(cfg, temp_dir.clone());
+    let registry = Registry::load(cfg.profiles_dir.as_deref());
+    start_with(
+        cfg,
+        mode,
+        registry.context("cannot load language profiles")?,
+    )
+}
+
+/// As [`start`], serving the languages of `registry`.
+fn start_with(cfg: &Config, mode: Mode, registry: Registry) -> Result<Runtime> {
+    let temp_dir = match mode {
+        Mode::Daemon => None,
+        Mode::Cli => {
+            Some(private_data_dir().context("cannot create a private data directory in $TMPDIR")?)
+        }
+    };
+    let started = start_in(cfg, temp_dir.clone(), registry);
     // A CLI command that fails to start (e.g. `[monitor] ebpf = "require"` without eBPF) must
     // not leave its private data directory behind; `Runtime` removes it otherwise.
     if let (Err(_), Some(dir)) = (&started, &temp_dir) {
@@ -90,18 +132,21 @@ pub fn start(cfg: &Config, mode: Mode) -> Result<Runtime> {
     started
 }
 
-fn start_in(cfg: &Config, temp_dir: Option<std::path::PathBuf>) -> Result<Runtime> {
+fn start_in(cfg: &Config, temp_dir: Option<PathBuf>, registry: Registry) -> Result<Runtime> {
     let mut cfg = cfg.clone();
     if let Some(dir) = &temp_dir {
         cfg.data_dir = dir.clone();
         cfg.jail.data_dir = dir.clone();
     }
-    cfg.jail.seccomp_policies = seccomp_policies(&cfg)?;
+    let policies = cfg.seccomp_policies()?;
+    cfg.jail.seccomp_policies = policies.clone();
     let cfg = &cfg;
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    if temp_dir.is_none() {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    }
     let lock_path = cfg.data_dir.join("lock");
-    let lock = File::create(&lock_path)
+    let lock = open_lock(&lock_path, temp_dir.is_some())
         .with_context(|| format!("cannot create {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
         bail!(
@@ -111,11 +156,6 @@ fn start_in(cfg: &Config, temp_dir: Option<std::path::PathBuf>) -> Result<Runtim
     }
     let jail = Jail::new(&cfg.jail).context("cannot set up the jail")?;
     jail.remove_stale_run_dirs();
-    let registry = match &cfg.profiles_dir {
-        Some(dir) => Registry::load_dir(dir),
-        None => Registry::embedded(),
-    }
-    .context("cannot load language profiles")?;
     for (id, _) in registry.languages() {
         let profile = registry.get(&id).context("listed language has a profile")?;
         if !jail.has_policy(&profile.seccomp) {
@@ -124,11 +164,11 @@ fn start_in(cfg: &Config, temp_dir: Option<std::path::PathBuf>) -> Result<Runtim
     }
     let slots = jail.make_slots(cfg.slots).context("cannot create slots")?;
     let jail = Arc::new(jail);
-    let scheduler = Arc::new(Scheduler::new(
-        registry,
+    let publishers = Arc::new(Publishers::new(cfg, registry));
+    let scheduler = Arc::new(Scheduler::with_settings(
         jail.clone(),
         slots,
-        cfg.sched.clone(),
+        publishers.sched.subscribe(),
     ));
     // `GET /metrics` shows the eBPF monitor's counters (the registry never reaches into it).
     if let Some(counters) = jail.ebpf_counters() {
@@ -137,58 +177,146 @@ fn start_in(cfg: &Config, temp_dir: Option<std::path::PathBuf>) -> Result<Runtim
     Ok(Runtime {
         scheduler,
         jail,
+        publishers,
+        policies,
         _lock: lock,
         temp_dir,
     })
 }
 
-/// `runner serve`.
-pub async fn serve(cfg: Config) -> Result<()> {
+/// What `runner serve` was given besides the config.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The config file, read again on SIGHUP (`None`: defaults, re-applied on SIGHUP).
+    pub config_path: Option<PathBuf>,
+    /// `--listen`, overriding the config's `listen` (also across reloads).
+    pub listen: Option<SocketAddr>,
+}
+
+/// `runner serve`. `file_cfg` is the config as read from the file.
+pub async fn serve(file_cfg: Config, opts: ServeOptions) -> Result<()> {
+    need_root("serve")?;
     // Handlers first: a SIGTERM that arrives during start-up, or right after READY=1, must
-    // drain and exit 0, not kill the daemon with the default action.
-    let stop = StopSignals::install().context("cannot install the SIGTERM/SIGINT handlers")?;
+    // drain and exit 0, and a SIGHUP must not kill the daemon with the default action.
+    let signals = Signals::install().context("cannot install the signal handlers")?;
+    let mut cfg = file_cfg.clone();
+    cfg.listen = opts.listen.unwrap_or(cfg.listen);
+    // Bound before anything else: a port in use is reported now, before any jail work.
+    let listener = bind(cfg.listen, "listen")?;
+    let ops_listener = cfg
+        .metrics_listen
+        .map(|addr| bind(addr, "metrics_listen"))
+        .transpose()?;
     let rt = start(&cfg, Mode::Daemon)?;
     for line in rt.jail.describe() {
         tracing::info!("{line}");
     }
-    let langs = rt.scheduler.languages();
-    tracing::info!(
-        languages = %langs.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>().join(", "),
-        slots = cfg.slots,
-        "ready"
-    );
+    warn_uids_in_use(&cfg);
     let cache = Arc::new(
         FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes)
             .context("cannot open the file cache")?,
     );
-    let state = Arc::new(app_state(&cfg, &rt, cache));
+    let state = Arc::new(app_state(&rt, cache));
     raise_fd_limit(&cfg);
-    let listener =
-        api::bind(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let log_follower = crate::telemetry::follow(rt.publishers.log.subscribe());
+    let bound = listener.local_addr().unwrap_or(cfg.listen);
+    let langs = rt.scheduler.languages();
+    let reloader = Reloader::new(
+        opts.config_path,
+        file_cfg,
+        rt.policies.clone(),
+        rt.jail.clone(),
+        rt.publishers.clone(),
+    );
+    let Signals { stop, hangup } = signals;
+    let reloads = tokio::spawn(reload_on_hangup(
+        hangup,
+        reloader,
+        rt.scheduler.clone(),
+        bound,
+    ));
     tracing::info!(
-        listen = %cfg.listen,
-        "serving the Jobe API at /jobe/index.php/restapi/ (and GET /metrics, GET /health)"
+        languages = %langs.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>().join(", "),
+        slots = cfg.slots,
+        listen = %bound,
+        metrics_listen = %ops_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(|| "none (on listen)".to_owned(), |a| a.to_string()),
+        "ready: serving the Jobe API at /jobe/index.php/restapi/"
     );
     // Ready only now: a start-up failure above exits non-zero before systemd hears READY=1.
-    let bound = listener.local_addr().unwrap_or(cfg.listen);
     notify::notify_or_log(&notify::ready_message(langs.len(), &bound));
-    let shutdown = async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let signal_task = tokio::spawn(async move {
         stop.recv().await;
         notify::notify_or_log(notify::STOPPING);
+        let _ = stop_tx.send(true);
+    });
+    let served = match ops_listener {
+        None => api::serve_on(listener, state, Surface::All, stopped(stop_rx)).await,
+        Some(ops) => {
+            let (a, b) = tokio::join!(
+                api::serve_on(
+                    listener,
+                    state.clone(),
+                    Surface::Jobe,
+                    stopped(stop_rx.clone())
+                ),
+                api::serve_on(ops, state, Surface::Ops, stopped(stop_rx)),
+            );
+            a.and(b)
+        }
     };
-    api::serve(listener, state, shutdown)
-        .await
-        .context("server failed")?;
+    reloads.abort();
+    log_follower.abort();
+    signal_task.abort();
+    served.context("server failed")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The API's state for `cfg`: the scheduler behind peer mode's dispatcher (every run local
-/// without `[peer]`), and one metrics registry for both.
-pub fn app_state(cfg: &Config, rt: &Runtime, cache: Arc<FileCache>) -> AppState {
-    let peers = Peers::from_config(&cfg.peer, &cfg.sched);
-    let dispatcher = Dispatcher::new(rt.scheduler.clone(), cache.clone(), peers);
-    AppState::new(dispatcher, cache, cfg.api.clone()).with_metrics(rt.scheduler.metrics())
+/// Binds `addr` (the setting `what`), with a clear message when the port is taken.
+fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
+    api::bind(addr).map_err(|e| {
+        let why = if e.kind() == io::ErrorKind::AddrInUse {
+            "the address is already in use (another process, perhaps another runner, listens \
+             there; choose another `listen` or `--listen`)"
+                .to_owned()
+        } else {
+            e.to_string()
+        };
+        anyhow::anyhow!("cannot listen on {addr} ({what}): {why}")
+    })
+}
+
+/// Reloads the config on every SIGHUP until aborted; tells systemd (`RELOADING=1`, then
+/// `READY=1` again).
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    mut reloader: Reloader,
+    scheduler: Arc<Scheduler>,
+    bound: SocketAddr,
+) {
+    while hangup.recv().await.is_some() {
+        notify::notify_or_log(notify::RELOADING);
+        reloader.reload_and_log().await;
+        let langs = scheduler.languages().len();
+        notify::notify_or_log(&notify::ready_message(langs, &bound));
+    }
+}
+
+/// The API's state: the scheduler behind peer mode's dispatcher (every run local while
+/// `[peer]` is absent; a reload may turn it on), and one metrics registry for both. Its
+/// settings follow `rt`'s publishers.
+pub fn app_state(rt: &Runtime, cache: Arc<FileCache>) -> AppState {
+    let peers = Peers::with_settings(rt.publishers.peer.subscribe());
+    let dispatcher = Dispatcher::new(rt.scheduler.clone(), cache.clone(), Some(peers));
+    AppState::with_live_config(dispatcher, cache, rt.publishers.api.subscribe())
+        .with_metrics(rt.scheduler.metrics())
 }
 
 /// Descriptors a running job holds in the daemon (pipes, pidfd, cgroup and run directory fds),
@@ -216,22 +344,74 @@ fn raise_fd_limit(cfg: &Config) {
     }
 }
 
-/// SIGTERM and SIGINT, registered with tokio when created: from then on neither kills the
-/// process, and one that arrives before `recv` is polled is not lost.
+/// Processes (pid, uid) whose real uid is one of the slot uids of `cfg`. At a daemon's start
+/// none of its own can exist yet, so any is another runner's job (an overlapping
+/// `jail.uid_base` on this host) or an account that uses those uids.
+pub fn uids_in_use(cfg: &Config) -> Vec<(u32, u32)> {
+    let base = cfg.jail.uid_base;
+    let range = base..base.saturating_add(u32::try_from(cfg.slots).unwrap_or(u32::MAX));
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let uid = std::fs::read_to_string(e.path().join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|l| l.split_whitespace().next())
+                    .and_then(|u| u.parse::<u32>().ok())
+            });
+        if let Some(uid) = uid.filter(|u| range.contains(u)) {
+            out.push((pid, uid));
+        }
+    }
+    out
+}
+
+fn warn_uids_in_use(cfg: &Config) {
+    let used = uids_in_use(cfg);
+    if let Some((pid, uid)) = used.first() {
+        tracing::warn!(
+            processes = used.len(),
+            example_pid = pid,
+            uid,
+            "processes are running under this daemon's slot uids: another runner on this host \
+             with an overlapping jail.uid_base range? Give each runner its own range (docs/peers.md)"
+        );
+    }
+}
+
+/// SIGTERM, SIGINT and SIGHUP, registered with tokio when created: from then on none of them
+/// kills the process, and one that arrives before it is awaited is not lost.
+struct Signals {
+    stop: StopSignals,
+    hangup: tokio::signal::unix::Signal,
+}
+
 struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
-impl StopSignals {
-    fn install() -> std::io::Result<Self> {
+impl Signals {
+    fn install() -> io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
+        Ok(Signals {
+            stop: StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            },
+            hangup: signal(SignalKind::hangup())?,
         })
     }
+}
 
+impl StopSignals {
     async fn recv(mut self) {
         tokio::select! {
             _ = self.term.recv() => tracing::info!("SIGTERM: draining"),
@@ -242,7 +422,7 @@ impl StopSignals {
 
 /// `runner check`: what this host enforces and which languages it serves.
 pub fn check(cfg: &Config) -> Result<String> {
-    let rt = start(cfg, Mode::Cli)?;
+    need_root("check")?;
     let mut out = String::new();
     out.push_str(&format!(
         "kernel: {}\n",
@@ -250,6 +430,8 @@ pub fn check(cfg: &Config) -> Result<String> {
             .unwrap_or_default()
             .trim()
     ));
+    out.push_str(&clean_stale_data_dir(&cfg.data_dir));
+    let rt = start(cfg, Mode::Cli)?;
     for line in rt.jail.describe() {
         out.push_str(&format!("{line}\n"));
     }
@@ -258,26 +440,89 @@ pub fn check(cfg: &Config) -> Result<String> {
         "slots: {} (uids from {})\n",
         cfg.slots, cfg.jail.uid_base
     ));
+    let used = uids_in_use(cfg);
+    if !used.is_empty() {
+        out.push_str(&format!(
+            "slot uids: {} processes run under uids {}..{} now (this host's daemon at work, or \
+             another runner with an overlapping jail.uid_base)\n",
+            used.len(),
+            cfg.jail.uid_base,
+            cfg.jail.uid_base as usize + cfg.slots
+        ));
+    }
     out.push_str("languages:\n");
-    let langs = rt.scheduler.languages();
-    for (id, version) in &langs {
+    let settings = rt.scheduler.settings();
+    for (id, version) in settings.languages() {
         out.push_str(&format!("  {id} {version}\n"));
     }
-    for (id, why) in rt.scheduler.registry().missing() {
+    for (id, why) in settings.registry().missing() {
         out.push_str(&format!("  {id}: not available ({why})\n"));
     }
     Ok(out)
 }
 
+/// What a daemon killed with SIGKILL leaves in its `data_dir`: run-directory tmpfs mounts under
+/// `runs/`. Removed here (as the next daemon's start would) only when provably stale: the
+/// directory's lock exists and no process holds it. One line for `runner check`.
+fn clean_stale_data_dir(data_dir: &Path) -> String {
+    let lock_path = data_dir.join("lock");
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock_path);
+    let Ok(lock) = lock else {
+        return format!("data_dir {}: no daemon has used it\n", data_dir.display());
+    };
+    if lock.try_lock().is_err() {
+        return format!(
+            "data_dir {}: in use by a running daemon\n",
+            data_dir.display()
+        );
+    }
+    match Jail::remove_stale_run_dirs_of(data_dir) {
+        0 => format!(
+            "data_dir {}: no daemon running, nothing left behind\n",
+            data_dir.display()
+        ),
+        n => format!(
+            "data_dir {}: no daemon running; removed {n} run directories (and their tmpfs \
+             mounts) a killed daemon left\n",
+            data_dir.display()
+        ),
+    }
+}
+
+/// What `runner run` prints and how it ended.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Jobe's result object (JSON).
+    pub json: String,
+    pub outcome: Outcome,
+}
+
+/// `runner run`'s exit status for `outcome`: 0 for success (15), else the Jobe outcome code
+/// (11 compilation error, 12 runtime error, 13 time limit, 17 memory limit, 19 illegal system
+/// call, 20 internal error, 21 overload). 1 is runner's own failure (a message on stderr), 2 a
+/// usage error (clap).
+pub fn run_exit_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Success => 0,
+        other => other.code(),
+    }
+}
+
 /// `runner run`: one local run, printed as Jobe's result object.
+///
+/// Order: the files are read first (a missing one is the first thing reported), then the root
+/// check, then the language: unknown to every profile, or known but its toolchain missing (its
+/// version command alone is run, not every language's), and only then the jail.
 pub async fn run_once(
     cfg: &Config,
     lang: &str,
     source_file: &Path,
     input: Option<&Path>,
     cputime: Option<f64>,
-) -> Result<String> {
-    let rt = start(cfg, Mode::Cli)?;
+) -> Result<RunReport> {
     let source = std::fs::read_to_string(source_file)
         .with_context(|| format!("cannot read {}", source_file.display()))?;
     let input = match input {
@@ -286,8 +531,12 @@ pub async fn run_once(
         }
         None => String::new(),
     };
+    need_root("run")?;
+    let lang = lang.to_lowercase();
+    let registry = one_language(cfg, &lang)?;
+    let rt = start_with(cfg, Mode::Cli, registry)?;
     let job = Job {
-        language: lang.to_lowercase(),
+        language: lang,
         source,
         source_name: None,
         input,
@@ -304,12 +553,44 @@ pub async fn run_once(
         .run(job)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(api::result_json(&result))
+    Ok(RunReport {
+        json: api::result_json(&result),
+        outcome: result.outcome,
+    })
+}
+
+/// The registry of `lang` alone: an error naming what is wrong when it has no profile or its
+/// toolchain does not answer its version command.
+fn one_language(cfg: &Config, lang: &str) -> Result<Registry> {
+    let profiles = match &cfg.profiles_dir {
+        Some(dir) => crate::profile::merge(
+            crate::profile::embedded_profiles()?,
+            crate::profile::dir_profiles(dir)?,
+        ),
+        None => crate::profile::embedded_profiles()?,
+    };
+    let known: Vec<String> = profiles.iter().map(|p| p.id.clone()).collect();
+    let Some(profile) = profiles.into_iter().find(|p| p.id == lang) else {
+        bail!(
+            "language '{lang}' is not known (profiles: {})",
+            known.join(", ")
+        );
+    };
+    let command = profile.version_command.join(" ");
+    let registry = Registry::from_profiles(vec![profile], &HostProbe);
+    if let Some((_, why)) = registry.missing().next() {
+        bail!(
+            "the {lang} toolchain is missing: its version command `{command}` failed ({why}); \
+             install it (docs/deployment.md, \"Install the toolchains\")"
+        );
+    }
+    Ok(registry)
 }
 
 /// `runner bench-jail`: the jail's own cost (start + teardown around /bin/true) beside a plain
 /// fork + exec of /bin/true. Prints one JSON line (read by `cargo xtask bench jail`).
 pub async fn bench_jail(cfg: &Config, iterations: usize) -> Result<String> {
+    need_root("bench-jail")?;
     let rt = start(cfg, Mode::Cli)?;
     let slots = rt.jail.make_slots(1)?;
     let slot = &slots[0];
@@ -325,6 +606,7 @@ pub async fn bench_jail(cfg: &Config, iterations: usize) -> Result<String> {
             disk_bytes: 1 << 20,
             stream_bytes: 1 << 16,
             procs: 8,
+            address_space_bytes: None,
         },
     };
     let mut jail_ms = Vec::with_capacity(iterations);
@@ -371,7 +653,8 @@ fn percentiles(v: &mut [f64]) -> (f64, f64) {
 }
 
 /// `runner check-config`: the config (already validated by `Config::load`), the profiles and the
-/// seccomp policies they name, without touching the kernel. Used as systemd `ExecStartPre=`.
+/// seccomp policies they name, without touching the kernel. Used as systemd `ExecStartPre=` and
+/// `ExecReload=`.
 pub fn check_config(cfg: &Config) -> Result<String> {
     let profiles = match &cfg.profiles_dir {
         Some(dir) => crate::profile::merge(
@@ -381,7 +664,7 @@ pub fn check_config(cfg: &Config) -> Result<String> {
         None => crate::profile::embedded_profiles()?,
     };
     let mut policies = Vec::new();
-    let texts = seccomp_policies(cfg)?;
+    let texts = cfg.seccomp_policies()?;
     for (name, text) in &texts {
         crate::jail::seccomp::Policy::from_toml(name, text)
             .with_context(|| format!("seccomp policy {name}"))?;
@@ -404,4 +687,131 @@ pub fn check_config(cfg: &Config) -> Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tier: unit (docs/testing.md). The CLI's private data directory and lock file (the
+    //! symlink attack through the real binary: tests/tests/operator.rs), exit codes.
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn test_private_data_dir_is_new_random_and_private() {
+        let a = private_data_dir().unwrap();
+        let b = private_data_dir().unwrap();
+        assert_ne!(a, b);
+        for d in [&a, &b] {
+            let name = d.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("runner-cli-") && name.len() > "runner-cli-".len() + 5);
+            let meta = std::fs::symlink_metadata(d).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{}", d.display());
+            std::fs::remove_dir(d).unwrap();
+        }
+    }
+
+    /// A `lock` planted as a symlink is never followed, neither by a CLI command (O_EXCL) nor
+    /// by the daemon (O_NOFOLLOW); the target is untouched.
+    #[test]
+    fn test_lock_refuses_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let lock = dir.path().join("lock");
+        std::os::unix::fs::symlink(&victim, &lock).unwrap();
+        assert!(open_lock(&lock, true).is_err());
+        let err = open_lock(&lock, false).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        // A fresh lock is created 0600; a CLI lock only once.
+        let fresh = dir.path().join("fresh");
+        open_lock(&fresh, true).unwrap();
+        assert!(open_lock(&fresh, true).is_err());
+        open_lock(&fresh, false).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// The example dashboard and alert rules (deploy/monitoring/) use only metrics the daemon
+    /// renders: the registry's families (`metrics::FAMILIES`) and peer mode's
+    /// (`peer::metrics::PEER_FAMILIES`), a histogram with its `_bucket`, `_sum` and `_count`
+    /// series. A module that adds a family list adds it here.
+    #[test]
+    fn test_dashboard_and_alerts_use_existing_metrics() {
+        let known: Vec<&str> = crate::metrics::FAMILIES
+            .iter()
+            .chain(crate::peer::metrics::PEER_FAMILIES)
+            .copied()
+            .collect();
+        fn strings(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        match v.as_str() {
+                            Some(s) if k == key => out.push(s.to_owned()),
+                            _ => strings(v, key, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, key, out)),
+                _ => {}
+            }
+        }
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../../deploy/monitoring/runner-dashboard.json"
+        ))
+        .expect("the dashboard is JSON");
+        let mut exprs = Vec::new();
+        strings(&dashboard, "expr", &mut exprs);
+        strings(&dashboard, "query", &mut exprs);
+        let dashboard_exprs = exprs.len();
+        let alerts = include_str!("../../deploy/monitoring/runner-alerts.yml");
+        exprs.extend(
+            alerts
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("expr:"))
+                .map(|e| e.trim().to_owned()),
+        );
+        assert!(dashboard_exprs >= 10 && exprs.len() > dashboard_exprs + 4);
+        let ident = regex::Regex::new(r"[A-Za-z_:][A-Za-z0-9_:]*").unwrap();
+        let mut used = 0;
+        for e in &exprs {
+            for m in ident.find_iter(e) {
+                let name = m.as_str();
+                if !(name.starts_with("runner_") || name.starts_with("process_")) {
+                    continue;
+                }
+                used += 1;
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| known.contains(f)))
+                    .unwrap_or(name);
+                assert!(known.contains(&family), "{name} (in `{e}`) is not a metric");
+            }
+        }
+        assert!(used > 20, "the expressions name metrics");
+        for alert in [
+            "RunnerOverloaded",
+            "RunnerQueueGrowing",
+            "RunnerPeerDown",
+            "RunnerEbpfInactive",
+        ] {
+            assert!(alerts.contains(&format!("alert: {alert}\n")), "{alert}");
+        }
+    }
+
+    #[test]
+    fn test_run_exit_codes_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for o in Outcome::ALL {
+            let code = run_exit_code(o);
+            assert!(seen.insert(code), "{o}: {code} twice");
+            // 1 and 2 are runner's own failures and usage errors.
+            assert!(code != 1 && code != 2, "{o}");
+        }
+        assert_eq!(run_exit_code(Outcome::Success), 0);
+        assert_eq!(run_exit_code(Outcome::TimeLimit), 13);
+    }
 }

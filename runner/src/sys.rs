@@ -675,3 +675,30 @@ pub fn raise_fd_limit(want: u64) -> std::io::Result<u64> {
     setrlimit(libc::RLIMIT_NOFILE, target, hard).map_err(Errno::into_io)?;
     Ok(target)
 }
+
+/// CPU time (user + system) this process has used so far, all threads, not its children (the
+/// jails' inits): `getrusage(RUSAGE_SELF)`. For the `process_cpu_seconds_total` metric.
+pub fn process_cpu_time() -> std::time::Duration {
+    // SAFETY: rusage is plain data; all-zero bytes are a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage for the duration of the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + std::time::Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The soft `RLIMIT_NOFILE` of this process (`process_max_fds`); 0 if it cannot be read.
+pub fn fd_limit() -> u64 {
+    getrlimit(libc::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft)
+}
+
+/// The effective uid of this process (`runner serve` and the jail commands need 0).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

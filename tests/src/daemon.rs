@@ -34,11 +34,10 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// Serialises daemon start-up so each daemon can tell which `runner-<pid>-*` cgroups are its own.
 static START: Mutex<()> = Mutex::new(());
 
-/// A fresh data directory and uid base, unique in this process.
+/// A fresh private data directory (`crate::private_dir`) and a uid base unique in this process.
 pub fn unique() -> (PathBuf, u32) {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("runner-e2e-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = crate::private_dir("runner-e2e-");
     (dir, UID_FIRST + crate::uid_offset() + n * UIDS_PER_DAEMON)
 }
 
@@ -113,7 +112,7 @@ impl Daemon {
         let cache = Arc::new(
             FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes).expect("file cache"),
         );
-        let state = Arc::new(server::app_state(&cfg, &runtime, cache));
+        let state = Arc::new(server::app_state(&runtime, cache));
         let addr = listener.local_addr().expect("local addr");
         let (stop, rx) = oneshot::channel();
         let task = tokio::spawn(api::serve(listener, state, async {
@@ -288,20 +287,35 @@ pub struct BinDaemon {
     pub log: PathBuf,
 }
 
+/// The config `BinDaemon` writes: `data_dir`, `slots`, a 20 s grace, the uid base, then `extra`
+/// (top-level settings first in it, then tables).
+pub fn bin_config(data_dir: &Path, uid_base: u32, slots: u32, extra: &str) -> String {
+    format!(
+        "data_dir = \"{}\"\nslots = {slots}\nshutdown_grace_secs = 20.0\n{extra}\n[jail]\nuid_base = {uid_base}\n",
+        data_dir.display()
+    )
+}
+
 impl BinDaemon {
     /// Writes a config for `data_dir` and uid base, starts `runner serve` and waits until
     /// `GET languages` answers 200.
     pub async fn start(data_dir: &Path, uid_base: u32, slots: u32) -> BinDaemon {
+        BinDaemon::start_with(data_dir, uid_base, slots, "", "").await
+    }
+
+    /// As `start`, with `extra` settings in the config (see [`bin_config`]) and `probe`, the
+    /// path polled until it answers 200 (empty: `GET languages` on the Jobe port).
+    pub async fn start_with(
+        data_dir: &Path,
+        uid_base: u32,
+        slots: u32,
+        extra: &str,
+        probe: &str,
+    ) -> BinDaemon {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let config = data_dir.join("runner.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = \"{}\"\nslots = {slots}\nshutdown_grace_secs = 20.0\n[jail]\nuid_base = {uid_base}\n",
-                data_dir.display()
-            ),
-        )
-        .expect("write config");
+        std::fs::write(&config, bin_config(data_dir, uid_base, slots, extra))
+            .expect("write config");
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let logf = std::fs::OpenOptions::new()
@@ -333,7 +347,12 @@ impl BinDaemon {
                     d.log_text()
                 );
             }
-            if let Ok(r) = request(addr, "GET", &format!("{BASE}/languages"), None).await
+            let path = if probe.is_empty() {
+                format!("{BASE}/languages")
+            } else {
+                probe.to_owned()
+            };
+            if let Ok(r) = request(addr, "GET", &path, None).await
                 && r.status == 200
             {
                 return d;
@@ -359,6 +378,35 @@ impl BinDaemon {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The config file the daemon was started with (rewrite it, then `signal("-HUP")`).
+    pub fn config_path(&self) -> PathBuf {
+        self.data_dir.join("runner.toml")
+    }
+
+    /// Waits until the log has `n` lines containing `needle`; panics with the log after
+    /// `within`.
+    pub async fn wait_log(&self, needle: &str, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if self
+                .log_text()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .count()
+                >= n
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{n} log line(s) with {needle:?} not seen in {within:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits for the process to exit (polling, so the async runtime is not blocked for long).

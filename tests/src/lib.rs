@@ -25,6 +25,18 @@ pub fn uid_offset() -> u32 {
         .unwrap_or(0)
 }
 
+/// A new private directory `$TMPDIR/<prefix>XXXXXX` (random, mode 0700, created by this call:
+/// never one that already exists), kept until the caller removes it. Tests run as root and must
+/// not use a predictable name in the shared `/tmp`, where another user could have planted a
+/// directory or a symlink of that name first.
+pub fn private_dir(prefix: &str) -> PathBuf {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("a private directory in $TMPDIR")
+        .keep()
+}
+
 pub fn privileged() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .map(|s| {
@@ -60,9 +72,7 @@ impl Drop for Env {
 /// A jail of its own for one test, with its own data directory: dropping it removes its cgroup
 /// subtree and the directory, so nothing is left behind (statics are never dropped).
 pub fn env() -> Env {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let data_dir = std::env::temp_dir().join(format!("runner-test-{}-{n}", std::process::id()));
+    let data_dir = private_dir("runner-test-");
     let cfg = JailConfig {
         data_dir: data_dir.clone(),
         uid_base: JailConfig::default().uid_base + uid_offset(),
@@ -88,6 +98,7 @@ pub fn limits() -> Limits {
         disk_bytes: 16 << 20,
         stream_bytes: 1 << 20,
         procs: 32,
+        address_space_bytes: None,
     }
 }
 
@@ -174,8 +185,7 @@ impl Bench {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         // Its own data directory: `Env` removes it on drop.
-        let data_dir =
-            std::env::temp_dir().join(format!("runner-bench-{}-{n}", std::process::id()));
+        let data_dir = private_dir("runner-bench-");
         let cfg = JailConfig {
             data_dir: data_dir.clone(),
             uid_base: BENCH_UID_BASE + uid_offset() + 64 * n,

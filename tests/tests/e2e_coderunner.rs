@@ -77,10 +77,62 @@ async fn vm_e2e_memory_limit() {
     }
     bounded(async {
         let d = Daemon::start(Opts::default()).await;
-        let src = "#include <stdlib.h>\n#include <string.h>\nint main(void) {\n    for (;;) {\n        char *p = malloc(1 << 20);\n        if (!p) return 1;\n        memset(p, 1, 1 << 20);\n    }\n}\n";
+        // C runs under RLIMIT_AS = memorylimit (as on Jobe), so one process cannot pass the
+        // limit by allocating; eight processes of 24 MB each pass the cgroup's real-memory
+        // limit together, and the whole job is killed: outcome 17.
+        let src = "#include <stdlib.h>\n#include <string.h>\n#include <unistd.h>\n#include <sys/wait.h>\nint main(void) {\n    for (int i = 0; i < 8; i++) {\n        if (fork() == 0) {\n            char *p = malloc(24 << 20);\n            if (p) memset(p, 1, 24 << 20);\n            pause();\n            return 0;\n        }\n    }\n    while (wait(0) > 0) {}\n    return 0;\n}\n";
         let r = run(&d, c_prog(src, json!({"memorylimit": 64}))).await;
         assert_eq!(r["outcome"], 17, "{r}");
         assert_eq!(r["stdout"], "", "{r}");
+        d.stop().await;
+    })
+    .await;
+}
+
+/// The line of `/proc/self/limits` a program printed for RLIMIT_AS: `(soft, hard)`.
+fn address_space_limit(stdout: &str) -> (String, String) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("Max address space"))
+        .unwrap_or_else(|| panic!("no address space line in {stdout:?}"));
+    let w: Vec<&str> = line.split_whitespace().collect();
+    (w[3].to_owned(), w[4].to_owned())
+}
+
+/// Jobe's address-space limit for native code, seen from inside the jail: under the default
+/// memory limit (400 MB) `malloc(2000000000)` returns NULL, and `/proc/self/limits` shows
+/// RLIMIT_AS = memorylimit × 1,024,000 bytes (Jobe's unit); a memorylimit parameter moves it.
+/// A runtime profile (python3) runs without it: only the cgroup limits its memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_native_code_gets_jobes_address_space_limit() {
+    if !privileged() {
+        return;
+    }
+    bounded(async {
+        let d = Daemon::start(Opts::default()).await;
+        let src = "#include <stdio.h>\n#include <stdlib.h>\nint main(void) {\n    char *p = malloc(2000000000);\n    puts(p ? \"allocated\" : \"NULL\");\n    FILE *f = fopen(\"/proc/self/limits\", \"r\");\n    char line[256];\n    while (fgets(line, sizeof line, f)) fputs(line, stdout);\n    return 0;\n}\n";
+        let r = run(&d, c_prog(src, json!({}))).await;
+        assert_eq!(r["outcome"], 15, "{r}");
+        let out = r["stdout"].as_str().unwrap();
+        assert_eq!(out.lines().next(), Some("NULL"), "{out}");
+        let want = (400 * 1_024_000).to_string();
+        assert_eq!(address_space_limit(out), (want.clone(), want), "{out}");
+        let r = run(&d, c_prog(src, json!({"memorylimit": 64}))).await;
+        let want = (64 * 1_024_000).to_string();
+        let out = r["stdout"].as_str().unwrap();
+        assert_eq!(address_space_limit(out), (want.clone(), want), "{out}");
+        let r = run(
+            &d,
+            py("print(open('/proc/self/limits').read())\n"),
+        )
+        .await;
+        assert_eq!(r["outcome"], 15, "{r}");
+        let out = r["stdout"].as_str().unwrap();
+        assert_eq!(
+            address_space_limit(out),
+            ("unlimited".to_owned(), "unlimited".to_owned()),
+            "{out}"
+        );
         d.stop().await;
     })
     .await;

@@ -157,8 +157,13 @@ fn mount_namespace_new_root() {
     }
     let b = Bench::new();
     // A host file in the host's /tmp must not appear in the jail's /tmp.
-    let marker = std::env::temp_dir().join(format!("runner-host-marker-{}", std::process::id()));
-    std::fs::write(&marker, b"host").unwrap();
+    // Created new with a random name (O_EXCL): never a file someone planted in /tmp.
+    let marker_file = tempfile::Builder::new()
+        .prefix("runner-host-marker-")
+        .tempfile()
+        .unwrap();
+    std::fs::write(marker_file.path(), b"host").unwrap();
+    let marker = marker_file.path().to_owned();
     let data_dir = b.env.data_dir.display().to_string();
     let script = format!(
         r#"
@@ -181,7 +186,7 @@ fn mount_namespace_new_root() {
         marker = marker.display()
     );
     let out = b.sh(&script);
-    std::fs::remove_file(&marker).unwrap();
+    drop(marker_file);
     assert_eq!(out.end, End::Exited(0));
     let s = text(&out.stdout);
     assert!(!s.contains("visible"), "host paths visible:\n{s}");
@@ -521,6 +526,31 @@ fn rlimits() {
     // Never inherited from the daemon: no real-time class, no negative nice value.
     assert_eq!(limit("Max realtime priority")[..2], ["0", "0"]);
     assert_eq!(limit("Max nice priority")[..2], ["0", "0"]);
+    // No address-space limit unless the step asks for one (runtimes: JVM, V8)…
+    assert_eq!(limit("Max address space")[..2], ["unlimited", "unlimited"]);
+    // …and exactly it when it does (native code, Jobe's RLIMIT_AS): a larger mmap fails.
+    let capped = Limits {
+        address_space_bytes: Some(64 << 20),
+        ..limits()
+    };
+    let py = "import mmap\nprint(open('/proc/self/limits').read())\ntry:\n    mmap.mmap(-1, 128 << 20)\n    print('big=mapped')\nexcept OSError as e:\n    print('big=%d' % e.errno)\n";
+    let out = b.run(
+        0,
+        &["/usr/bin/python3", "p.py"],
+        capped,
+        &[("p.py", py.as_bytes())],
+        None,
+    );
+    assert_eq!(out.end, End::Exited(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let line = s
+        .lines()
+        .find(|x| x.starts_with("Max address space"))
+        .unwrap();
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let want = (64u64 << 20).to_string();
+    assert_eq!(w[3..5], [want.clone(), want], "{line}");
+    assert_eq!(kv(&out.stdout)["big"], libc::ENOMEM.to_string());
 
     // Writing past disk_bytes: a shell tool dies of SIGXFSZ…
     let small = Limits {

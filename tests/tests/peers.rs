@@ -68,8 +68,7 @@ struct PyOnly(std::path::PathBuf);
 
 impl PyOnly {
     fn new(tag: &str) -> PyOnly {
-        let dir = std::env::temp_dir().join(format!("runner-peers-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = runner_tests::private_dir(&format!("runner-peers-{tag}-"));
         let py3 = include_str!("../../profiles/python3.toml");
         let p = py3.replacen("id = \"python3\"", "id = \"pyonly\"", 1);
         std::fs::write(dir.join("pyonly.toml"), p).unwrap();
@@ -442,6 +441,21 @@ async fn test_peers_language_on_one_peer_and_file_push() {
                 b.addr
             )),
             "{m}"
+        );
+        // Both runs ran at B: A answered them (runs_total) and counts them as forwarded, but
+        // observes no usage for them; B, which ran them, does.
+        for line in [
+            "runner_runs_total{lang=\"pyonly\",outcome=\"success\"} 2",
+            "runner_runs_forwarded_total{lang=\"pyonly\",outcome=\"success\"} 2",
+            "runner_run_cpu_seconds_count 0",
+            "runner_run_peak_memory_bytes_count 0",
+        ] {
+            assert!(m.lines().any(|l| l == line), "A: no {line:?} in\n{m}");
+        }
+        let mb = metrics(b.addr).await;
+        assert!(
+            mb.lines().any(|l| l == "runner_run_cpu_seconds_count 2"),
+            "B ran them:\n{mb}"
         );
         a.stop().await;
         b.stop().await;

@@ -34,6 +34,12 @@ const INSTALLED: &[&str] = &[
     "/usr/share/runner/profiles/python3.toml",
     "/usr/share/runner/profiles/seccomp/default.toml",
     "/usr/share/doc/runner/deployment.md",
+    "/usr/share/doc/runner/monitoring/runner-alerts.yml",
+    "/usr/share/man/man1/runner.1.gz",
+    "/usr/share/man/man1/runner-serve.1.gz",
+    "/usr/share/bash-completion/completions/runner",
+    "/usr/share/zsh/vendor-completions/_runner",
+    "/usr/share/fish/vendor_completions.d/runner.fish",
     DATA_DIR,
 ];
 
@@ -43,6 +49,8 @@ const PURGED: &[&str] = &[
     "/etc/runner",
     "/lib/systemd/system/runner.service",
     "/usr/share/runner",
+    "/usr/share/man/man1/runner.1.gz",
+    "/usr/share/bash-completion/completions/runner",
     DATA_DIR,
     "/etc/systemd/system/multi-user.target.wants/runner.service",
     "/etc/systemd/system/runner.service",
@@ -57,6 +65,12 @@ pub(crate) fn build() -> Result<PathBuf> {
     // The object the release build's build.rs embeds (up to date in runner-ebpf/target/ after
     // this), to look for in the package afterwards.
     let object = ebpf::object()?;
+    timed("release build", || {
+        run(Command::new(cargo())
+            .args(["build", "--release", "-p", "runner", "--locked"])
+            .current_dir(workspace_root()))
+    })?;
+    generate_assets()?;
     let out_dir = target_dir()?.join("debian");
     let out = timed("cargo deb", || {
         let out = Command::new(cargo())
@@ -86,6 +100,46 @@ pub(crate) fn build() -> Result<PathBuf> {
     eprintln!("xtask: package: {}", deb.display());
     check_package_embeds(&deb, &object)?;
     Ok(deb)
+}
+
+/// The man pages and shell completions the package installs, generated from the CLI by the
+/// release binary itself into `target/release/assets/` (runner/Cargo.toml lists them).
+fn generate_assets() -> Result<()> {
+    let release = target_dir()?.join("release");
+    let bin = release.join("runner");
+    let assets = release.join("assets");
+    let man = assets.join("man");
+    let _ = std::fs::remove_dir_all(&man);
+    run(Command::new(&bin).args(["man", "--out-dir"]).arg(&man))?;
+    // Compressed as Debian policy wants (cargo-deb compresses man pages only when they are not
+    // under the target directory); -n: no name or time stamp inside, a reproducible file.
+    let pages: Vec<_> = std::fs::read_dir(&man)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "1"))
+        .collect();
+    run(Command::new("gzip").args(["-9nf"]).args(&pages))?;
+    for (shell, file) in [
+        ("bash", "bash/runner"),
+        ("zsh", "zsh/_runner"),
+        ("fish", "fish/runner.fish"),
+    ] {
+        let out = Command::new(&bin)
+            .args(["completions", shell])
+            .output()
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        if !out.status.success() || out.stdout.is_empty() {
+            bail!("runner completions {shell} failed ({})", out.status);
+        }
+        let path = assets.join("completions").join(file);
+        std::fs::create_dir_all(path.parent().expect("a parent"))?;
+        std::fs::write(&path, &out.stdout)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    eprintln!(
+        "xtask: generated the man pages and the bash, zsh and fish completions in {}",
+        assets.display()
+    );
+    Ok(())
 }
 
 /// The package always carries the eBPF object: unpack its `usr/bin/runner` and look for it.
@@ -185,6 +239,15 @@ fn serve_one_job() -> Result<()> {
         if !Path::new(path).exists() {
             bail!("the package did not install {path}");
         }
+    }
+    // The man page is the CLI's: its synopsis names the commands.
+    let man = Command::new("gzip")
+        .args(["-dc", "/usr/share/man/man1/runner.1.gz"])
+        .output()
+        .context("cannot run gzip")?;
+    let man = String::from_utf8_lossy(&man.stdout);
+    if !(man.contains(".TH runner") && man.contains("check\\-config")) {
+        bail!("/usr/share/man/man1/runner.1.gz is not runner's man page");
     }
     // Jobs can read world-readable files under /etc, and the config may hold API keys.
     let mode = std::fs::metadata("/etc/runner/runner.toml")?

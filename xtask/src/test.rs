@@ -140,6 +140,13 @@ fn vm_tests(ci: bool, timeout: u64) -> Result<()> {
 }
 
 fn build_test_bins() -> Result<Vec<TestBin>> {
+    // The `runner` binary too: tests that start it (`runner_tests::daemon::runner_binary`)
+    // cannot build it inside the VM (read-only root, no registry).
+    util::run(
+        Command::new(util::cargo())
+            .args(["build", "-p", "runner"])
+            .current_dir(util::workspace_root()),
+    )?;
     let mut cmd = Command::new(util::cargo());
     cmd.args([
         "test",

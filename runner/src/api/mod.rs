@@ -10,6 +10,10 @@
 //! Must not: panic on anything a client sends, log program source/input/output, file contents or
 //! API keys, or leak host paths or error chains into responses (they go to the log).
 //!
+//! Reload: the settings are a `live::Live<ApiConfig>`; each request reads one snapshot (keys,
+//! limits, timeouts), each connection takes its header and send timeouts when accepted, the drain
+//! its timeout when it starts. `max_connections` is fixed for the listener's life.
+//!
 //! Differences from Jobe are listed in docs/jobe-compat.md.
 
 mod error;
@@ -46,11 +50,14 @@ use tracing::Instrument;
 
 use crate::cache::FileCache;
 use crate::dispatch::{Caller, Dispatch};
+use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::version::BUILD;
 
 use self::error::ApiError;
 use self::keys::RateLimiter;
 use self::router::Route;
+pub use self::router::Surface;
 
 const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 const CACHE_CONTROL: &str = "no-store, max-age=0, no-cache";
@@ -59,7 +66,7 @@ const JOB_ID_HEADER: &str = "x-coderunner-job-id";
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Settings of the HTTP front end.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     /// Largest accepted request body; beyond it → 413 with a JSON-string message. Default 10 MiB.
     pub max_body_bytes: u64,
@@ -103,7 +110,8 @@ pub struct AppState {
     /// them all locally).
     pub dispatch: Arc<dyn Dispatch>,
     pub cache: Arc<FileCache>,
-    pub config: ApiConfig,
+    /// The current settings; a request takes one snapshot (`config.get()`).
+    pub config: Live<ApiConfig>,
     /// The daemon's registry; share the scheduler's with [`AppState::with_metrics`].
     pub metrics: Arc<Metrics>,
     rate_limiter: RateLimiter,
@@ -112,8 +120,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A state with its own fresh metrics registry.
+    /// A state with its own fresh metrics registry and fixed settings.
     pub fn new(dispatch: Arc<dyn Dispatch>, cache: Arc<FileCache>, config: ApiConfig) -> Self {
+        AppState::with_live_config(dispatch, cache, Live::fixed(config))
+    }
+
+    /// As [`AppState::new`], following `config` (a config reload publishes new settings).
+    pub fn with_live_config(
+        dispatch: Arc<dyn Dispatch>,
+        cache: Arc<FileCache>,
+        config: Live<ApiConfig>,
+    ) -> Self {
         AppState {
             dispatch,
             cache,
@@ -163,20 +180,28 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves the Jobe API on `listener` until `shutdown` resolves; then stops accepting, lets
-/// in-flight connections finish their current request (at most `drain_timeout`), and returns.
-/// Accept errors (e.g. `EMFILE`) are logged and retried after a short pause, never fatal.
+/// Serves every route (the Jobe API, peers, operations) on `listener` until `shutdown`
+/// resolves: [`serve_on`] with [`Surface::All`].
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_on(listener, state, Surface::All, shutdown).await
+}
+
+/// Serves the routes of `surface` on `listener` until `shutdown` resolves; then stops
+/// accepting, lets in-flight connections finish their current request (at most
+/// `drain_timeout`), and returns. Accept errors (e.g. `EMFILE`) are logged and retried after a
+/// short pause, never fatal. Several listeners may share one state (`metrics_listen`).
+pub async fn serve_on(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    surface: Surface,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.config.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(state.config.get().max_connections.max(1)));
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
 
@@ -204,9 +229,14 @@ pub async fn serve(
         let st = state.clone();
         let svc = service_fn(move |req| {
             let st = st.clone();
-            async move { Ok::<_, Infallible>(handle(st, peer, req).await) }
+            async move { Ok::<_, Infallible>(handle(st, peer, surface, req).await) }
         });
-        let stream = io::SendTimeout::new(stream, state.config.send_timeout);
+        let cfg = state.config.get();
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.header_read_timeout);
+        let stream = io::SendTimeout::new(stream, cfg.send_timeout);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         conns.spawn(async move {
             if let Err(e) = conn.await {
@@ -224,7 +254,7 @@ pub async fn serve(
     );
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(state.config.drain_timeout) => {
+        () = tokio::time::sleep(state.config.get().drain_timeout) => {
             tracing::warn!(remaining = conns.len(), "drain timeout; aborting connections");
         }
     }
@@ -236,6 +266,7 @@ pub async fn serve(
 async fn handle(
     state: Arc<AppState>,
     peer: SocketAddr,
+    surface: Surface,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let seq = state.request_seq.fetch_add(1, Ordering::Relaxed);
@@ -258,7 +289,7 @@ async fn handle(
     );
     async move {
         let start = Instant::now();
-        let (route, result) = dispatch(&state, req).await;
+        let (route, result) = dispatch(&state, surface, req).await;
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => json_response(e.status(), &e.message(seq)),
@@ -279,15 +310,32 @@ async fn handle(
 /// Routes and handles `req`; also returns the route's label for the request counter.
 async fn dispatch(
     state: &Arc<AppState>,
+    surface: Surface,
     req: Request<Incoming>,
 ) -> (&'static str, Result<Response<Full<Bytes>>, ApiError>) {
     let preflight = req
         .headers()
         .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     match router::route(req.method(), req.uri().path(), preflight) {
-        Ok(route) => (route.label(), handle_route(state, route, req).await),
+        Ok(route) if surface.answers(&route) => {
+            (route.label(), handle_route(state, route, req).await)
+        }
+        // Served on the other listener (`metrics_listen`): as if unrouted here.
+        Ok(_) => (router::UNROUTED, Err(ApiError::NoRoute)),
         Err(e) => (router::UNROUTED, Err(e)),
     }
+}
+
+/// What `GET /version` answers and `GET /health` includes: the build and the eBPF monitor's
+/// state now.
+fn version_json(state: &AppState) -> serde_json::Value {
+    serde_json::json!({
+        "version": BUILD.version,
+        "commit": BUILD.commit,
+        "profile": BUILD.profile,
+        "ebpf_object": BUILD.ebpf_object,
+        "ebpf": if state.metrics.ebpf_active() { "active" } else { "inactive" },
+    })
 }
 
 async fn handle_route(
@@ -319,32 +367,33 @@ async fn handle_route(
             } else {
                 (StatusCode::OK, "ready")
             };
-            Ok(json_response(
-                status,
-                &serde_json::json!({ "status": text }),
-            ))
+            let mut body = version_json(state);
+            body["status"] = text.into();
+            Ok(json_response(status, &body))
         }
+        Route::Version => Ok(json_response(StatusCode::OK, &version_json(state))),
         Route::Languages => Ok(json_response(StatusCode::OK, &state.dispatch.languages())),
         Route::PeerStatus => match state.dispatch.status(caller) {
             Some(status) => Ok(json_response(StatusCode::OK, &status)),
             None => Err(ApiError::UnknownPeerKey),
         },
         Route::Runs => {
+            let config = state.config.get();
             // A peer proved itself to the dispatcher; the client's API key was checked by the
             // runner it sent the run to.
-            if let (Some(keys), Caller::Client) = (&state.config.api_keys, caller) {
+            if let (Some(keys), Caller::Client) = (&config.api_keys, caller) {
                 let key = req
                     .headers()
                     .get(API_KEY_HEADER)
                     .map(|v| v.to_str().unwrap_or(""));
                 state.rate_limiter.check(keys, key, Instant::now())?;
             }
-            let body = read_body(req, &state.config).await?;
-            let result = runs::post_runs(state, body, caller).await?;
+            let body = read_body(req, &config).await?;
+            let result = runs::post_runs(state, body, caller, &config).await?;
             Ok(json_response(StatusCode::OK, &result))
         }
         Route::PutFile(id) => {
-            let body = read_body(req, &state.config).await?;
+            let body = read_body(req, &state.config.get()).await?;
             files::put_file(state, id, &body).await?;
             Ok(no_content())
         }

@@ -4,7 +4,9 @@
 //! `jobe_host` with a trailing `/`) and a trailing slash both work. Everything not routed is
 //! 404 `""`, as in Jobe (not 405).
 //!
-//! Not Jobe: `GET`/`HEAD /metrics` and `/health` at the root, outside Jobe's base path.
+//! Not Jobe: `GET`/`HEAD /metrics`, `/health` and `/version` at the root, outside Jobe's base
+//! path (the operations routes, [`Route::is_ops`]; with `metrics_listen` they are answered on
+//! that listener only, see [`Surface`]).
 //!
 //! Must not: read bodies or touch state; this is pure and unit-tested.
 
@@ -27,6 +29,8 @@ pub(crate) enum Route {
     Metrics,
     /// `GET /health` (ready / draining). Not Jobe.
     Health,
+    /// `GET /version` (version, commit, build profile, eBPF). Not Jobe.
+    Version,
     /// `GET /peer/status` (capacity and local languages, for peers). Not Jobe.
     PeerStatus,
 }
@@ -42,7 +46,35 @@ impl Route {
             Route::Preflight => "preflight",
             Route::Metrics => "metrics",
             Route::Health => "health",
+            Route::Version => "version",
             Route::PeerStatus => "peer_status",
+        }
+    }
+
+    /// The operations routes: for monitoring, not for clients or peers.
+    pub(crate) fn is_ops(&self) -> bool {
+        matches!(self, Route::Metrics | Route::Health | Route::Version)
+    }
+}
+
+/// Which routes a listener answers; the others are 404 `""` as if unrouted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Every route: the one listener of a daemon without `metrics_listen`.
+    All,
+    /// The Jobe API and `/peer/status`, not the operations routes (the `listen` port when
+    /// `metrics_listen` is set).
+    Jobe,
+    /// Only the operations routes (`metrics_listen`).
+    Ops,
+}
+
+impl Surface {
+    pub(crate) fn answers(self, route: &Route) -> bool {
+        match self {
+            Surface::All => true,
+            Surface::Jobe => !route.is_ops(),
+            Surface::Ops => route.is_ops(),
         }
     }
 }
@@ -72,6 +104,7 @@ pub(crate) fn route(method: &Method, path: &str, preflight: bool) -> Result<Rout
     match segments.as_slice() {
         ["metrics"] if get_or_head => return Ok(Route::Metrics),
         ["health"] if get_or_head => return Ok(Route::Health),
+        ["version"] if get_or_head => return Ok(Route::Version),
         ["peer", "status"] if get_or_head => return Ok(Route::PeerStatus),
         _ => {}
     }
@@ -140,6 +173,7 @@ mod tests {
         for m in [Method::GET, Method::HEAD] {
             assert_eq!(r(m.clone(), "/metrics"), Ok(Route::Metrics));
             assert_eq!(r(m.clone(), "/health/"), Ok(Route::Health));
+            assert_eq!(r(m.clone(), "/version"), Ok(Route::Version));
             assert_eq!(r(m.clone(), "/peer/status"), Ok(Route::PeerStatus));
         }
         assert_eq!(Route::Metrics.label(), "metrics");
@@ -157,6 +191,7 @@ mod tests {
             Route::Preflight,
             Route::Metrics,
             Route::Health,
+            Route::Version,
             Route::PeerStatus,
         ];
         // Exhaustive on purpose: a new variant breaks this match, a reminder to list it above.
@@ -169,6 +204,7 @@ mod tests {
                 | Route::Preflight
                 | Route::Metrics
                 | Route::Health
+                | Route::Version
                 | Route::PeerStatus => {}
             }
         }
@@ -176,6 +212,20 @@ mod tests {
         for label in all.iter().map(Route::label).chain([UNROUTED]) {
             let label = format!("`{label}`");
             assert!(doc.contains(&label), "{label} is not in docs/operations.md");
+        }
+    }
+
+    #[test]
+    fn test_surfaces() {
+        let jobe = Route::Runs;
+        let peer = Route::PeerStatus;
+        for ops in [Route::Metrics, Route::Health, Route::Version] {
+            assert!(Surface::All.answers(&ops) && Surface::Ops.answers(&ops));
+            assert!(!Surface::Jobe.answers(&ops), "{ops:?}");
+        }
+        for r in [&jobe, &peer] {
+            assert!(Surface::All.answers(r) && Surface::Jobe.answers(r));
+            assert!(!Surface::Ops.answers(r), "{r:?}");
         }
     }
 

@@ -1,7 +1,8 @@
 //! `POST /runs`: parse (wire), resolve `file_list` from the cache, hand the run to the
-//! dispatcher, encode the result (docs/jobe-api.md §1.4, §1.8). Records the run metrics (runs by
-//! language and outcome, usage histograms, overloads) and file cache lookups: here rather than in
-//! the scheduler, so that every answered run is counted once, wherever it ran.
+//! dispatcher, encode the result (docs/jobe-api.md §1.4, §1.8). Counts the answered runs (by
+//! language and outcome, overloads) and file cache lookups: here rather than in the scheduler, so
+//! that every answered run is counted once, wherever it ran (the usage histograms are the
+//! scheduler's: only runs that ran here have a usage).
 //!
 //! Must not: log source, input, file contents or program output.
 
@@ -14,17 +15,18 @@ use crate::job::wire::RunResponse;
 use crate::job::{JobFile, RunResult};
 use crate::sched::ExecError;
 
-use super::AppState;
 use super::error::ApiError;
 use super::wire::{self, OVERLOAD_TEST_SOURCE};
+use super::{ApiConfig, AppState};
 
 /// Runs one job; `Ok` is the 200 body. Where it runs is the dispatcher's business.
 pub(crate) async fn post_runs(
     state: &Arc<AppState>,
     body: Bytes,
     caller: Caller,
+    config: &ApiConfig,
 ) -> Result<RunResponse, ApiError> {
-    let cputime_limit = i64::from(state.config.cputime_upper_limit_secs);
+    let cputime_limit = i64::from(config.cputime_upper_limit_secs);
     let req = wire::parse_run_body(&body, |l| state.dispatch.serves(l), cputime_limit)?;
     let mut job = req.job;
     tracing::Span::current().record("lang", job.language.as_str());
@@ -32,9 +34,7 @@ pub(crate) async fn post_runs(
     let lang = job.language.clone();
     let details = job.details;
     let respond = |result: &RunResult| {
-        state
-            .metrics
-            .record_run(&lang, result.outcome, &result.usage);
+        state.metrics.record_run(&lang, result.outcome);
         if details {
             RunResponse::with_details(result)
         } else {

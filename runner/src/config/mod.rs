@@ -3,8 +3,9 @@
 //! at all; `deploy/runner.toml` documents each one and is checked by a test to parse.
 //!
 //! Owns: the file's shape and its validation, assembled from the settings types of the modules
-//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`). Must not: be imported by those
-//! modules (the assembler sits above what it assembles; `server` hands each part its section).
+//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`, `telemetry`). Must not: be imported
+//! by those modules (the assembler sits above what it assembles; `server` hands each part its
+//! section at start-up, `reload` publishes the reloadable ones again on `SIGHUP`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use crate::jail::JailConfig;
 use crate::peer::{InvalidPeerSetting, PeerConfig, RawPeer};
 use crate::profile::PlanConfig;
 use crate::sched::SchedConfig;
+use crate::telemetry::{LogConfig, LogFormat};
 
 /// Errors reading or validating the configuration. Messages name the setting.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,12 @@ pub enum ConfigError {
         setting: &'static str,
         reason: String,
     },
+    #[error("cannot read seccomp policy {path}")]
+    Policy {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -59,6 +67,12 @@ impl From<InvalidPeerSetting> for ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: Option<String>,
+    /// A second listener for `/metrics`, `/health` and `/version` only.
+    pub metrics_listen: Option<String>,
+    /// An `EnvFilter` directive (default `info`); reloaded on SIGHUP.
+    pub log_level: Option<String>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub slots: Option<usize>,
     pub queue_timeout_secs: Option<f64>,
@@ -124,6 +138,9 @@ pub struct RawMonitor {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics`, `/health` and `/version` are served instead of `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    pub log: LogConfig,
     pub data_dir: PathBuf,
     pub slots: usize,
     pub profiles_dir: Option<PathBuf>,
@@ -166,6 +183,46 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The seccomp policies this config names: the built-in `default` plus
+    /// `<profiles_dir>/seccomp/<name>.toml` (one of the same name replaces the built-in one), as
+    /// `(name, TOML text)`. A missing directory is no policy.
+    pub fn seccomp_policies(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut policies = self.jail.seccomp_policies.clone();
+        let Some(dir) = self.profiles_dir.as_ref().map(|d| d.join("seccomp")) else {
+            return Ok(policies);
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(policies);
+        };
+        let read_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ConfigError::Policy { path, source }
+        };
+        let mut paths = Vec::new();
+        for e in entries {
+            let path = e.map_err(read_err(&dir))?.path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        for path in paths {
+            let Some(name) = path.file_stem().and_then(|n| n.to_str()) else {
+                return Err(invalid(
+                    "profiles_dir",
+                    format!("seccomp policy file name {} is not UTF-8", path.display()),
+                ));
+            };
+            let name = name.to_owned();
+            let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
+            policies.retain(|(n, _)| *n != name);
+            policies.push((name, text));
+        }
+        Ok(policies)
+    }
+}
+
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
@@ -176,6 +233,27 @@ impl TryFrom<RawConfig> for Config {
             .unwrap_or("127.0.0.1:4000")
             .parse()
             .map_err(|e| invalid("listen", format!("not an address:port ({e})")))?;
+        let metrics_listen = match raw.metrics_listen.as_deref() {
+            None => None,
+            Some(a) => {
+                let addr: SocketAddr = a
+                    .parse()
+                    .map_err(|e| invalid("metrics_listen", format!("not an address:port ({e})")))?;
+                if addr == listen {
+                    return Err(invalid(
+                        "metrics_listen",
+                        "must differ from listen (leave it out to serve both on listen)",
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        let level = raw.log_level.unwrap_or_else(|| "info".to_owned());
+        LogConfig::check_level(&level).map_err(|e| invalid("log_level", e))?;
+        let format = match raw.log_format.as_deref() {
+            None => LogFormat::default(),
+            Some(f) => f.parse().map_err(|e: String| invalid("log_format", e))?,
+        };
         let data_dir = raw
             .data_dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/runner"));
@@ -265,6 +343,8 @@ impl TryFrom<RawConfig> for Config {
         Ok(Config {
             peer,
             listen,
+            metrics_listen,
+            log: LogConfig { level, format },
             cache_dir: data_dir.join("files"),
             cache_max_bytes: raw.cache.max_bytes.unwrap_or(1 << 30),
             jail: JailConfig {
@@ -350,6 +430,10 @@ mod tests {
             ("[jail]\nuid_base = 10", "jail.uid_base"),
             ("queue_timeout_secs = -1.0", "queue_timeout_secs"),
             ("[monitor]\nebpf = \"on\"", "monitor.ebpf"),
+            ("log_level = \"info,[\"", "log_level"),
+            ("log_format = \"xml\"", "log_format"),
+            ("metrics_listen = \"nope\"", "metrics_listen"),
+            ("metrics_listen = \"127.0.0.1:4000\"", "metrics_listen"),
             (
                 "[api]\nbody_read_timeout_secs = 0",
                 "api.body_read_timeout_secs",
@@ -372,7 +456,8 @@ mod tests {
     #[test]
     fn test_config_readable_by_others_warns() {
         use std::os::unix::fs::PermissionsExt;
-        let p = std::env::temp_dir().join(format!("runner-cfg-mode-{}.toml", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runner.toml");
         std::fs::write(&p, "").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(readable_by_others(&p).is_some_and(|w| w.contains("mode 644")));

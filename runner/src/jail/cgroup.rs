@@ -56,6 +56,18 @@ pub enum CgroupError {
         "cgroup v2 controllers {missing} are not available to {path} and no v1 hierarchy provides them"
     )]
     MissingControllers { path: PathBuf, missing: String },
+    #[error(
+        "cannot create job cgroups below {path}: {others} other process(es) share this cgroup \
+         (e.g. pid {example}), and cgroup v2 enables the memory and pids controllers only below a \
+         cgroup without processes. Start runner in a cgroup of its own: as the systemd service \
+         (deploy/runner.service), or by hand with `systemd-run --scope -p Delegate=yes runner \
+         serve …`"
+    )]
+    SharedCgroup {
+        path: PathBuf,
+        others: usize,
+        example: u32,
+    },
     #[error("cannot {step} {path}")]
     Io {
         step: &'static str,
@@ -282,8 +294,11 @@ impl Cgroups {
     /// On pure v2, job cgroups need memory and pids enabled in their parent's subtree_control,
     /// and (no-internal-process rule) a non-root cgroup with controllers enabled for children may
     /// not hold processes. If our own cgroup already delegates the controllers we use it as is;
-    /// if it is a delegated non-root cgroup we move this process into a leaf `runner-daemon` and
-    /// enable the controllers on our own cgroup.
+    /// if it is a non-root cgroup that holds only this process (a delegated service cgroup, or a
+    /// scope of its own) we move this process into a leaf `runner-daemon` and enable the
+    /// controllers on our own cgroup. If other processes share it (a daemon started by hand from
+    /// a login shell: the session's cgroup holds the shell), that cannot work and we never move
+    /// processes that are not ours: a clear error says how to start it instead.
     fn prepare_v2_parent(own: &Path, own_is_root: bool) -> Result<PathBuf, CgroupError> {
         let enabled = controllers(own, CGROUP_SUBTREE_CONTROL);
         if ["memory", "pids"]
@@ -298,14 +313,37 @@ impl Cgroups {
                 missing: "memory, pids (not enabled in the root's cgroup.subtree_control)".into(),
             });
         }
+        let me = std::process::id();
+        let shared = |own: &Path| -> Option<CgroupError> {
+            let others: Vec<u32> = fs::read_to_string(own.join(CGROUP_PROCS))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok())
+                .filter(|p| *p != me)
+                .collect();
+            others.first().map(|&example| CgroupError::SharedCgroup {
+                path: own.to_owned(),
+                others: others.len(),
+                example,
+            })
+        };
+        if let Some(e) = shared(own) {
+            return Err(e);
+        }
         let leaf = own.join("runner-daemon");
         match fs::create_dir(&leaf) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io_err("create", &leaf)(e)),
         }
-        write(&leaf.join(CGROUP_PROCS), &std::process::id().to_string())?;
-        write(&own.join(CGROUP_SUBTREE_CONTROL), "+memory +pids")?;
+        write(&leaf.join(CGROUP_PROCS), &me.to_string())?;
+        if let Err(e) = write(&own.join(CGROUP_SUBTREE_CONTROL), "+memory +pids") {
+            // A process joined our cgroup meanwhile (EBUSY), or it is not ours to configure:
+            // back where we were, leaf removed, and say why.
+            let _ = fs::write(own.join(CGROUP_PROCS), me.to_string());
+            let _ = fs::remove_dir(&leaf);
+            return Err(shared(own).unwrap_or(e));
+        }
         Ok(own.to_owned())
     }
 

@@ -306,6 +306,13 @@ impl Jail {
         rundir::remove_stale(&self.runs);
     }
 
+    /// As [`Jail::remove_stale_run_dirs`] for the data directory of a daemon that is not
+    /// running (the caller holds its lock), without a jail: `runner check` cleans up after a
+    /// killed daemon. Returns how many run directories it removed.
+    pub fn remove_stale_run_dirs_of(data_dir: &Path) -> usize {
+        rundir::remove_stale(&data_dir.join("runs"))
+    }
+
     /// Runs one step in a fresh jail and waits for it: the table of contents of a jail. Each
     /// numbered comment is the step of the same number in docs/jail.md ("Steps, in order");
     /// init and the program run steps 8–16 and 19–30 in `child.rs`.

@@ -546,9 +546,9 @@ mod tests {
 
     #[test]
     fn test_probe_system_paths_keeps_dirs_and_links() {
-        let dir = std::env::temp_dir().join(format!("runner-mount-probe-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("real")).expect("mkdir");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_owned();
+        fs::create_dir(dir.join("real")).expect("mkdir");
         std::os::unix::fs::symlink("real", dir.join("link")).expect("symlink");
         fs::write(dir.join("file"), b"").expect("file");
         let got = probe_system_paths(&[

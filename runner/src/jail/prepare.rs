@@ -187,7 +187,7 @@ impl Jail {
 /// The program's rlimits (step 24): `(resource, soft, hard)`.
 fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
     let cpu = l.cpu.as_secs() + 2;
-    vec![
+    let mut r = vec![
         (libc::RLIMIT_CORE, 0, 0),
         (libc::RLIMIT_FSIZE, l.disk_bytes, l.disk_bytes),
         (libc::RLIMIT_STACK, 8 << 20, libc::RLIM_INFINITY),
@@ -197,7 +197,12 @@ fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
         // nice value (RLIMIT_NICE > 20) would let a job starve the host.
         (libc::RLIMIT_RTPRIO, 0, 0),
         (libc::RLIMIT_NICE, 0, 0),
-    ]
+    ];
+    // Jobe's RLIMIT_AS, for the profiles that ask for it (`limit_address_space`).
+    if let Some(bytes) = l.address_space_bytes {
+        r.push((libc::RLIMIT_AS, bytes, bytes));
+    }
+    r
 }
 
 /// Landlock rules the program adds after init mounted the jail's own filesystems (step 27):
@@ -261,6 +266,7 @@ mod tests {
             disk_bytes: 5 << 20,
             stream_bytes: 1 << 20,
             procs: 3,
+            address_space_bytes: None,
         };
         let r = rlimits(&l);
         let get = |res| r.iter().find(|(x, ..)| *x == res).map(|(_, s, h)| (*s, *h));
@@ -270,6 +276,17 @@ mod tests {
         assert_eq!(get(libc::RLIMIT_CORE), Some((0, 0)));
         assert_eq!(get(libc::RLIMIT_RTPRIO), Some((0, 0)));
         assert_eq!(get(libc::RLIMIT_NICE), Some((0, 0)));
+        assert_eq!(
+            get(libc::RLIMIT_AS),
+            None,
+            "not set unless the profile asks"
+        );
+        let r = rlimits(&Limits {
+            address_space_bytes: Some(400 << 20),
+            ..l
+        });
+        let get = |res| r.iter().find(|(x, ..)| *x == res).map(|(_, s, h)| (*s, *h));
+        assert_eq!(get(libc::RLIMIT_AS), Some((400 << 20, 400 << 20)));
     }
 
     #[test]

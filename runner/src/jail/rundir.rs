@@ -77,18 +77,23 @@ pub(super) fn create(
 
 /// Removes the run directories in `runs` left by a previous daemon that died (the data
 /// directory is locked to one daemon, so none of them is in use), unmounting their tmpfs first.
-pub(super) fn remove_stale(runs: &Path) {
+/// Returns how many it removed.
+pub(super) fn remove_stale(runs: &Path) -> usize {
     let Ok(entries) = fs::read_dir(runs) else {
-        return;
+        return 0;
     };
+    let mut removed = 0;
     for e in entries.flatten() {
         if e.file_name().to_string_lossy().starts_with("jobe_") {
             if let Ok(p) = cpath(&e.path()) {
                 while sys::umount2(&p, libc::MNT_DETACH).is_ok() {}
             }
-            let _ = fs::remove_dir_all(e.path());
+            if fs::remove_dir_all(e.path()).is_ok() {
+                removed += 1;
+            }
         }
     }
+    removed
 }
 
 impl RunDir {

@@ -83,7 +83,7 @@ impl Peers {
             &p.key,
             true,
             Some(body.clone()),
-            sh.cfg.request_timeout,
+            sh.settings().config.request_timeout,
         );
         let res = tokio::select! {
             r = call => Some(r),
@@ -162,6 +162,7 @@ impl Peers {
     /// PUTs every file of the run from our cache to `p`. False if one is gone or refused.
     async fn push_files(&self, p: &Peer, files: &[String], cache: &Arc<FileCache>) -> bool {
         let sh = &self.shared;
+        let timeout = sh.settings().config.request_timeout;
         let mut n = 0;
         for id in files {
             let c = cache.clone();
@@ -182,7 +183,7 @@ impl Peers {
                     &p.key,
                     false,
                     Some(Bytes::from(body)),
-                    sh.cfg.request_timeout,
+                    timeout,
                 )
                 .await;
             match r {

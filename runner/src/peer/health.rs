@@ -16,7 +16,7 @@ use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::client::status_url;
-use super::{Peer, PeerState, Peers, Shared};
+use super::{Peer, PeerState, Peers, Settings, Shared};
 use crate::sched::Load;
 use crate::sync::{lock, read};
 
@@ -46,6 +46,8 @@ pub(super) enum Transition {
     WentUp,
     WentDown,
     Ejected,
+    /// The first failed probe of a peer that has never been up (logged once).
+    Unreachable,
 }
 
 /// The state machine: active probe results and passive failures in, `State` out.
@@ -55,6 +57,8 @@ pub(super) struct Health {
     oks: u32,
     fails: u32,
     ever_up: bool,
+    /// `Unreachable` was reported (a peer that has never been up is reported once).
+    told_unreachable: bool,
 }
 
 impl Default for Health {
@@ -64,6 +68,7 @@ impl Default for Health {
             oks: 0,
             fails: 0,
             ever_up: false,
+            told_unreachable: false,
         }
     }
 }
@@ -110,6 +115,10 @@ impl Health {
             if self.state == State::Up && self.fails >= rules.fall {
                 self.state = State::Down;
                 return Transition::WentDown;
+            }
+            if !self.ever_up && !self.told_unreachable {
+                self.told_unreachable = true;
+                return Transition::Unreachable;
             }
         }
         Transition::None
@@ -187,10 +196,10 @@ impl Peers {
     /// A forward to `p` failed because of `p`: out for the cool-down, forwards waiting on it fail
     /// over.
     pub(super) fn eject(&self, p: &Peer, why: &str) {
-        let t = lock(&p.st).health.eject(&self.shared.rules, Instant::now());
+        let s = self.shared.settings();
+        let t = lock(&p.st).health.eject(&s.rules(), Instant::now());
         if t == Transition::Ejected {
-            let cooldown_ms =
-                u64::try_from(self.shared.cfg.cooldown.as_millis()).unwrap_or(u64::MAX);
+            let cooldown_ms = u64::try_from(s.config.cooldown.as_millis()).unwrap_or(u64::MAX);
             tracing::warn!(peer = %p.url, why, cooldown_ms, "peer ejected");
             self.shared.metrics.ejected(&p.url);
             self.shared.metrics.set_up(&p.url, false);
@@ -200,8 +209,10 @@ impl Peers {
 }
 
 /// Probes every peer each `probe_interval`, all at once, each within `probe_timeout`.
+/// The settings are those of the task's start: a reload restarts it.
 pub(super) async fn probe_loop(sh: Arc<Shared>) {
-    let mut tick = tokio::time::interval(sh.cfg.probe_interval);
+    let s = sh.settings();
+    let mut tick = tokio::time::interval(s.config.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -209,14 +220,15 @@ pub(super) async fn probe_loop(sh: Arc<Shared>) {
         let mut set = tokio::task::JoinSet::new();
         for p in list {
             let sh = sh.clone();
-            set.spawn(async move { probe_one(&sh, &p).await });
+            let s = s.clone();
+            set.spawn(async move { probe_one(&sh, &s, &p).await });
         }
         while set.join_next().await.is_some() {}
         sh.changed.notify_waiters();
     }
 }
 
-async fn probe_one(sh: &Shared, p: &Peer) {
+async fn probe_one(sh: &Shared, settings: &Settings, p: &Peer) {
     if !lock(&p.st).health.should_probe(Instant::now()) {
         return;
     }
@@ -229,7 +241,7 @@ async fn probe_one(sh: &Shared, p: &Peer) {
             &p.key,
             false,
             None,
-            sh.cfg.probe_timeout,
+            settings.config.probe_timeout,
         )
         .await;
     let status = match &r {
@@ -248,20 +260,30 @@ async fn probe_one(sh: &Shared, p: &Peer) {
     }
     let t = lock(&p.st)
         .health
-        .probe(status.is_some(), &sh.rules, Instant::now());
+        .probe(status.is_some(), &settings.rules(), Instant::now());
+    let why = || match &r {
+        Ok(r) if r.status == StatusCode::OK => "unreadable status body".to_owned(),
+        Ok(r) => format!("HTTP {}", r.status.as_u16()),
+        Err(e) => crate::telemetry::error_chain(e),
+    };
     match t {
         Transition::WentUp => {
             tracing::info!(peer = %p.url, "peer up");
             sh.metrics.set_up(&p.url, true);
         }
         Transition::WentDown => {
-            let why = match &r {
-                Ok(r) => format!("HTTP {}", r.status.as_u16()),
-                Err(e) => crate::telemetry::error_chain(e),
-            };
-            tracing::warn!(peer = %p.url, why, "peer down (probes failed)");
+            tracing::warn!(peer = %p.url, why = why(), "peer down (probes failed)");
             sh.metrics.set_up(&p.url, false);
             p.down.notify_waiters();
+        }
+        Transition::Unreachable => {
+            tracing::warn!(
+                peer = %p.url,
+                why = why(),
+                "peer unreachable: it has not answered since it was configured (start-up or reload); \
+                 runs are not forwarded to it until it does"
+            );
+            sh.metrics.set_up(&p.url, false);
         }
         // Keeps the gauge present from the first probe on.
         Transition::None | Transition::Ejected => {
@@ -331,7 +353,8 @@ mod tests {
         let t = Instant::now();
         let mut h = Health::default();
         assert!(!h.is_up());
-        assert_eq!(h.probe(false, &RULES, t), Transition::None);
+        assert_eq!(h.probe(false, &RULES, t), Transition::Unreachable);
+        assert_eq!(h.probe(false, &RULES, t), Transition::None, "said once");
         assert_eq!(h.probe(true, &RULES, t), Transition::WentUp);
         assert_eq!(h.probe(false, &RULES, t), Transition::None);
         assert_eq!(h.probe(false, &RULES, t), Transition::None);

@@ -9,11 +9,13 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::job::Outcome;
 use crate::metrics::{Histogram, escape_label as esc, header as head};
 use crate::sync::lock;
 
 /// Every family rendered here (checked by a test).
 pub const PEER_FAMILIES: &[&str] = &[
+    "runner_runs_forwarded_total",
     "runner_peer_forwards_total",
     "runner_peer_retries_total",
     "runner_peer_ejections_total",
@@ -56,6 +58,8 @@ impl Forwarded {
 /// The peer-mode registry.
 #[derive(Debug, Default)]
 pub struct PeerMetrics {
+    /// Runs answered with a peer's result, by language and outcome.
+    ran_at_peer: Mutex<BTreeMap<(String, &'static str), u64>>,
     forwards: Mutex<BTreeMap<(String, &'static str), u64>>,
     retries: AtomicU64,
     ejections: Mutex<BTreeMap<String, u64>>,
@@ -65,6 +69,14 @@ pub struct PeerMetrics {
 }
 
 impl PeerMetrics {
+    /// A run of a client answered with the result a peer sent (it ran there: its usage is in
+    /// that peer's histograms, not ours). `lang` is a served language id.
+    pub(crate) fn ran_at_peer(&self, lang: &str, outcome: Outcome) {
+        *lock(&self.ran_at_peer)
+            .entry((lang.to_owned(), outcome.name()))
+            .or_insert(0) += 1;
+    }
+
     /// One forward attempt to `peer`, and how it ended.
     pub(crate) fn forward(&self, peer: &str, result: Forwarded) {
         *lock(&self.forwards)
@@ -106,6 +118,19 @@ impl PeerMetrics {
     }
 
     pub fn render(&self, o: &mut String) {
+        head(
+            o,
+            "runner_runs_forwarded_total",
+            "Runs answered with a peer's result (they ran there), by language and outcome; also counted in runner_runs_total.",
+            "counter",
+        );
+        for ((lang, outcome), n) in lock(&self.ran_at_peer).iter() {
+            let _ = writeln!(
+                o,
+                "runner_runs_forwarded_total{{lang=\"{}\",outcome=\"{outcome}\"}} {n}",
+                esc(lang)
+            );
+        }
         head(
             o,
             "runner_peer_forwards_total",

@@ -16,6 +16,12 @@
 //! A run arriving from a peer carries `X-Runner-Hop` and is never forwarded again. Docs:
 //! docs/peers.md.
 //!
+//! Reload: `[peer]` and the queue bounds are one [`Settings`] snapshot read through a
+//! `live::Live`; every forward, probe round and wait takes one snapshot. On a new snapshot the
+//! supervisor task ([`Peers::with_settings`]) rebuilds the static peer list (a peer whose URL,
+//! weight and key are unchanged keeps its health and load), restarts the probe and DNS tasks and
+//! logs what changed.
+//!
 //! Must not: forward without the peer key, accept a hop-marked request without it (never an
 //! open relay), log run bodies or keys, or parse anything from a peer without a size bound.
 
@@ -46,8 +52,41 @@ use self::select::Rng;
 use crate::cache::FileCache;
 use crate::dispatch::{Caller, Dispatch, Refused, Run};
 use crate::job::RunResult;
+use crate::live::Live;
 use crate::sched::{BoxFuture, ExecError, Executor, Load, SchedConfig};
-use crate::sync::{lock, read};
+use crate::sync::{lock, read, write};
+
+/// Peer mode's settings: `[peer]` and the scheduler's queue bounds (a run waits here at most
+/// `queue_timeout`, and no more than `max_queue` wait). One snapshot, replaced by a reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub config: PeerConfig,
+    pub queue_timeout: Duration,
+    pub max_queue: usize,
+}
+
+impl Settings {
+    pub fn new(peer: &PeerConfig, sched: &SchedConfig) -> Settings {
+        Settings {
+            config: peer.clone(),
+            queue_timeout: sched.queue_timeout,
+            max_queue: sched.max_queue,
+        }
+    }
+
+    fn rules(&self) -> HealthRules {
+        HealthRules {
+            rise: self.config.rise,
+            fall: self.config.fall,
+            cooldown: self.config.cooldown,
+        }
+    }
+
+    /// Peer mode is on in some form: forwarding, or accepting forwarded runs (a key).
+    fn configured(&self) -> bool {
+        self.config.enabled || self.config.key.is_some()
+    }
+}
 
 /// One peer.
 struct Peer {
@@ -102,9 +141,8 @@ impl PeerState {
 }
 
 struct Shared {
-    cfg: PeerConfig,
-    queue_timeout: Duration,
-    max_queue: usize,
+    /// `[peer]` and the queue bounds; take one snapshot per forward, probe round or wait.
+    settings: Live<Settings>,
     /// Random id in `/peer/status`, to recognise ourselves behind a DNS name.
     instance: String,
     list: RwLock<Vec<Arc<Peer>>>,
@@ -119,18 +157,80 @@ struct Shared {
     /// Moving average of local run durations, in µs (for the expected queue wait).
     avg_local_us: AtomicU64,
     rng: Mutex<Rng>,
-    rules: HealthRules,
+    /// The probe task and the DNS tasks of the current settings (restarted on a reload).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Peer mode of one daemon. Dropping it stops the probe and DNS tasks.
+impl Shared {
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.get()
+    }
+
+    /// Stops the probe and DNS tasks, then starts those `s` asks for.
+    fn restart_tasks(self: &Arc<Self>, s: &Settings) {
+        let mut tasks = lock(&self.tasks);
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+        if s.config.enabled {
+            tasks.push(tokio::spawn(health::probe_loop(self.clone())));
+            for e in s.config.dns.clone() {
+                tasks.push(tokio::spawn(dns::dns_loop(self.clone(), e)));
+            }
+        }
+    }
+
+    /// Makes the static peers those of `s`, keeping every peer whose URL, weight and key are
+    /// unchanged (with its health and load); peers from DNS names still configured stay (their
+    /// task refreshes them), the others go.
+    fn apply_peer_list(&self, s: &Settings) {
+        let mut list = write(&self.list);
+        let old = std::mem::take(&mut *list);
+        for p in old {
+            let keep = match &p.origin {
+                None => s
+                    .config
+                    .peers
+                    .iter()
+                    .any(|e| e.url == p.url && e.weight == p.weight && e.key == p.key),
+                Some(name) => s
+                    .config
+                    .dns
+                    .iter()
+                    .any(|d| &d.name == name && d.weight == p.weight && d.key == p.key),
+            };
+            if keep && s.config.enabled {
+                list.push(p);
+            } else {
+                tracing::info!(peer = %p.url, "peer removed (config reloaded)");
+                self.metrics.forget(&p.url);
+                p.down.notify_waiters();
+            }
+        }
+        if !s.config.enabled {
+            return;
+        }
+        for e in &s.config.peers {
+            if !list.iter().any(|p| p.url == e.url) {
+                tracing::info!(peer = %e.url, weight = e.weight, "peer added (config reloaded)");
+                list.push(Peer::new(e.url.clone(), e.weight, e.key.clone(), None));
+            }
+        }
+    }
+}
+
+/// Peer mode of one daemon. Dropping it stops the probe, DNS and supervisor tasks.
 pub struct Peers {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    supervisor: Option<JoinHandle<()>>,
 }
 
 impl Drop for Peers {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        if let Some(t) = &self.supervisor {
+            t.abort();
+        }
+        for t in lock(&self.shared.tasks).drain(..) {
             t.abort();
         }
     }
@@ -154,27 +254,45 @@ impl Drop for InFlight {
 }
 
 impl Peers {
-    /// Builds peer mode; when `cfg.enabled`, starts the probe task and one DNS task per name
-    /// (must be called inside a tokio runtime). `queue_timeout` and `max_queue` are the
-    /// scheduler's: a run waits here at most that long, and no more than that many wait.
+    /// Builds peer mode with fixed settings; when `cfg.enabled`, starts the probe task and one
+    /// DNS task per name (must be called inside a tokio runtime). `queue_timeout` and
+    /// `max_queue` are the scheduler's: a run waits here at most that long, and no more than
+    /// that many wait.
     pub fn start(cfg: PeerConfig, queue_timeout: Duration, max_queue: usize) -> Arc<Peers> {
+        Peers::build(
+            Live::fixed(Settings {
+                config: cfg,
+                queue_timeout,
+                max_queue,
+            }),
+            false,
+        )
+    }
+
+    /// Peer mode that follows `settings`: a supervisor task applies each new snapshot (peer
+    /// list, probe and DNS tasks). Built even when `[peer]` is absent, so that a reload can
+    /// turn peer mode on; until then it refuses every peer header as no peer mode does. Must be
+    /// called inside a tokio runtime.
+    pub fn with_settings(settings: Live<Settings>) -> Arc<Peers> {
+        Peers::build(settings, true)
+    }
+
+    fn build(settings: Live<Settings>, follow: bool) -> Arc<Peers> {
         let mut rng = Rng::new(Rng::seed());
         let instance = format!("{:016x}", rng.next_u64());
-        let list = cfg
-            .peers
-            .iter()
-            .map(|p| Peer::new(p.url.clone(), p.weight, p.key.clone(), None))
-            .collect();
+        let s = settings.get();
+        let list = if s.config.enabled {
+            s.config
+                .peers
+                .iter()
+                .map(|p| Peer::new(p.url.clone(), p.weight, p.key.clone(), None))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let shared = Arc::new(Shared {
-            rules: HealthRules {
-                rise: cfg.rise,
-                fall: cfg.fall,
-                cooldown: cfg.cooldown,
-            },
-            client: Client::new(cfg.probe_timeout.max(Duration::from_millis(200))),
-            cfg,
-            queue_timeout,
-            max_queue,
+            client: Client::new(s.config.probe_timeout.max(Duration::from_millis(200))),
+            settings: settings.clone(),
             instance,
             list: RwLock::new(list),
             metrics: PeerMetrics::default(),
@@ -183,20 +301,18 @@ impl Peers {
             waiting: AtomicUsize::new(0),
             avg_local_us: AtomicU64::new(0),
             rng: Mutex::new(rng),
+            tasks: Mutex::new(Vec::new()),
         });
-        let mut tasks = Vec::new();
-        if shared.cfg.enabled {
-            tasks.push(tokio::spawn(health::probe_loop(shared.clone())));
-            for e in shared.cfg.dns.clone() {
-                tasks.push(tokio::spawn(dns::dns_loop(shared.clone(), e)));
-            }
+        shared.restart_tasks(&s);
+        if s.config.enabled {
             tracing::info!(
-                peers = shared.cfg.peers.len(),
-                dns = shared.cfg.dns.len(),
+                peers = s.config.peers.len(),
+                dns = s.config.dns.len(),
                 "peer mode: forwarding overflow"
             );
         }
-        Arc::new(Peers { shared, tasks })
+        let supervisor = follow.then(|| tokio::spawn(supervise(shared.clone(), settings)));
+        Arc::new(Peers { shared, supervisor })
     }
 
     /// Peer mode as configured: `None` when `[peer]` has neither `enabled` nor a `key`. The
@@ -208,12 +324,12 @@ impl Peers {
 
     /// Whether this runner forwards (`peer.enabled`); otherwise it only accepts forwarded runs.
     pub fn forwarding(&self) -> bool {
-        self.shared.cfg.enabled
+        self.shared.settings().config.enabled
     }
 
     /// This runner's peer key.
-    pub fn key(&self) -> Option<&PeerKey> {
-        self.shared.cfg.key.as_ref()
+    pub fn key(&self) -> Option<PeerKey> {
+        self.shared.settings().config.key.clone()
     }
 
     /// Runs waiting here for capacity.
@@ -221,9 +337,11 @@ impl Peers {
         self.shared.waiting.load(Ordering::SeqCst)
     }
 
-    /// Appends the peer metrics to a `/metrics` body.
+    /// Appends the peer metrics to a `/metrics` body (nothing while peer mode is off).
     pub fn render_metrics(&self, out: &mut String) {
-        self.shared.metrics.render(out);
+        if self.shared.settings().configured() {
+            self.shared.metrics.render(out);
+        }
     }
 
     /// `GET /languages`: the local languages, then those only healthy peers have (by id).
@@ -255,6 +373,28 @@ impl Peers {
             && read(&self.shared.list)
                 .iter()
                 .any(|p| lock(&p.st).takes(lang))
+    }
+}
+
+/// Applies every new settings snapshot: the peer list, then the probe and DNS tasks.
+async fn supervise(sh: Arc<Shared>, mut settings: Live<Settings>) {
+    let mut current = settings.get();
+    while settings.changed().await {
+        let next = settings.get();
+        if next == current {
+            continue;
+        }
+        sh.apply_peer_list(&next);
+        sh.restart_tasks(&next);
+        tracing::info!(
+            enabled = next.config.enabled,
+            key = next.config.key.is_some(),
+            peers = next.config.peers.len(),
+            dns = next.config.dns.len(),
+            "peer settings applied"
+        );
+        sh.changed.notify_waiters();
+        current = next;
     }
 }
 
@@ -290,7 +430,8 @@ impl Dispatcher {
 
 impl Dispatch for Dispatcher {
     fn admit(&self, headers: &HeaderMap) -> Result<Caller, Refused> {
-        auth::authenticate(self.peers.as_ref().and_then(|p| p.key()), headers)
+        let key = self.peers.as_ref().and_then(|p| p.key());
+        auth::authenticate(key.as_ref(), headers)
     }
 
     fn languages(&self) -> Vec<(String, String)> {

@@ -101,7 +101,7 @@ impl Peers {
         job: Job,
     ) -> Result<RunResult, ExecError> {
         let sh = &self.shared;
-        let deadline = Instant::now() + sh.cfg.forwarded_queue_wait;
+        let deadline = Instant::now() + sh.settings().config.forwarded_queue_wait;
         let mut job = Some(job);
         match wait_for(&sh.changed, deadline, || try_local(exec, &mut job)).await {
             Some(fut) => {
@@ -129,14 +129,16 @@ impl Peers {
             file_ids,
             ..
         } = run;
+        // One snapshot of the settings for the whole run.
+        let settings = sh.settings();
         let local_ok = exec.has_language(&job.language);
-        let deadline = Instant::now() + sh.queue_timeout;
+        let deadline = Instant::now() + settings.queue_timeout;
         let lang = job.language.clone();
-        let max_attempts = sh.cfg.max_attempts;
+        let max_attempts = settings.config.max_attempts;
         let mut job = Some(job);
         let mut attempts = 0u32;
         let mut tried: Vec<String> = Vec::new();
-        if sh.waiting.load(Ordering::SeqCst) >= sh.max_queue {
+        if sh.waiting.load(Ordering::SeqCst) >= settings.max_queue {
             return Ok(RunResult::overload());
         }
         loop {
@@ -147,7 +149,9 @@ impl Peers {
                     if let Some(fut) = try_local(exec, &mut job) {
                         return Some(Choice::Local(fut));
                     }
-                    if attempts >= max_attempts || self.local_wait_acceptable(exec) {
+                    if attempts >= max_attempts
+                        || self.local_wait_acceptable(exec, settings.config.forward_queue_wait)
+                    {
                         return Some(Choice::Queue);
                     }
                 }
@@ -179,7 +183,12 @@ impl Peers {
                 }
                 Choice::Overload => return Ok(RunResult::overload()),
                 Choice::Peer(run) => match self.forward(run, &body, &file_ids, cache).await {
-                    Attempt::Done(r) => return r,
+                    Attempt::Done(r) => {
+                        if let Ok(result) = &r {
+                            sh.metrics.ran_at_peer(&lang, result.outcome);
+                        }
+                        return r;
+                    }
                     Attempt::Retry(p) => {
                         attempts += 1;
                         sh.metrics.retry();
@@ -193,8 +202,7 @@ impl Peers {
 
     /// With `forward_queue_wait` set, a run stays in the local queue while the expected wait
     /// (queue length × average run time / slots) is within it.
-    fn local_wait_acceptable(&self, exec: &Arc<dyn Executor>) -> bool {
-        let limit = self.shared.cfg.forward_queue_wait;
+    fn local_wait_acceptable(&self, exec: &Arc<dyn Executor>, limit: Duration) -> bool {
         if limit.is_zero() {
             return false;
         }

@@ -18,6 +18,11 @@ pub struct Limits {
     pub stream_bytes: u64,
     /// pids.max: processes plus threads.
     pub procs: u32,
+    /// `RLIMIT_AS` (address space) of the program, `None`: not set. Profiles of native code
+    /// (`limit_address_space`) set it to `memory_bytes`, as Jobe does, so that a huge `malloc`
+    /// returns NULL instead of succeeding on untouched pages; the cgroup's real-memory limit
+    /// stays the limit that gives outcome 17.
+    pub address_space_bytes: Option<u64>,
 }
 
 /// One command to run in a jail.

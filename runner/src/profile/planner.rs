@@ -204,6 +204,7 @@ impl Profile {
             disk_bytes: mb_to_bytes(disk),
             stream_bytes: mb_to_bytes(stream),
             procs: procs as u32,
+            address_space_bytes: self.limit_address_space.then(|| mb_to_bytes(mem)),
         }
     }
 

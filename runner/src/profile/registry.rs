@@ -183,6 +183,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The shipped profiles, overridden and extended by those of `dir` when given (a config's
+    /// `profiles_dir`), detected on this host.
+    pub fn load(dir: Option<&Path>) -> Result<Registry, ProfileError> {
+        match dir {
+            Some(dir) => Registry::load_dir(dir),
+            None => Registry::embedded(),
+        }
+    }
+
     /// The shipped profiles, detected on this host.
     pub fn embedded() -> Result<Registry, ProfileError> {
         Ok(Registry::from_profiles(embedded_profiles()?, &HostProbe))

@@ -62,6 +62,8 @@ struct RawProfile {
     seccomp: String,
     #[serde(default)]
     stderr_filter: Option<RawStderrFilter>,
+    #[serde(default)]
+    limit_address_space: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +191,10 @@ pub struct Profile {
     pub extra_ro_paths: Vec<String>,
     pub seccomp: String,
     pub stderr_filter: StderrFilter,
+    /// Also limit the program's address space (`RLIMIT_AS`) to the memory limit, as Jobe does:
+    /// for native code (c, cpp, pascal), never for runtimes that reserve large address ranges
+    /// they never touch (JVM, V8).
+    pub limit_address_space: bool,
 }
 
 /// Expands `{name}` placeholders in `s` with `lookup`; `{{` and `}}` are literal braces.
@@ -473,6 +479,7 @@ impl Profile {
             extra_ro_paths: raw.extra_ro_paths,
             seccomp: raw.seccomp,
             stderr_filter,
+            limit_address_space: raw.limit_address_space,
         })
     }
 

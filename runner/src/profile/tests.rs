@@ -581,6 +581,15 @@ fn limits(cpu: f64, wall: f64, mem_mb: u64, disk_mb: u64, stream_mb: u64, procs:
         disk_bytes: disk_mb * 1_024_000,
         stream_bytes: stream_mb * 1_024_000,
         procs,
+        address_space_bytes: None,
+    }
+}
+
+/// `l` for a profile with `limit_address_space`: RLIMIT_AS = the memory limit.
+fn native(l: Limits) -> Limits {
+    Limits {
+        address_space_bytes: Some(l.memory_bytes),
+        ..l
     }
 }
 
@@ -594,11 +603,11 @@ fn test_default_limits() {
         limits(5.0, 10.0, 1000, 20, 2, 30)
     );
     let p = plan("c", None);
-    assert_eq!(p.run.limits, limits(5.0, 10.0, 400, 20, 2, 30));
+    assert_eq!(p.run.limits, native(limits(5.0, 10.0, 400, 20, 2, 30)));
     // The compile step's memory is raised to Jobe's minimum 500.
     assert_eq!(
         p.compile.expect("compile").limits,
-        limits(5.0, 10.0, 500, 20, 2, 30)
+        native(limits(5.0, 10.0, 500, 20, 2, 30))
     );
     assert_eq!(
         plan("nodejs", None).run.limits,
@@ -633,13 +642,37 @@ fn test_requested_limits_and_units() {
         },
     )
     .expect("plan");
-    assert_eq!(p.run.limits, limits(1.5, 3.0, 64, 1, 1, 3));
+    assert_eq!(p.run.limits, native(limits(1.5, 3.0, 64, 1, 1, 3)));
     assert_eq!(p.run.limits.stream_bytes, 1_024_000);
     // Compile minima: cputime 2, memory 500, disk 20, numprocs 5; wall = 2 × effective cputime.
     assert_eq!(
         p.compile.expect("compile").limits,
-        limits(2.0, 4.0, 500, 20, 1, 5)
+        native(limits(2.0, 4.0, 500, 20, 1, 5))
     );
+}
+
+/// Jobe's address-space limit (RLIMIT_AS = memorylimit) is data of the profiles: on for the
+/// native-code languages, off for the runtimes that reserve address ranges they never touch.
+#[test]
+fn test_address_space_limit_is_the_native_profiles_only() {
+    for p in embedded_profiles().expect("profiles") {
+        let native_code = ["c", "cpp", "pascal"].contains(&p.id.as_str());
+        assert_eq!(p.limit_address_space, native_code, "{}", p.id);
+        let plan = plan(&p.id, None);
+        let want = |l: &Limits| native_code.then_some(l.memory_bytes);
+        assert_eq!(
+            plan.run.limits.address_space_bytes,
+            want(&plan.run.limits),
+            "{}",
+            p.id
+        );
+        if let Some(c) = &plan.compile {
+            assert_eq!(c.limits.address_space_bytes, want(&c.limits), "{}", p.id);
+        }
+    }
+    let bad = "id = \"x\"\nversion_command = [\"/bin/true\"]\nversion_regex = '(.*)'\n\
+               default_source_name = \"x\"\nlimit_address_space = \"yes\"\n[run]\nargv = [\"x\"]\n";
+    assert!(Profile::from_toml("x.toml", bad).is_err(), "a boolean");
 }
 
 #[test]

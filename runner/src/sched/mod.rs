@@ -6,6 +6,10 @@
 //! Owns: slot allocation (one run per slot at a time, FIFO among waiters), queue deadlines, the
 //! order compile → run, Jobe's outcome rules. Must not: parse HTTP, touch cgroups or namespaces.
 //!
+//! Reload: the languages and the queue and planning settings are one [`Settings`] snapshot,
+//! read through a `live::Live` (a config reload publishes a new one); a run takes the snapshot
+//! once, when it starts, and keeps it to its end. The slots are fixed for the daemon's life.
+//!
 //! Seams: `Executor` above (the HTTP layer's fakes), [`Sandbox`] below: what the scheduler needs
 //! of a jail (run directories, one step at a time). `jail::Jail` implements it; the unit tests
 //! here use a fake that records the calls and answers as scripted, so the scheduling logic is
@@ -21,6 +25,7 @@ use tokio::sync::Semaphore;
 
 use crate::jail::{End, Jail, JailError, JailOutput, JailSpec, RunDir, Slot};
 use crate::job::{Job, Outcome, RunResult};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::profile::plan::{CmpinfoRule, Plan};
 use crate::profile::{PlanConfig, Registry, cmpinfo, filter_stderr};
@@ -160,6 +165,35 @@ pub struct SchedConfig {
     pub plan: PlanConfig,
 }
 
+/// What runs are planned and queued with: the languages served (profiles with the versions
+/// their toolchains reported) and the scheduler's settings. Replaced as a whole by a config
+/// reload; each run keeps the snapshot it started with.
+#[derive(Debug)]
+pub struct Settings {
+    registry: Registry,
+    languages: Vec<(String, String)>,
+    pub config: SchedConfig,
+}
+
+impl Settings {
+    pub fn new(registry: Registry, config: SchedConfig) -> Settings {
+        Settings {
+            languages: registry.languages(),
+            registry,
+            config,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// `(id, version)` of every language served, sorted by id.
+    pub fn languages(&self) -> &[(String, String)] {
+        &self.languages
+    }
+}
+
 /// The real executor: profiles, a jail and its slots. Cheap to clone (shared state).
 pub struct Scheduler<J: Sandbox = Jail> {
     inner: Arc<Inner<J>>,
@@ -174,15 +208,14 @@ impl<J: Sandbox> Clone for Scheduler<J> {
 }
 
 struct Inner<J: Sandbox> {
-    registry: Registry,
-    languages: Vec<(String, String)>,
+    /// Languages and settings; a run takes one snapshot when it starts.
+    settings: Live<Settings>,
     // Slots before the jail: fields drop in order, and a slot's cgroups must be removed before
     // the jail removes its subtree.
     free: Mutex<Vec<J::Slot>>,
     jail: Arc<J>,
     permits: Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
-    cfg: SchedConfig,
     /// Queue and slot gauges go here; `api` shares it (`Scheduler::metrics`).
     metrics: Arc<Metrics>,
     /// Per-daemon run counter: the `run` field of the per-run log line.
@@ -191,19 +224,22 @@ struct Inner<J: Sandbox> {
 }
 
 impl<J: Sandbox> Scheduler<J> {
+    /// A scheduler whose languages and settings never change.
     pub fn new(registry: Registry, jail: Arc<J>, slots: Vec<J::Slot>, cfg: SchedConfig) -> Self {
-        let languages = registry.languages();
+        Self::with_settings(jail, slots, Live::fixed(Settings::new(registry, cfg)))
+    }
+
+    /// A scheduler that follows `settings` (a config reload publishes new ones).
+    pub fn with_settings(jail: Arc<J>, slots: Vec<J::Slot>, settings: Live<Settings>) -> Self {
         let metrics = Arc::new(Metrics::new());
         metrics.set_slots_total(slots.len());
         let slots_total = slots.len();
         let inner = Inner {
-            registry,
-            languages,
+            settings,
             jail,
             permits: Semaphore::new(slots.len()),
             free: Mutex::new(slots),
             waiting: std::sync::atomic::AtomicUsize::new(0),
-            cfg,
             metrics,
             run_seq: AtomicU64::new(1),
             slots_total,
@@ -213,8 +249,9 @@ impl<J: Sandbox> Scheduler<J> {
         }
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The current languages and settings.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.settings.get()
     }
 
     /// The metrics registry the scheduler updates (queue, slots); give it to
@@ -226,15 +263,15 @@ impl<J: Sandbox> Scheduler<J> {
 
 impl<J: Sandbox> Inner<J> {
     /// Waits for a free slot, up to the queue timeout. `None`: overload.
-    async fn acquire(&self) -> Option<SlotGuard<'_, J>> {
+    async fn acquire(&self, cfg: &SchedConfig) -> Option<SlotGuard<'_, J>> {
         let started = Instant::now();
         self.metrics.queue_enter();
         let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
-        let permit = if waiting >= self.cfg.max_queue + self.free_count() {
+        let permit = if waiting >= cfg.max_queue + self.free_count() {
             None
         } else {
             // tokio's semaphore is fair (FIFO), so waiters are served in arrival order.
-            tokio::time::timeout(self.cfg.queue_timeout, self.permits.acquire())
+            tokio::time::timeout(cfg.queue_timeout, self.permits.acquire())
                 .await
                 .ok()
                 .and_then(Result::ok)
@@ -270,18 +307,20 @@ impl<J: Sandbox> Inner<J> {
     async fn execute(&self, job: Job, claimed: bool) -> Result<RunResult, ExecError> {
         // Claim first, so that an early return below gives the slot back.
         let claimed = claimed.then(|| self.claim());
-        let profile = self
+        // One snapshot for the whole run: a reload meanwhile applies from the next run on.
+        let settings = self.settings.get();
+        let profile = settings
             .registry
             .get(&job.language)
             .ok_or_else(|| ExecError::UnknownLanguage(job.language.clone()))?;
         // Plan before taking a slot: a bad request costs no slot and gets its 400 at once.
         let (dir_name, jail_dir) = Jail::new_run_dir_name();
         let plan = profile
-            .plan(&job, &self.cfg.plan, &jail_dir)
+            .plan(&job, &settings.config.plan, &jail_dir)
             .map_err(|e| ExecError::BadRequest(e.to_string()))?;
         let guard = match claimed {
             Some(g) => g,
-            None => match self.acquire().await {
+            None => match self.acquire(&settings.config).await {
                 Some(g) => g,
                 None => return Ok(RunResult::overload()),
             },
@@ -506,11 +545,16 @@ impl<J: Sandbox> Drop for SlotGuard<'_, J> {
 
 impl<J: Sandbox> Executor for Scheduler<J> {
     fn languages(&self) -> Vec<(String, String)> {
-        self.inner.languages.clone()
+        self.inner.settings.get().languages.clone()
     }
 
     fn has_language(&self, id: &str) -> bool {
-        self.inner.languages.iter().any(|(l, _)| l == id)
+        self.inner
+            .settings
+            .get()
+            .languages
+            .iter()
+            .any(|(l, _)| l == id)
     }
 
     fn run(&self, job: Job) -> BoxFuture<'_, Result<RunResult, ExecError>> {
@@ -547,6 +591,7 @@ fn spawn_run<J: Sandbox>(
 ) -> BoxFuture<'static, Result<RunResult, ExecError>> {
     let run = inner.run_seq.fetch_add(1, Ordering::Relaxed);
     let lang = job.language.clone();
+    let metrics = inner.metrics.clone();
     // Its own task, started now: if the client goes away and the request future is dropped, the
     // job still runs to its end and cleans up (no half-torn-down jail, no unreaped init), and a
     // claimed slot is always given back.
@@ -557,6 +602,10 @@ fn spawn_run<J: Sandbox>(
             Err(ExecError::Internal("run task failed".into()))
         });
         if let Ok(r) = &result {
+            // Only what ran here has a usage (an overload never ran).
+            if r.outcome != Outcome::ServerOverload {
+                metrics.record_usage(&r.usage);
+            }
             tracing::info!(
                 run,
                 lang = %lang,

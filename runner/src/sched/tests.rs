@@ -17,6 +17,7 @@ fn plan() -> Plan {
         disk_bytes: 1 << 20,
         stream_bytes: 1 << 20,
         procs: 1,
+        address_space_bytes: None,
     };
     Plan {
         files: vec![],
