@@ -1121,6 +1121,8 @@ fn test_python_files_the_check_would_import_take_two_steps() {
         "traceback.pyc",
         "tokenize.cpython-311-x86_64-linux-gnu.so",
         "py_compile.py",
+        "re.py",
+        "collections.py",
         "__pycache__",
     ] {
         let mut j = job("python3", None);
@@ -1134,7 +1136,13 @@ fn test_python_files_the_check_would_import_take_two_steps() {
             "source {name}"
         );
     }
-    for name in ["helper.py", "data.txt", "argparse.txt", "my_argparse.py"] {
+    for name in [
+        "helper.py",
+        "data.txt",
+        "argparse.txt",
+        "my_argparse.py",
+        "regex.py",
+    ] {
         let mut j = job("python3", None);
         j.files = vec![JobFile {
             name: name.into(),
