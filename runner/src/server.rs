@@ -148,6 +148,10 @@ pub async fn serve(cfg: Config) -> Result<()> {
     // drain and exit 0, not kill the daemon with the default action.
     let stop = StopSignals::install().context("cannot install the SIGTERM/SIGINT handlers")?;
     let rt = start(&cfg, Mode::Daemon)?;
+    // What start-up needed and no run does goes back to the kernel: every jail's clone3 copies
+    // the page tables of the daemon's memory (docs/performance.md).
+    crate::monitor::release_kernel_btf();
+    crate::sys::trim_heap();
     for line in rt.jail.describe() {
         tracing::info!("{line}");
     }
