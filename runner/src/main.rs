@@ -44,6 +44,20 @@ enum Command {
         #[arg(long)]
         cputime: Option<f64>,
     },
+    /// Print what a job would run (steps, argv, environment) as JSON, without running it (used
+    /// by `cargo xtask bench` for its floors).
+    #[command(hide = true)]
+    Plan {
+        #[arg(long)]
+        lang: String,
+        file: PathBuf,
+        /// The source file name the client would send (default: the profile's).
+        #[arg(long)]
+        source_name: Option<String>,
+        /// The run directory the plan's paths and environment name.
+        #[arg(long, default_value = "/home/jobe/runs/jobe_plan00")]
+        run_dir: String,
+    },
     /// Measure the jail's own cost around /bin/true (used by `cargo xtask bench jail`).
     #[command(hide = true)]
     BenchJail {
@@ -92,6 +106,12 @@ fn run(cli: Cli) -> Result<()> {
             stdin.as_deref(),
             cputime,
         ))?,
+        Command::Plan {
+            lang,
+            file,
+            source_name,
+            run_dir,
+        } => server::plan_once(&cfg, &lang, &file, source_name, &run_dir)?,
         Command::BenchJail { iterations } => rt.block_on(server::bench_jail(&cfg, iterations))?,
     };
     println!("{}", out.trim_end());
