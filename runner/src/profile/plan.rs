@@ -80,10 +80,12 @@ pub struct DeferredCheck {
 }
 
 impl DeferredCheck {
-    /// Whether the check must run after a run that produced `stdout`, `stderr` and ended as
-    /// `exited_0` says: always unless the run exited with status 0, printed nothing on stderr and
-    /// nothing on stdout that looks like a diagnostic, or it proved it got past compiling.
-    pub fn needed(&self, exited_0: bool, stdout: &[u8], stderr: &[u8]) -> bool {
+    /// Whether the check must run after a run that produced `stdout` and `stderr` (each cut at
+    /// `cap` bytes) and ended as `exited_0` says: always, unless the run exited with status 0,
+    /// printed nothing on stderr and nothing on stdout that looks like a diagnostic, and
+    /// neither stream reached the cap (cut output vouches for nothing); or it proved it got
+    /// past compiling.
+    pub fn needed(&self, exited_0: bool, stdout: &[u8], stderr: &[u8], cap: u64) -> bool {
         if self
             .no_check_if_stderr_starts_with
             .as_ref()
@@ -91,8 +93,11 @@ impl DeferredCheck {
         {
             return false;
         }
+        let cut = |s: &[u8]| s.len() as u64 >= cap;
         !exited_0
             || !stderr.is_empty()
+            || cut(stdout)
+            || cut(stderr)
             || self
                 .check_if_stdout_matches
                 .as_ref()

@@ -219,7 +219,8 @@ impl Profile {
     /// when the run compiles the source exactly as the check does, so that a check that would
     /// fail or speak shows in the run's output. Not when the client chose its own arguments (they
     /// may change how, or whether, the source is compiled), the source name would be read as an
-    /// option, or the profile's rule sends this request down the two-step path.
+    /// option, or the profile's rule sends this request down the two-step path. (The caller
+    /// also keeps the two steps for a disk limit of 0.)
     fn deferral(
         &self,
         rule: &DeferRule,
@@ -365,7 +366,9 @@ impl Profile {
             limits: self.limits(requested, cfg, true),
         });
         let deferred = match (&self.deferred, &compile) {
-            (Some(rule), Some(_)) => self.deferral(rule, job, &files)?,
+            // A disk limit of 0 is not raised to the compile minimum (Jobe's rule), and a check
+            // that writes (py_compile's bytecode) fails on it where the run need not.
+            (Some(rule), Some(c)) if c.limits.disk_bytes > 0 => self.deferral(rule, job, &files)?,
             _ => None,
         };
         let cmpinfo = match &self.cmpinfo {

@@ -1104,6 +1104,12 @@ fn test_own_arguments_or_an_option_like_name_take_two_steps() {
         assert!(!defers("python3", &j), "{param} {value:?}");
     }
     assert!(!defers("python3", &job("python3", Some("-q"))));
+    // A disk limit of 0 is not raised for the check, which writes (py_compile's bytecode).
+    let mut j = job("python3", None);
+    j.params.disklimit = Some(0.0);
+    assert!(!defers("python3", &j));
+    j.params.disklimit = Some(0.001);
+    assert!(defers("python3", &j), "raised to the compile minimum");
     assert!(defers(
         "python3",
         &job("python3", Some("__tester__.python3"))
@@ -1187,25 +1193,28 @@ fn test_php_sources_the_check_reads_differently_take_two_steps() {
 fn test_deferred_check_needed() {
     let rule = DeferredCheck {
         check_if_stdout_matches: Some(Pattern::new("\\A\\nWarning: ").expect("regex")),
-        no_check_if_stderr_starts_with: Some("Traceback".into()),
+        no_check_if_stderr_starts_with: Some("Traceback (most recent call last):\n".into()),
     };
+    const CAP: u64 = 100;
     // A clean run: nothing to check.
-    assert!(!rule.needed(true, b"out\n", b""));
+    assert!(!rule.needed(true, b"out\n", b"", CAP));
     // Any stderr, any other end, or a diagnostic on stdout.
-    assert!(rule.needed(true, b"", b"x"));
-    assert!(rule.needed(false, b"", b""));
-    assert!(rule.needed(true, b"\nWarning: w\nout", b""));
-    // The program ran: no check, however it ended.
-    assert!(!rule.needed(
-        false,
-        b"\nWarning: ",
-        b"Traceback (most recent call last):\n"
-    ));
-    assert!(rule.needed(false, b"", b" Traceback"));
+    assert!(rule.needed(true, b"", b"x", CAP));
+    assert!(rule.needed(false, b"", b"", CAP));
+    assert!(rule.needed(true, b"\nWarning: w\nout", b"", CAP));
+    // Output cut at the stream limit vouches for nothing (a cut diagnostic would not match).
+    assert!(rule.needed(true, &[b'x'; 100], b"", CAP));
+    assert!(rule.needed(true, b"", b"", 0));
+    assert!(rule.needed(true, b"\nWar", b"", 4));
+    // The program ran: no check, however it ended, even cut.
+    let tb = b"Traceback (most recent call last):\n";
+    assert!(!rule.needed(false, b"\nWarning: ", tb, CAP));
+    assert!(!rule.needed(true, b"", tb, tb.len() as u64));
+    assert!(rule.needed(false, b"", b" Traceback", CAP));
     // Without a rule, only a clean run skips the check.
     let plain = DeferredCheck::default();
-    assert!(!plain.needed(true, b"\nWarning: x", b""));
-    assert!(plain.needed(true, b"", b"Traceback"));
+    assert!(!plain.needed(true, b"\nWarning: x", b"", CAP));
+    assert!(plain.needed(true, b"", b"Traceback", CAP));
 }
 
 // ---------------------------------------------------------------- schema validation

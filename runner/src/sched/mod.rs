@@ -348,7 +348,8 @@ impl<J: Sandbox> Inner<J> {
         let (Some(step), Some(deferred)) = (&plan.compile, &plan.deferred) else {
             return Ok(verdict(plan, out));
         };
-        if !deferred.needed(out.end == End::Exited(0), &out.stdout, &out.stderr) {
+        let cap = plan.run.limits.stream_bytes;
+        if !deferred.needed(out.end == End::Exited(0), &out.stdout, &out.stderr, cap) {
             self.metrics.deferred_check(DeferredCheck::Skipped);
             return Ok(verdict(plan, out));
         }
