@@ -78,6 +78,23 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Print what a job would run (steps, argv, environment) as JSON, without running it (used
+    /// by `cargo xtask bench` for its floors).
+    #[command(hide = true)]
+    Plan {
+        /// Language id (a profile's id).
+        #[arg(long, value_name = "ID")]
+        lang: String,
+        /// The source file whose job is planned.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The source file name the client would send (default: the profile's).
+        #[arg(long)]
+        source_name: Option<String>,
+        /// The run directory the plan's paths and environment name.
+        #[arg(long, default_value = "/home/jobe/runs/jobe_plan00")]
+        run_dir: String,
+    },
     /// Measure the jail's own cost around /bin/true (used by `cargo xtask bench jail`).
     #[command(hide = true)]
     BenchJail {
@@ -192,6 +209,12 @@ fn run(cli: Cli, cfg: Config) -> Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Plan {
+            lang,
+            file,
+            source_name,
+            run_dir,
+        } => server::plan_once(&cfg, &lang, &file, source_name, &run_dir)?,
         Command::BenchJail { iterations } => {
             tokio::runtime::Runtime::new()?.block_on(server::bench_jail(&cfg, iterations))?
         }

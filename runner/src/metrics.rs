@@ -50,6 +50,7 @@ pub const FAMILIES: &[&str] = &[
     "runner_file_cache_bytes",
     "runner_file_cache_hits_total",
     "runner_file_cache_misses_total",
+    "runner_deferred_checks_total",
     "runner_ebpf_active",
     "runner_ebpf_events_total",
     "runner_draining",
@@ -172,6 +173,30 @@ impl EbpfEventKind {
     }
 }
 
+enum_with_all! {
+    /// What became of a deferred check (docs/profiles.md, "Deferred check"), one per run whose
+    /// plan deferred it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DeferredCheck {
+        /// The run's output showed the check could say nothing: one step.
+        Skipped,
+        /// The check ran and passed: the run's verdict stands.
+        Passed,
+        /// The check ran and failed: outcome 11 (or 19).
+        Failed,
+    }
+}
+
+impl DeferredCheck {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeferredCheck::Skipped => "skipped",
+            DeferredCheck::Passed => "passed",
+            DeferredCheck::Failed => "failed",
+        }
+    }
+}
+
 /// The eBPF monitor's counters: `monitor` increments them, the registry only reads them. One per
 /// loaded monitor, shared by `Arc`.
 #[derive(Debug, Default)]
@@ -216,6 +241,7 @@ pub struct Metrics {
     cache_bytes: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    deferred_checks: [AtomicU64; DeferredCheck::ALL.len()],
     /// The eBPF monitor's counters, once `server` attached them (none: the no-eBPF mode).
     ebpf: OnceLock<Arc<EbpfCounters>>,
     draining: AtomicI64,
@@ -243,6 +269,7 @@ impl Metrics {
             cache_bytes: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            deferred_checks: Default::default(),
             ebpf: OnceLock::new(),
             draining: AtomicI64::new(0),
         }
@@ -313,6 +340,11 @@ impl Metrics {
 
     /// Renders the eBPF monitor's `counters` from now on (`runner_ebpf_*`). Wired once, at
     /// start-up; a second call is ignored.
+    /// One run whose plan deferred its check, and what became of the check.
+    pub fn deferred_check(&self, what: DeferredCheck) {
+        self.deferred_checks[what as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn attach_ebpf(&self, counters: Arc<EbpfCounters>) {
         let _ = self.ebpf.set(counters);
     }
@@ -422,6 +454,20 @@ impl Metrics {
             "File cache lookups (HEAD files, runs file_list) that did not find the file.",
             self.cache_misses.load(Ordering::Relaxed),
         );
+        header(
+            &mut o,
+            "runner_deferred_checks_total",
+            "Runs whose syntax check was deferred, by what became of the check (skipped: one step).",
+            "counter",
+        );
+        for &what in DeferredCheck::ALL {
+            let n = self.deferred_checks[what as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                o,
+                "runner_deferred_checks_total{{result=\"{}\"}} {n}",
+                what.label()
+            );
+        }
         let ebpf = self.ebpf.get();
         gauge(
             &mut o,

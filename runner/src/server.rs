@@ -1,4 +1,4 @@
-//! Start-up and the daemon's commands: `serve`, `check`, `run`, `bench-jail`. `main.rs` only
+//! Start-up and the daemon's commands: `serve`, `check`, `run`, `plan`, `bench-jail`. `main.rs` only
 //! parses arguments and calls into here.
 //!
 //! Start-up order of `serve`: root → bind the listener(s) (a port in use fails here, before any
@@ -208,6 +208,10 @@ pub async fn serve(file_cfg: Config, opts: ServeOptions) -> Result<()> {
         .map(|addr| bind(addr, "metrics_listen"))
         .transpose()?;
     let rt = start(&cfg, Mode::Daemon)?;
+    // What start-up needed and no run does goes back to the kernel: every jail's clone3 copies
+    // the page tables of the daemon's memory (docs/performance.md).
+    crate::monitor::release_kernel_btf();
+    crate::sys::trim_heap();
     for line in rt.jail.describe() {
         tracing::info!("{line}");
     }
@@ -650,6 +654,57 @@ fn percentiles(v: &mut [f64]) -> (f64, f64) {
     } else {
         (at(0.5), at(0.99))
     }
+}
+
+/// `runner plan`: what a job would run, without running it (no jail, no root): the steps of
+/// `lang`'s plan for `source_file` as one JSON object, the run directory being `run_dir`.
+/// `cargo xtask bench` runs its floors from it, so that a floor starts the very program, with
+/// the very environment, a job gets.
+pub fn plan_once(
+    cfg: &Config,
+    lang: &str,
+    source_file: &Path,
+    source_name: Option<String>,
+    run_dir: &str,
+) -> Result<String> {
+    let profiles = match &cfg.profiles_dir {
+        Some(dir) => crate::profile::merge(
+            crate::profile::embedded_profiles()?,
+            crate::profile::dir_profiles(dir)?,
+        ),
+        None => crate::profile::embedded_profiles()?,
+    };
+    let profile = profiles
+        .iter()
+        .find(|p| p.id == lang)
+        .with_context(|| format!("no profile {lang}"))?;
+    let source = std::fs::read_to_string(source_file)
+        .with_context(|| format!("cannot read {}", source_file.display()))?;
+    let job = Job {
+        language: lang.to_owned(),
+        source,
+        source_name,
+        input: String::new(),
+        files: vec![],
+        params: Params::default(),
+        debug: false,
+        details: false,
+    };
+    let plan = profile.plan(&job, &cfg.sched.plan, run_dir)?;
+    let step = |s: &crate::profile::plan::Step| {
+        serde_json::json!({
+            "argv": s.argv,
+            "env": s.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "cpu_secs": s.limits.cpu.as_secs_f64(),
+        })
+    };
+    Ok(serde_json::json!({
+        "files": plan.files.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+        "compile": plan.compile.as_ref().map(step),
+        "compile_deferred": plan.deferred.is_some(),
+        "run": step(&plan.run),
+    })
+    .to_string())
 }
 
 /// `runner check-config`: the config (already validated by `Config::load`), the profiles and the

@@ -9,7 +9,8 @@
 //! panics, so it may run between `clone3` and `execve` in a copy of a multi-threaded process (see
 //! signal-safety(7)). Errors are returned as a bare `Errno`, which is `Copy` and allocation-free;
 //! the caller turns it into an `io::Error` with context. The tokio registrations at the end
-//! (`async_fd`, `async_owned_fd`) and [`raise_fd_limit`] are for the daemon, never the child.
+//! (`async_fd`, `async_owned_fd`), [`raise_fd_limit`] and [`trim_heap`] are for the daemon, never
+//! the child.
 
 use std::ffi::{CStr, c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -701,4 +702,17 @@ pub fn fd_limit() -> u64 {
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Gives the heap's free memory back to the kernel (glibc's `malloc_trim(0)`). The daemon calls
+/// it once it is set up: start-up frees megabytes (the eBPF loader's work) that glibc would keep
+/// mapped, and every jail's `clone3` copies the page tables of all mapped anonymous memory, and
+/// the jail's init copies them once more for the program (docs/performance.md).
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointer and only walks glibc's own allocator state, under
+    // its own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

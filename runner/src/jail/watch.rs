@@ -23,6 +23,9 @@ use crate::sys;
 /// With the eBPF monitor, how much later than the budget the cpu.stat check looks.
 const EBPF_BACKSTOP: Duration = Duration::from_millis(50);
 
+/// The most a pipe read asks for at once.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// How long a killed job may take to disappear before its init is killed directly.
 const KILL_GRACE: Duration = Duration::from_secs(1);
 
@@ -220,15 +223,24 @@ pub(super) async fn read_capped(fd: OwnedFd, cap: u64) -> Vec<u8> {
         return Vec::new();
     };
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    // Read straight into the result while it has room (no zeroed scratch buffer per pipe: the
+    // daemon's pages are shared copy-on-write with the jail's init while the step runs, so
+    // every page written costs a copy; docs/performance.md); past the cap, into a small
+    // buffer that is thrown away.
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut discard = Vec::new();
     loop {
-        match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => return out,
-            Ok(n) => {
-                let room = cap.saturating_sub(out.len());
-                out.extend_from_slice(&buf[..n.min(room)]);
-            }
+        let room = cap.saturating_sub(out.len()).min(READ_CHUNK);
+        let read = if room > 0 {
+            out.reserve(room);
+            (&mut rx).take(room as u64).read_buf(&mut out).await
+        } else {
+            discard.clear();
+            discard.reserve(READ_CHUNK);
+            rx.read_buf(&mut discard).await
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return out;
         }
     }
 }
@@ -387,6 +399,32 @@ mod tests {
             End::Signaled(libc::SIGSEGV)
         );
         assert_eq!(decide(None, 0, 0, None), End::Signaled(libc::SIGKILL));
+    }
+
+    /// What `read_capped` keeps of `data` written into a pipe, with `cap`.
+    fn capped(data: Vec<u8>, cap: u64) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        let (r, w) = sys::pipe().expect("pipe");
+        let writer = std::thread::spawn(move || {
+            let mut w = std::fs::File::from(w);
+            std::io::Write::write_all(&mut w, &data).expect("write");
+        });
+        let out = rt.block_on(read_capped(r, cap));
+        writer.join().expect("writer");
+        out
+    }
+
+    #[test]
+    fn test_read_capped_keeps_the_first_cap_bytes_and_drains_the_rest() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(capped(data.clone(), 1 << 20), data);
+        assert_eq!(capped(data.clone(), 100_001), data[..100_001]);
+        assert_eq!(capped(data.clone(), 0), b"");
+        assert_eq!(capped(b"hi\n".to_vec(), 2), b"hi");
+        assert_eq!(capped(Vec::new(), 10), b"");
     }
 
     #[test]

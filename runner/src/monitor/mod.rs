@@ -284,41 +284,58 @@ pub fn start(
 /// The globals with kernel struct offsets, by name.
 type Offsets = [(&'static str, u32); 7];
 
-/// The running kernel's BTF (for aya) and the offsets the programs need, read once per process:
-/// parsing ~5 MB of BTF takes tens of ms (hundreds unoptimised), and tests make many jails.
-fn kernel_btf() -> Option<&'static (aya::Btf, Offsets)> {
-    static BTF: std::sync::OnceLock<Option<(aya::Btf, Offsets)>> = std::sync::OnceLock::new();
-    BTF.get_or_init(|| {
-        let kernel = aya::Btf::from_sys_fs().ok()?;
-        let btf = btf::Btf::from_sys()?;
-        let off = |s: &str, f: &str| btf.offset(s, f).unwrap_or(common::OFFSET_UNKNOWN);
-        let offsets = [
-            (common::GLOBAL_OFF_TASK_PID, off("task_struct", "pid")),
-            (common::GLOBAL_OFF_TASK_TGID, off("task_struct", "tgid")),
-            (
-                common::GLOBAL_OFF_TASK_EXIT_CODE,
-                off("task_struct", "exit_code"),
-            ),
-            (
-                common::GLOBAL_OFF_TASK_CGROUPS,
-                off("task_struct", "cgroups"),
-            ),
-            (
-                common::GLOBAL_OFF_CSS_SET_DFL_CGRP,
-                off("css_set", "dfl_cgrp"),
-            ),
-            (common::GLOBAL_OFF_CGROUP_KN, off("cgroup", "kn")),
-            (common::GLOBAL_OFF_KERNFS_NODE_ID, off("kernfs_node", "id")),
-        ];
-        Some((kernel, offsets))
-    })
-    .as_ref()
+/// The running kernel's BTF (for aya) and the offsets the programs need, parsed once and kept
+/// for the next load: parsing ~5 MB of BTF takes tens of ms (hundreds unoptimised), and tests
+/// make many jails. A daemon loads once and lets it go ([`release_kernel_btf`]).
+static KERNEL_BTF: Mutex<Option<Arc<(aya::Btf, Offsets)>>> = Mutex::new(None);
+
+fn kernel_btf() -> Option<Arc<(aya::Btf, Offsets)>> {
+    let mut cached = lock(&KERNEL_BTF);
+    if let Some(btf) = cached.as_ref() {
+        return Some(btf.clone());
+    }
+    let parsed = Arc::new(parse_kernel_btf()?);
+    *cached = Some(parsed.clone());
+    Some(parsed)
+}
+
+fn parse_kernel_btf() -> Option<(aya::Btf, Offsets)> {
+    let kernel = aya::Btf::from_sys_fs().ok()?;
+    let btf = btf::Btf::from_sys()?;
+    let off = |s: &str, f: &str| btf.offset(s, f).unwrap_or(common::OFFSET_UNKNOWN);
+    let offsets = [
+        (common::GLOBAL_OFF_TASK_PID, off("task_struct", "pid")),
+        (common::GLOBAL_OFF_TASK_TGID, off("task_struct", "tgid")),
+        (
+            common::GLOBAL_OFF_TASK_EXIT_CODE,
+            off("task_struct", "exit_code"),
+        ),
+        (
+            common::GLOBAL_OFF_TASK_CGROUPS,
+            off("task_struct", "cgroups"),
+        ),
+        (
+            common::GLOBAL_OFF_CSS_SET_DFL_CGRP,
+            off("css_set", "dfl_cgrp"),
+        ),
+        (common::GLOBAL_OFF_CGROUP_KN, off("cgroup", "kn")),
+        (common::GLOBAL_OFF_KERNFS_NODE_ID, off("kernfs_node", "id")),
+    ];
+    Some((kernel, offsets))
+}
+
+/// Drops the kept kernel BTF (≈ 11 MB once parsed). The daemon calls it after start-up: it
+/// loads the monitor once, and every jail's `clone3` copies the page tables of the daemon's
+/// memory (docs/performance.md). A later load parses it again.
+pub fn release_kernel_btf() {
+    *lock(&KERNEL_BTF) = None;
 }
 
 impl Monitor {
     fn load(cgroup_subtree: &Path) -> Result<Monitor, MonitorError> {
         let (bytes, source) = object()?;
-        let (kernel_btf, offsets) = kernel_btf().ok_or(MonitorError::NoBtf)?;
+        let btf = kernel_btf().ok_or(MonitorError::NoBtf)?;
+        let (kernel_btf, offsets) = (&btf.0, &btf.1);
         let mut globals: Vec<(&str, u32)> = offsets.to_vec();
         // Off: the event can come a few ms before cpu.stat reaches the budget (the jail confirms
         // it there), and a kernel-side SIGKILL would end the job early.

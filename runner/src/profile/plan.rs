@@ -47,6 +47,69 @@ pub enum CmpinfoRule {
     FileUnlessExists { file: String, unless_exists: String },
 }
 
+/// A regular expression of a profile, compared by its pattern (so that plans stay comparable).
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::bytes::Regex);
+
+impl Pattern {
+    /// Compiles `pattern` (the profile's validation reports the error).
+    pub fn new(pattern: &str) -> Result<Pattern, regex::Error> {
+        regex::bytes::Regex::new(pattern).map(Pattern)
+    }
+
+    pub fn is_match(&self, haystack: &[u8]) -> bool {
+        self.0.is_match(haystack)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+/// When the compile step of a deferred plan runs after all (docs/profiles.md, "Deferred
+/// check"): the run went first, and its output decides whether the check could have said
+/// something.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeferredCheck {
+    /// The check runs when the run's stdout matches (php: a compile diagnostic printed first).
+    pub check_if_stdout_matches: Option<Pattern>,
+    /// The check is not needed when the run's stderr starts with this (python3: a traceback,
+    /// which the interpreter prints only after the main file compiled without a warning).
+    pub no_check_if_stderr_starts_with: Option<String>,
+}
+
+impl DeferredCheck {
+    /// Whether the check must run after a run that produced `stdout` and `stderr` (each cut at
+    /// `cap` bytes) and ended as `exited_0` says: always, unless the run exited with status 0,
+    /// printed nothing on stderr and nothing on stdout that looks like a diagnostic, and
+    /// neither stream reached the cap (cut output vouches for nothing); or it proved it got
+    /// past compiling.
+    pub fn needed(&self, exited_0: bool, stdout: &[u8], stderr: &[u8], cap: u64) -> bool {
+        if self
+            .no_check_if_stderr_starts_with
+            .as_ref()
+            .is_some_and(|p| stderr.starts_with(p.as_bytes()))
+        {
+            return false;
+        }
+        let cut = |s: &[u8]| s.len() as u64 >= cap;
+        !exited_0
+            || !stderr.is_empty()
+            || cut(stdout)
+            || cut(stderr)
+            || self
+                .check_if_stdout_matches
+                .as_ref()
+                .is_some_and(|p| p.is_match(stdout))
+    }
+}
+
 /// Post-processing of the run step's stderr (Jobe's octave filter).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StderrFilter {
@@ -64,6 +127,9 @@ pub struct Plan {
     /// components.
     pub files: Vec<(String, Vec<u8>)>,
     pub compile: Option<Step>,
+    /// `Some`: the compile step is a check that runs after the run step, and only when the run's
+    /// output says it is needed (docs/profiles.md, "Deferred check"); `None`: it runs first.
+    pub deferred: Option<DeferredCheck>,
     pub cmpinfo: CmpinfoRule,
     pub run: Step,
     pub stderr_filter: StderrFilter,

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::plan::{CmpinfoRule, Limits, Plan, Step};
-use super::schema::{Profile, is_plain_name, render, splice_name};
+use super::plan::{CmpinfoRule, DeferredCheck, Limits, Plan, Step};
+use super::schema::{DeferRule, Profile, is_plain_name, render, splice_name};
 use crate::job::Job;
 
 /// Server-wide settings that bound every plan.
@@ -216,6 +216,44 @@ impl Profile {
             .unwrap_or_else(|| self.default_source_name.clone())
     }
 
+    /// Whether this job's check may run after its run (docs/profiles.md, "Deferred check"): only
+    /// when the run compiles the source exactly as the check does, so that a check that would
+    /// fail or speak shows in the run's output. Not when the client chose its own arguments (they
+    /// may change how, or whether, the source is compiled), the source name would be read as an
+    /// option, or the profile's rule sends this request down the two-step path. (The caller
+    /// also keeps the two steps for a disk limit of 0.)
+    fn deferral(
+        &self,
+        rule: &DeferRule,
+        job: &Job,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<Option<DeferredCheck>, PlanError> {
+        let p = &job.params;
+        let d = &self.params;
+        for (param, given, default) in [
+            ("compileargs", &p.compileargs, &d.compileargs),
+            ("linkargs", &p.linkargs, &d.linkargs),
+            ("interpreterargs", &p.interpreterargs, &d.interpreterargs),
+        ] {
+            if let Some(given) = given
+                && split_args(param, given)? != split_args(param, default)?
+            {
+                return Ok(None);
+            }
+        }
+        let src = files.first().map_or("", |(name, _)| name.as_str());
+        let eager = src.starts_with('-')
+            || rule
+                .eager_if_file_name_matches
+                .as_ref()
+                .is_some_and(|re| files.iter().any(|(name, _)| re.is_match(name)))
+            || rule
+                .eager_if_source_matches
+                .as_ref()
+                .is_some_and(|re| re.is_match(&job.source));
+        Ok((!eager).then(|| rule.check.clone()))
+    }
+
     /// Plans `job` against this profile. `run_dir` is the run directory as seen inside the jail.
     pub fn plan(&self, job: &Job, cfg: &PlanConfig, run_dir: &str) -> Result<Plan, PlanError> {
         let src = self.source_name(job);
@@ -328,6 +366,12 @@ impl Profile {
             env: env.clone(),
             limits: self.limits(requested, cfg, true),
         });
+        let deferred = match (&self.deferred, &compile) {
+            // A disk limit of 0 is not raised to the compile minimum (Jobe's rule), and a check
+            // that writes (py_compile's bytecode) fails on it where the run need not.
+            (Some(rule), Some(c)) if c.limits.disk_bytes > 0 => self.deferral(rule, job, &files)?,
+            _ => None,
+        };
         let cmpinfo = match &self.cmpinfo {
             CmpinfoRule::FileUnlessExists {
                 file,
@@ -351,6 +395,7 @@ impl Profile {
         Ok(Plan {
             files,
             compile,
+            deferred,
             cmpinfo,
             run,
             stderr_filter: self.stderr_filter.clone(),

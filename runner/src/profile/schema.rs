@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::plan::{CmpinfoRule, StderrFilter};
+use super::plan::{CmpinfoRule, DeferredCheck, Pattern, StderrFilter};
 
 /// Placeholders allowed inside an argv element, `source_copy`, cmpinfo file names and env values.
 pub(crate) const INLINE_PLACEHOLDERS: [&str; 4] = ["src", "stem", "main_class", "run_dir"];
@@ -80,6 +80,21 @@ struct RawCompile {
     argv: Vec<String>,
     #[serde(default)]
     cmpinfo: RawCmpinfo,
+    #[serde(default)]
+    deferred: Option<RawDeferred>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeferred {
+    #[serde(default)]
+    eager_if_file_name_matches: Option<String>,
+    #[serde(default)]
+    eager_if_source_matches: Option<String>,
+    #[serde(default)]
+    check_if_stdout_matches: Option<String>,
+    #[serde(default)]
+    no_check_if_stderr_starts_with: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +185,21 @@ pub struct SourceNameRule {
     pub format: String,
 }
 
+/// A profile's `[compile.deferred]`: the compile step is a check that may run after the run
+/// step instead of before it (docs/profiles.md, "Deferred check").
+#[derive(Debug, Clone)]
+pub struct DeferRule {
+    /// A request with a file (the source or a `file_list` file) of a matching name takes the
+    /// two-step path: the check would find that file where the run does not look (python3:
+    /// `python3 -m py_compile` imports modules from the run directory).
+    pub eager_if_file_name_matches: Option<Regex>,
+    /// A source that matches takes the two-step path: the check and the run would compile it
+    /// differently (php: the check has the CLI's php.ini, the run has none).
+    pub eager_if_source_matches: Option<Regex>,
+    /// What decides, after the run, whether the check runs.
+    pub check: DeferredCheck,
+}
+
 /// A validated language profile.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -184,6 +214,8 @@ pub struct Profile {
     pub compile_argv: Option<Vec<String>>,
     /// cmpinfo rule; its file names are templates, expanded by `plan`.
     pub cmpinfo: CmpinfoRule,
+    /// `[compile.deferred]`: the check may run after the run step (`None`: always before).
+    pub deferred: Option<DeferRule>,
     pub run_argv: Vec<String>,
     pub params: ParamDefaults,
     /// Extra environment; values are templates.
@@ -400,12 +432,13 @@ impl Profile {
                 return Err("source_copy must contain {src} or {stem}".into());
             }
         }
-        let (compile_argv, cmpinfo) = match raw.compile {
+        let (compile_argv, cmpinfo, deferred) = match raw.compile {
             None => (
                 None,
                 CmpinfoRule::Stderr {
                     stdout_separator: None,
                 },
+                None,
             ),
             Some(c) => {
                 check_argv("compile", &c.argv)?;
@@ -429,7 +462,8 @@ impl Profile {
                         }
                     }
                 };
-                (Some(c.argv), rule)
+                let deferred = c.deferred.map(validate_deferred).transpose()?;
+                (Some(c.argv), rule, deferred)
             }
         };
         check_argv("run", &raw.run.argv)?;
@@ -473,6 +507,7 @@ impl Profile {
             source_copy: raw.source_copy,
             compile_argv,
             cmpinfo,
+            deferred,
             run_argv: raw.run.argv,
             params: raw.params,
             env,
@@ -504,6 +539,38 @@ impl Profile {
         let name = rule.format.replace("{}", first.get(rule.group)?.as_str());
         is_plain_name(&name).then_some(name)
     }
+}
+
+fn validate_deferred(raw: RawDeferred) -> Result<DeferRule, String> {
+    let regex = |key: &str, re: Option<String>| {
+        re.map(|re| Regex::new(&re).map_err(|e| format!("compile.deferred.{key}: {e}")))
+            .transpose()
+    };
+    let check_if_stdout_matches = raw
+        .check_if_stdout_matches
+        .map(|re| {
+            Pattern::new(&re).map_err(|e| format!("compile.deferred.check_if_stdout_matches: {e}"))
+        })
+        .transpose()?;
+    if raw
+        .no_check_if_stderr_starts_with
+        .as_ref()
+        .is_some_and(String::is_empty)
+    {
+        // Every stderr starts with "": the check would never run.
+        return Err("compile.deferred.no_check_if_stderr_starts_with must not be empty".into());
+    }
+    Ok(DeferRule {
+        eager_if_file_name_matches: regex(
+            "eager_if_file_name_matches",
+            raw.eager_if_file_name_matches,
+        )?,
+        eager_if_source_matches: regex("eager_if_source_matches", raw.eager_if_source_matches)?,
+        check: DeferredCheck {
+            check_if_stdout_matches,
+            no_check_if_stderr_starts_with: raw.no_check_if_stderr_starts_with,
+        },
+    })
 }
 
 /// Longest source file name: leaves room within `NAME_MAX` (255) for what compilers add

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::plan::{CmpinfoRule, Limits, Plan, StderrFilter};
+use super::plan::{CmpinfoRule, DeferredCheck, Limits, Pattern, Plan, StderrFilter};
 use super::*;
 use crate::job::{Job, JobFile, Params};
 
@@ -1074,6 +1074,182 @@ fn test_load_dir_overrides_and_extends() {
     assert!(err.to_string().contains("other.toml"), "{err}");
 }
 
+// ---------------------------------------------------------------- deferred check
+
+/// Whether `job` in `lang` gets the deferred order.
+fn defers(lang: &str, j: &Job) -> bool {
+    profile(lang)
+        .plan(j, &PlanConfig::default(), RUN_DIR)
+        .expect("plan")
+        .deferred
+        .is_some()
+}
+
+fn source_job(lang: &str, source: &str) -> Job {
+    let mut j = job(lang, None);
+    j.source = source.to_owned();
+    j
+}
+
+#[test]
+fn test_which_profiles_defer_their_check() {
+    for p in embedded_profiles().expect("profiles") {
+        let deferred = plan(&p.id, None).deferred.is_some();
+        assert_eq!(
+            deferred,
+            p.id == "python3" || p.id == "php",
+            "{}: only the interpreters whose check is a second start of themselves",
+            p.id
+        );
+    }
+    let py = plan("python3", None).deferred.expect("deferred");
+    assert_eq!(
+        py.no_check_if_stderr_starts_with.as_deref(),
+        Some("Traceback (most recent call last):\n")
+    );
+    assert!(
+        plan("php", None)
+            .deferred
+            .expect("deferred")
+            .check_if_stdout_matches
+            .is_some()
+    );
+}
+
+#[test]
+fn test_own_arguments_or_an_option_like_name_take_two_steps() {
+    let mut j = job("python3", None);
+    j.params.interpreterargs = strs(&["-BE"]);
+    assert!(defers("python3", &j), "the default, given explicitly");
+    for (param, value) in [
+        ("interpreterargs", vec!["-W ignore"]),
+        ("interpreterargs", vec![]),
+        ("compileargs", vec!["-O"]),
+        ("linkargs", vec!["x"]),
+    ] {
+        let mut j = job("python3", None);
+        let v = strs(&value);
+        match param {
+            "interpreterargs" => j.params.interpreterargs = v,
+            "compileargs" => j.params.compileargs = v,
+            _ => j.params.linkargs = v,
+        }
+        assert!(!defers("python3", &j), "{param} {value:?}");
+    }
+    assert!(!defers("python3", &job("python3", Some("-q"))));
+    // A disk limit of 0 is not raised for the check, which writes (py_compile's bytecode).
+    let mut j = job("python3", None);
+    j.params.disklimit = Some(0.0);
+    assert!(!defers("python3", &j));
+    j.params.disklimit = Some(0.001);
+    assert!(defers("python3", &j), "raised to the compile minimum");
+    assert!(defers(
+        "python3",
+        &job("python3", Some("__tester__.python3"))
+    ));
+    // runargs only reach the program.
+    let mut j = job("php", None);
+    j.params.runargs = strs(&["-l"]);
+    assert!(defers("php", &j));
+}
+
+#[test]
+fn test_python_files_the_check_would_import_take_two_steps() {
+    for name in [
+        "argparse.py",
+        "traceback.pyc",
+        "tokenize.cpython-311-x86_64-linux-gnu.so",
+        "py_compile.py",
+        "re.py",
+        "collections.py",
+        "__pycache__",
+    ] {
+        let mut j = job("python3", None);
+        j.files = vec![JobFile {
+            name: name.into(),
+            contents: b"x".to_vec(),
+        }];
+        assert!(!defers("python3", &j), "support file {name}");
+        assert!(
+            !defers("python3", &job("python3", Some(name))),
+            "source {name}"
+        );
+    }
+    for name in [
+        "helper.py",
+        "data.txt",
+        "argparse.txt",
+        "my_argparse.py",
+        "regex.py",
+    ] {
+        let mut j = job("python3", None);
+        j.files = vec![JobFile {
+            name: name.into(),
+            contents: b"x".to_vec(),
+        }];
+        assert!(defers("python3", &j), "{name}");
+    }
+}
+
+#[test]
+fn test_php_sources_the_check_reads_differently_take_two_steps() {
+    for src in [
+        "<? echo 1; ?>",
+        "<?\necho 1;",
+        "text <?xml version=\"1.0\"?>",
+        "<?phpx",
+        "<?php\nfunction ctype_digit($x) { return true; }",
+        "<?php\nFUNCTION Ctype_Alpha($x) {}",
+        "<?php\nfunction &iconv_strlen() {}",
+        "<?php\nfunction _($s) { return $s; }",
+        "<?php\nfunction gettext($s) {}",
+        "<?php\nfunction dcngettext() {}",
+        "<?php\nfunction posix_getpid() {}",
+        "<?php\nfunction jdtounix() {}",
+    ] {
+        assert!(!defers("php", &source_job("php", src)), "{src:?}");
+    }
+    for src in [
+        "<?php\necho 1;",
+        "<?PHP echo 1;",
+        "<?= 1 ?>",
+        "<?php",
+        "<?php\nfunction digits($x) {}\nclass A { function __construct() {} }",
+        "<?php\n$f = function ($x) { return ctype_digit($x); };",
+        "<?php\nfunction _helper() {}",
+    ] {
+        assert!(defers("php", &source_job("php", src)), "{src:?}");
+    }
+}
+
+#[test]
+fn test_deferred_check_needed() {
+    let rule = DeferredCheck {
+        check_if_stdout_matches: Some(Pattern::new("\\A\\nWarning: ").expect("regex")),
+        no_check_if_stderr_starts_with: Some("Traceback (most recent call last):\n".into()),
+    };
+    const CAP: u64 = 100;
+    // A clean run: nothing to check.
+    assert!(!rule.needed(true, b"out\n", b"", CAP));
+    // Any stderr, any other end, or a diagnostic on stdout.
+    assert!(rule.needed(true, b"", b"x", CAP));
+    assert!(rule.needed(false, b"", b"", CAP));
+    assert!(rule.needed(true, b"\nWarning: w\nout", b"", CAP));
+    // Output cut at the stream limit vouches for nothing (a cut diagnostic would not match).
+    assert!(rule.needed(true, &[b'x'; 100], b"", CAP));
+    assert!(rule.needed(true, b"", b"", 0));
+    assert!(rule.needed(true, b"\nWar", b"", 4));
+    // The program ran: no check, however it ended, even cut.
+    let tb = b"Traceback (most recent call last):\n";
+    assert!(!rule.needed(false, b"\nWarning: ", tb, CAP));
+    assert!(!rule.needed(true, b"", tb, tb.len() as u64));
+    assert!(rule.needed(false, b"", b" Traceback", CAP));
+    // Without a rule, only a clean run skips the check.
+    let plain = DeferredCheck::default();
+    assert!(!plain.needed(true, b"\nWarning: x", b"", CAP));
+    assert!(plain.needed(true, b"", b"Traceback", CAP));
+}
+
 // ---------------------------------------------------------------- schema validation
 
 fn invalid(text: &str) -> String {
@@ -1132,6 +1308,20 @@ fn test_schema_rejects_bad_profiles() {
         "{MINIMAL}[run]\nargv = [\"x\"]\n[params]\ncompileargs = [\"'a\"]\n"
     ));
     assert!(msg.contains("unbalanced"), "{msg}");
+    let deferred = |table: &str| {
+        format!(
+            "{MINIMAL}[run]\nargv = [\"x\"]\n[compile]\nargv = [\"c\"]\n[compile.deferred]\n{table}\n"
+        )
+    };
+    assert!(Profile::from_toml("t", &deferred("")).is_ok());
+    let msg = invalid(&deferred("check_if_stdout_matches = '('"));
+    assert!(msg.contains("check_if_stdout_matches"), "{msg}");
+    let msg = invalid(&deferred("eager_if_source_matches = '['"));
+    assert!(msg.contains("eager_if_source_matches"), "{msg}");
+    let msg = invalid(&deferred("no_check_if_stderr_starts_with = ''"));
+    assert!(msg.contains("must not be empty"), "{msg}");
+    let msg = invalid(&deferred("always = true"));
+    assert!(msg.contains("unknown field"), "{msg}");
 }
 
 #[test]

@@ -26,8 +26,8 @@ use tokio::sync::Semaphore;
 use crate::jail::{End, Jail, JailError, JailOutput, JailSpec, RunDir, Slot};
 use crate::job::{Job, Outcome, RunResult};
 use crate::live::Live;
-use crate::metrics::Metrics;
-use crate::profile::plan::{CmpinfoRule, Plan};
+use crate::metrics::{DeferredCheck, Metrics};
+use crate::profile::plan::{CmpinfoRule, Plan, Step};
 use crate::profile::{PlanConfig, Registry, cmpinfo, filter_stderr};
 
 /// A boxed future, because `Executor` is used as a trait object.
@@ -326,66 +326,142 @@ impl<J: Sandbox> Inner<J> {
             },
         };
         let slot = guard.slot();
+        let run_dir = self.fresh_run_dir(slot, &dir_name, &plan)?;
+        // Each order removes its run directories before the slot goes back (the guard's drop).
+        let result = match &plan.deferred {
+            None => self.compile_and_run(&plan, run_dir, slot).await,
+            Some(_) => self.run_then_check(&plan, run_dir, slot, &dir_name).await,
+        };
+        drop(guard);
+        result
+    }
+
+    /// A new run directory `name` on `slot` holding the request's files.
+    fn fresh_run_dir(
+        &self,
+        slot: &J::Slot,
+        name: &str,
+        plan: &Plan,
+    ) -> Result<J::RunDir, ExecError> {
         let run_dir = self
             .jail
-            .create_run_dir(slot, &dir_name, run_dir_size(&plan))
+            .create_run_dir(slot, name, run_dir_size(plan))
             .map_err(internal("create run directory"))?;
         for (name, data) in &plan.files {
             run_dir
                 .write_file(name, data)
                 .map_err(internal("write job file"))?;
         }
-        let result = self.compile_and_run(&plan, &run_dir, slot).await;
-        drop(run_dir);
-        drop(guard);
-        result
+        Ok(run_dir)
     }
 
+    /// The two-step order: the compile step (if any), then the run step unless it failed.
     async fn compile_and_run(
+        &self,
+        plan: &Plan,
+        run_dir: J::RunDir,
+        slot: &J::Slot,
+    ) -> Result<RunResult, ExecError> {
+        if let Some(step) = &plan.compile
+            && let Some(failed) = self.compile(plan, step, &run_dir, slot).await?
+        {
+            return Ok(failed);
+        }
+        let out = self.run(plan, &run_dir, slot).await?;
+        Ok(verdict(plan, out))
+    }
+
+    /// The deferred order (docs/profiles.md, "Deferred check"): the run step first; then, only
+    /// if its output says the check could fail or speak, the check in a fresh run directory of
+    /// the same name, as it would have run before the run. A check that fails is the answer
+    /// (outcome 11, the same cmpinfo as the two-step order); otherwise the run's verdict is.
+    async fn run_then_check(
+        &self,
+        plan: &Plan,
+        run_dir: J::RunDir,
+        slot: &J::Slot,
+        dir_name: &str,
+    ) -> Result<RunResult, ExecError> {
+        let out = self.run(plan, &run_dir, slot).await?;
+        drop(run_dir);
+        let (Some(step), Some(deferred)) = (&plan.compile, &plan.deferred) else {
+            return Ok(verdict(plan, out));
+        };
+        let cap = plan.run.limits.stream_bytes;
+        if !deferred.needed(out.end == End::Exited(0), &out.stdout, &out.stderr, cap) {
+            self.metrics.deferred_check(DeferredCheck::Skipped);
+            return Ok(verdict(plan, out));
+        }
+        let check_dir = self.fresh_run_dir(slot, dir_name, plan)?;
+        let failed = self.compile(plan, step, &check_dir, slot).await?;
+        drop(check_dir);
+        match failed {
+            Some(failed) => {
+                self.metrics.deferred_check(DeferredCheck::Failed);
+                Ok(failed)
+            }
+            None => {
+                self.metrics.deferred_check(DeferredCheck::Passed);
+                Ok(verdict(plan, out))
+            }
+        }
+    }
+
+    /// Runs the compile step; `Some` is the answer when it failed (outcome 11, or 19 for a
+    /// denied system call), `None` when the run may go on.
+    async fn compile(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        run_dir: &J::RunDir,
+        slot: &J::Slot,
+    ) -> Result<Option<RunResult>, ExecError> {
+        let out = self
+            .jail
+            .spawn(JailSpec {
+                step,
+                policy: &plan.seccomp,
+                run_dir,
+                slot,
+                stdin: None,
+                extra_ro: &plan.extra_ro_paths,
+            })
+            .await
+            .map_err(internal("compile step"))?;
+        let limit = step.limits.stream_bytes;
+        let mut info = cmpinfo(&plan.cmpinfo, &out.stdout, &out.stderr, |f| {
+            run_dir.read_file(f, limit)
+        });
+        let failed = compile_failed(&plan.cmpinfo, &out, run_dir);
+        if info.is_empty() && failed {
+            // Jobe would go on and run nothing; say why the compile failed instead.
+            info = compile_failure_message(&out.end).into_bytes();
+        }
+        if info.is_empty() {
+            return Ok(None);
+        }
+        let outcome = if matches!(out.end, End::Syscall(_)) {
+            Outcome::IllegalSyscall
+        } else {
+            Outcome::CompilationError
+        };
+        Ok(Some(RunResult {
+            outcome,
+            cmpinfo: info,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            usage: out.usage,
+        }))
+    }
+
+    /// Runs the run step.
+    async fn run(
         &self,
         plan: &Plan,
         run_dir: &J::RunDir,
         slot: &J::Slot,
-    ) -> Result<RunResult, ExecError> {
-        if let Some(step) = &plan.compile {
-            let out = self
-                .jail
-                .spawn(JailSpec {
-                    step,
-                    policy: &plan.seccomp,
-                    run_dir,
-                    slot,
-                    stdin: None,
-                    extra_ro: &plan.extra_ro_paths,
-                })
-                .await
-                .map_err(internal("compile step"))?;
-            let limit = step.limits.stream_bytes;
-            let mut info = cmpinfo(&plan.cmpinfo, &out.stdout, &out.stderr, |f| {
-                run_dir.read_file(f, limit)
-            });
-            let failed = compile_failed(&plan.cmpinfo, &out, run_dir);
-            if info.is_empty() && failed {
-                // Jobe would go on and run nothing; say why the compile failed instead.
-                info = compile_failure_message(&out.end).into_bytes();
-            }
-            if !info.is_empty() {
-                let outcome = if matches!(out.end, End::Syscall(_)) {
-                    Outcome::IllegalSyscall
-                } else {
-                    Outcome::CompilationError
-                };
-                return Ok(RunResult {
-                    outcome,
-                    cmpinfo: info,
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    usage: out.usage,
-                });
-            }
-        }
-        let out = self
-            .jail
+    ) -> Result<JailOutput, ExecError> {
+        self.jail
             .spawn(JailSpec {
                 step: &plan.run,
                 policy: &plan.seccomp,
@@ -395,8 +471,7 @@ impl<J: Sandbox> Inner<J> {
                 extra_ro: &plan.extra_ro_paths,
             })
             .await
-            .map_err(internal("run step"))?;
-        Ok(verdict(plan, out))
+            .map_err(internal("run step"))
     }
 }
 

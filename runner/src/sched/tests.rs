@@ -22,6 +22,7 @@ fn plan() -> Plan {
     Plan {
         files: vec![],
         compile: None,
+        deferred: None,
         cmpinfo: CmpinfoRule::Stderr {
             stdout_separator: None,
         },
@@ -131,8 +132,9 @@ struct FakeJail {
     gate: Option<Arc<Semaphore>>,
     fail_run_dir: bool,
     fail_write: bool,
-    /// Run directories not dropped yet.
+    /// Run directories not dropped yet, and the most there ever were at once.
     live_dirs: Arc<AtomicUsize>,
+    max_live_dirs: AtomicUsize,
     /// Steps that returned.
     finished: AtomicUsize,
 }
@@ -193,7 +195,8 @@ impl Sandbox for FakeJail {
             slot: *slot,
             size: size_bytes,
         });
-        self.live_dirs.fetch_add(1, Ordering::SeqCst);
+        let live = self.live_dirs.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_live_dirs.fetch_max(live, Ordering::SeqCst);
         Ok(FakeDir {
             calls: self.calls.clone(),
             files: Mutex::new(HashMap::new()),
@@ -593,4 +596,205 @@ async fn test_dropped_client_future_does_not_cancel_the_job() {
     until("the slot is back", || all_slots_free(&s)).await;
     assert_eq!(spawned(&s), ["/usr/bin/gcc", "./prog.c.exe"]);
     assert_eq!(jail.live_dirs.load(Ordering::SeqCst), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The deferred check (python3 and php: run first, check only when the run says so).
+
+/// Runs `j` on a fake jail answering `outputs` in order; the result, the spawns as (argv0,
+/// whether it got the job's stdin, i.e. is the run step) and the metrics text.
+async fn deferred(j: Job, outputs: Vec<JailOutput>) -> (RunResult, Vec<(String, bool)>, String) {
+    let jail = FakeJail::default();
+    jail.outputs
+        .lock()
+        .unwrap()
+        .extend(outputs.into_iter().map(Ok));
+    let s = sched_with(jail, 1, 4);
+    let r = s.run(j).await.expect("a result");
+    let steps = calls(&s)
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Spawn { argv0, stdin, .. } => Some((argv0, stdin.is_some())),
+            _ => None,
+        })
+        .collect();
+    assert!(all_slots_free(&s));
+    assert_eq!(s.inner.jail.live_dirs.load(Ordering::SeqCst), 0);
+    // The check gets a fresh run directory, made after the run's was removed.
+    assert_eq!(s.inner.jail.max_live_dirs.load(Ordering::SeqCst), 1);
+    (r, steps, s.metrics().render())
+}
+
+fn counted(metrics: &str, result: &str) -> bool {
+    metrics.contains(&format!(
+        "runner_deferred_checks_total{{result=\"{result}\"}} 1"
+    ))
+}
+
+const PY: &str = "/usr/bin/python3";
+const PHP: &str = "/usr/bin/php";
+
+#[tokio::test]
+async fn test_deferred_clean_run_is_one_step() {
+    for lang in ["python3", "php"] {
+        let (r, steps, m) = deferred(
+            job(lang, "x", "in"),
+            vec![jail_out(End::Exited(0), "hello\n", "")],
+        )
+        .await;
+        assert_eq!(
+            (r.outcome, r.stdout.as_slice()),
+            (Outcome::Success, &b"hello\n"[..])
+        );
+        let argv0 = if lang == "php" { PHP } else { PY };
+        assert_eq!(steps, [(argv0.to_owned(), true)], "{lang}: the run alone");
+        assert!(counted(&m, "skipped"), "{lang}: {m}");
+    }
+}
+
+#[tokio::test]
+async fn test_deferred_check_failure_is_outcome_11_with_its_cmpinfo() {
+    let syntax = "  File \"/home/jobe/runs/jobe_x/prog.py\", line 1\n    x = (\n        ^\nSyntaxError: '(' was never closed\n";
+    let checked =
+        "  File \"prog.py\", line 1\n    x = (\n        ^\nSyntaxError: '(' was never closed\n";
+    let (r, steps, m) = deferred(
+        job("python3", "x = (\n", "in"),
+        vec![
+            jail_out(End::Exited(1), "", syntax),
+            jail_out(End::Exited(1), "", checked),
+        ],
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::CompilationError);
+    assert_eq!(
+        r.cmpinfo,
+        checked.as_bytes(),
+        "the check's words, not the run's"
+    );
+    assert!(r.stdout.is_empty() && r.stderr.is_empty());
+    assert_eq!(steps, [(PY.to_owned(), true), (PY.to_owned(), false)]);
+    assert!(counted(&m, "failed"), "{m}");
+}
+
+#[tokio::test]
+async fn test_deferred_check_that_passes_keeps_the_run_verdict() {
+    // A program that prints a fake syntax error itself: the check finds none.
+    let fake = "  File \"prog.py\", line 1\nSyntaxError: invalid syntax\n";
+    let (r, steps, m) = deferred(
+        job("python3", "import sys; sys.exit(...)", "in"),
+        vec![
+            jail_out(End::Exited(1), "out\n", fake),
+            jail_out(End::Exited(0), "", ""),
+        ],
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::RuntimeError);
+    assert_eq!(
+        (r.stdout.as_slice(), r.stderr.as_slice()),
+        (&b"out\n"[..], fake.as_bytes())
+    );
+    assert!(r.cmpinfo.is_empty());
+    assert_eq!(steps.len(), 2);
+    assert!(counted(&m, "passed"), "{m}");
+}
+
+#[tokio::test]
+async fn test_deferred_check_runs_after_limits_and_exit_status() {
+    for end in [
+        End::CpuTime,
+        End::Memory,
+        End::Signaled(libc::SIGSEGV),
+        End::Exited(3),
+    ] {
+        let (r, steps, _) = deferred(
+            job("python3", "x", "in"),
+            vec![
+                jail_out(end.clone(), "", ""),
+                jail_out(End::Exited(0), "", ""),
+            ],
+        )
+        .await;
+        assert_eq!(steps.len(), 2, "{end:?}: checked");
+        assert_ne!(r.outcome, Outcome::CompilationError, "{end:?}");
+    }
+}
+
+#[tokio::test]
+async fn test_python_traceback_proves_the_source_compiled() {
+    let tb = "Traceback (most recent call last):\n  File \"x\", line 1, in <module>\nZeroDivisionError: division by zero\n";
+    let (r, steps, m) = deferred(
+        job("python3", "1/0", "in"),
+        vec![jail_out(End::Exited(1), "", tb)],
+    )
+    .await;
+    assert_eq!(
+        (r.outcome, r.stderr.as_slice()),
+        (Outcome::RuntimeError, tb.as_bytes())
+    );
+    assert_eq!(steps.len(), 1, "no check");
+    assert!(counted(&m, "skipped"), "{m}");
+    // A warning printed before the traceback means the compile spoke: checked.
+    let warned = format!("prog.py:1: SyntaxWarning: \"is\" with a literal\n{tb}");
+    let (_, steps, _) = deferred(
+        job("python3", "1/0", "in"),
+        vec![jail_out(End::Exited(1), "", &warned)],
+    )
+    .await;
+    assert_eq!(steps.len(), 2);
+}
+
+#[tokio::test]
+async fn test_php_diagnostic_on_stdout_is_checked() {
+    let warning = "\nWarning: \"continue\" targeting switch is equivalent to \"break\" in /x/prog.php on line 2\nx\n";
+    let lint = "PHP Warning:  \"continue\" targeting switch is equivalent to \"break\" in prog.php on line 2\n";
+    let (r, steps, _) = deferred(
+        job("php", "<?php ...", "in"),
+        vec![
+            jail_out(End::Exited(0), warning, ""),
+            jail_out(
+                End::Exited(0),
+                "No syntax errors detected in prog.php\n",
+                lint,
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::CompilationError);
+    assert_eq!(
+        r.cmpinfo,
+        format!("No syntax errors detected in prog.php\n\n{lint}").as_bytes()
+    );
+    assert_eq!(steps, [(PHP.to_owned(), true), (PHP.to_owned(), false)]);
+    // Ordinary output that merely starts with a newline is not a diagnostic.
+    let (r, steps, _) = deferred(
+        job("php", "<?php echo \"\\nok\";", "in"),
+        vec![jail_out(End::Exited(0), "\nok", "")],
+    )
+    .await;
+    assert_eq!((r.outcome, steps.len()), (Outcome::Success, 1));
+}
+
+#[tokio::test]
+async fn test_two_step_order_when_not_deferred() {
+    // The client's own interpreter arguments: the check runs first, as Jobe.
+    let mut j = job("python3", "print(1)", "in");
+    j.params.interpreterargs = Some(vec!["-W".into(), "ignore".into()]);
+    let (_, steps, m) = deferred(j, vec![]).await;
+    assert_eq!(steps, [(PY.to_owned(), false), (PY.to_owned(), true)]);
+    for result in ["skipped", "passed", "failed"] {
+        assert!(
+            m.contains(&format!(
+                "runner_deferred_checks_total{{result=\"{result}\"}} 0"
+            )),
+            "not a deferred run: {m}"
+        );
+    }
+    // A support file the check would import from the run directory.
+    let mut j = job("python3", "print(1)", "in");
+    j.files = vec![JobFile {
+        name: "argparse.py".into(),
+        contents: b"raise SystemExit('x')".to_vec(),
+    }];
+    let (_, steps, _) = deferred(j, vec![]).await;
+    assert_eq!(steps, [(PY.to_owned(), false), (PY.to_owned(), true)]);
 }

@@ -1,0 +1,2 @@
+<?php
+echo "\nNot: a diagnostic\n";

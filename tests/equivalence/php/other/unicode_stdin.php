@@ -1,0 +1,2 @@
+<?php
+echo strrev(trim(fgets(STDIN))), "\n";

@@ -1,0 +1,2 @@
+<?php
+assert(1 === 2, 'one is not two');

@@ -1,0 +1,5 @@
+<?php
+class A {}
+$a = new A;
+$a->x = 1;
+echo "set\n";

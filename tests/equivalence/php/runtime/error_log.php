@@ -1,0 +1,3 @@
+<?php
+error_log('logged message');
+echo "done\n";

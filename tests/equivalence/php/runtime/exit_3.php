@@ -1,0 +1,3 @@
+<?php
+echo "out\n";
+exit(3);

@@ -1,0 +1,3 @@
+<?php
+fwrite(STDERR, "err\n");
+exit(0);

@@ -1,0 +1,3 @@
+<?php
+require 'helper.php';
+echo "after\n";

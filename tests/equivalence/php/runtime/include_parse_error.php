@@ -1,0 +1,4 @@
+<?php
+echo "main\n";
+include 'helper.php';
+echo "after include\n";

@@ -1,0 +1,3 @@
+<?php
+function helper() {}
+require 'helper.php';

@@ -1,0 +1,2 @@
+<?php
+function helper() { throw new LogicException('from helper'); }

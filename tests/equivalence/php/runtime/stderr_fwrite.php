@@ -1,0 +1,3 @@
+<?php
+echo "out\n";
+fwrite(STDERR, "to stderr\n");

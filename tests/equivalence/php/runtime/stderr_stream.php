@@ -1,0 +1,2 @@
+<?php
+file_put_contents('php://stderr', "via stream\n");

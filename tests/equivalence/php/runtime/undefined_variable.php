@@ -1,0 +1,3 @@
+<?php
+echo $nope;
+echo "after\n";

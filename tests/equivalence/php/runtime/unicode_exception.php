@@ -1,0 +1,3 @@
+<?php
+echo "ünïcödé ✓\n";
+throw new RuntimeException('héllo 日本語');

@@ -1,0 +1,2 @@
+<?php
+trigger_error('old stuff', E_USER_DEPRECATED);

@@ -1,0 +1,3 @@
+<?php
+echo $undefined_first;
+echo "then\n";

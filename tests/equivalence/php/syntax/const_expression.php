@@ -1,0 +1,3 @@
+<?php
+$y = 1;
+const X = $y;

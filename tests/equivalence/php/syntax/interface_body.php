@@ -1,0 +1,2 @@
+<?php
+interface I { function f() { } }

@@ -1,0 +1,3 @@
+Hello, before PHP
+<?php
+echo 1

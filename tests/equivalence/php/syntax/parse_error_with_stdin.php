@@ -1,0 +1,3 @@
+<?php
+$l = fgets(STDIN);
+echo $l

@@ -1,0 +1,4 @@
+<?php
+function f() {}
+function f() {}
+echo 1;

@@ -1,0 +1,3 @@
+<?php
+function _($s) { return $s; }
+echo _("ok\n");

@@ -1,0 +1,3 @@
+<html>
+<?php if (true) { ?>
+<p>open</p>

@@ -1,0 +1,2 @@
+print("out")
+print(1 is 1)

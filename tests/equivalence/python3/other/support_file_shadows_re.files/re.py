@@ -1,0 +1,1 @@
+raise SystemExit("the check imported this re.py")

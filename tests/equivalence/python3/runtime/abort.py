@@ -1,0 +1,4 @@
+import os, sys
+print('before abort')
+sys.stdout.flush()
+os.abort()

@@ -1,0 +1,3 @@
+import sys
+sys.stderr.write('Traceback (most recent call last):\nSyntaxError: invalid syntax\n')
+sys.exit(1)

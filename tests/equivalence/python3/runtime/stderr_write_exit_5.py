@@ -1,0 +1,3 @@
+import sys
+sys.stderr.write('bad\n')
+sys.exit(5)

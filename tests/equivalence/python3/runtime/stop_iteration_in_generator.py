@@ -1,0 +1,4 @@
+def g():
+    raise StopIteration
+    yield 1
+list(g())

@@ -1,0 +1,3 @@
+import sys
+print('usage: prog', file=sys.stderr)
+raise SystemExit(2)

@@ -1,0 +1,1 @@
+raise ValueError('héllo wörld ✓ 日本語')

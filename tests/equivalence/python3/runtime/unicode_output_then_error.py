@@ -1,0 +1,3 @@
+print('ünïcödé ✓')
+print('日本語')
+raise SystemExit('エラー')

@@ -1,0 +1,3 @@
+import warnings
+warnings.warn('first')
+1 / 0

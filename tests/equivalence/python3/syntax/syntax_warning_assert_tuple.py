@@ -1,0 +1,3 @@
+x = 0
+assert (x, 'message')
+print('ran')

@@ -1,0 +1,3 @@
+print('output first')
+print(1 is 1)
+1 / 0

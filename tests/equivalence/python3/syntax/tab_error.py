@@ -1,0 +1,4 @@
+def f():
+	if 1:
+        pass
+	return 1

@@ -1,0 +1,2 @@
+print('héllo wörld ✓ 日本')
+x = ( # ünïcode
