@@ -51,6 +51,10 @@ pub struct Opts {
     pub peer: Option<runner::peer::RawPeer>,
     /// `profiles_dir` (extra or overriding language profiles).
     pub profiles_dir: Option<PathBuf>,
+    /// `[judge]` (judge mode: origin, caps…).
+    pub judge: runner::judge::RawJudge,
+    /// `[api.keys]`; `None`: keys not required.
+    pub api_keys: Option<HashMap<String, u32>>,
 }
 
 impl Default for Opts {
@@ -60,6 +64,8 @@ impl Default for Opts {
             queue_timeout_secs: 10.0,
             peer: None,
             profiles_dir: None,
+            judge: runner::judge::RawJudge::default(),
+            api_keys: None,
         }
     }
 }
@@ -98,6 +104,11 @@ impl Daemon {
             },
             peer: opts.peer.clone().unwrap_or_default(),
             profiles_dir: opts.profiles_dir.clone(),
+            judge: opts.judge.clone(),
+            api: runner::config::RawApi {
+                keys: opts.api_keys.clone(),
+                ..runner::config::RawApi::default()
+            },
             ..RawConfig::default()
         };
         let cfg = Config::try_from(raw).expect("valid config");
@@ -110,6 +121,10 @@ impl Daemon {
             (runtime, mine)
         };
         assert!(!cgroups.is_empty(), "the daemon created no cgroup subtree");
+        let mut runtime = runtime;
+        server::start_judge(&cfg, &mut runtime)
+            .await
+            .expect("judge start");
         let cache = Arc::new(
             FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes).expect("file cache"),
         );
@@ -156,6 +171,14 @@ impl Daemon {
         self.stop().await;
     }
 
+    /// The judge engine of this daemon.
+    pub fn judge(&self) -> runner::judge::Judge {
+        self.runtime
+            .as_ref()
+            .and_then(|rt| rt.judge.clone())
+            .expect("the judge runs")
+    }
+
     /// Stops serving, drops the runtime and asserts that no cgroup and no jailed process of this
     /// daemon is left.
     pub async fn stop(mut self) {
@@ -168,6 +191,17 @@ impl Daemon {
                 .expect("server drains within 20 s")
                 .expect("server task")
                 .expect("server result");
+        }
+        if let Some(rt) = &self.runtime {
+            // Judging tasks hold the scheduler (and so the jail): let them go first.
+            if let Some(judge) = &rt.judge {
+                judge.drain(Duration::from_secs(20)).await;
+                judge.shutdown();
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Arc::strong_count(&rt.scheduler) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         drop(self.runtime.take());
         let left: Vec<&PathBuf> = self.cgroups.iter().filter(|p| p.exists()).collect();
@@ -286,18 +320,25 @@ pub struct BinDaemon {
     pub data_dir: PathBuf,
     pub uids: std::ops::Range<u32>,
     pub log: PathBuf,
+    /// Leave the data directory when dropped (a restart on it follows).
+    pub keep_data_dir: bool,
 }
 
 impl BinDaemon {
     /// Writes a config for `data_dir` and uid base, starts `runner serve` and waits until
     /// `GET languages` answers 200.
     pub async fn start(data_dir: &Path, uid_base: u32, slots: u32) -> BinDaemon {
+        BinDaemon::start_with(data_dir, uid_base, slots, "").await
+    }
+
+    /// As `start`, with `extra` appended to the config (e.g. a `[judge]` section).
+    pub async fn start_with(data_dir: &Path, uid_base: u32, slots: u32, extra: &str) -> BinDaemon {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let config = data_dir.join("runner.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\nslots = {slots}\nshutdown_grace_secs = 20.0\n[jail]\nuid_base = {uid_base}\n",
+                "data_dir = \"{}\"\nslots = {slots}\nshutdown_grace_secs = 20.0\n[jail]\nuid_base = {uid_base}\n{extra}",
                 data_dir.display()
             ),
         )
@@ -324,6 +365,7 @@ impl BinDaemon {
             data_dir: data_dir.to_owned(),
             uids: uid_base..uid_base + slots,
             log: data_dir.join("daemon.log"),
+            keep_data_dir: false,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -395,7 +437,9 @@ impl Drop for BinDaemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
@@ -434,9 +478,20 @@ pub async fn request(
     path: &str,
     body: Option<&[u8]>,
 ) -> std::io::Result<Resp> {
+    request_with(addr, method, path, &[], body).await
+}
+
+/// As `request`, with `headers` added (e.g. `Last-Event-ID`).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Resp> {
     tokio::time::timeout(
         Duration::from_secs(60),
-        request_inner(addr, method, path, body),
+        request_inner(addr, method, path, headers, body),
     )
     .await
     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))?
@@ -446,6 +501,7 @@ async fn request_inner(
     addr: SocketAddr,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<Resp> {
     let mut s = TcpStream::connect(addr).await?;
@@ -456,6 +512,9 @@ async fn request_inner(
          Connection: close\r\n",
         job_id()
     );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
         head.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }
