@@ -372,7 +372,7 @@ const LANGS: &[Lang] = &[
         wa: "<?php echo \"42\\n\";\n",
         re: "<?php exit(4);\n",
         tle: "<?php $x = 0; while (true) { $x++; }\n",
-        ce: None,
+        ce: Some("<?php echo ;\n"),
         ole: "<?php while (true) { echo \"spam spam spam spam\\n\"; }\n",
         mle: None,
         sv: None,
