@@ -340,7 +340,9 @@ const LANGS: &[Lang] = &[
         re: "process.exit(2);\n",
         tle: "let x=0;for(;;){x++;}\n",
         ce: None,
-        ole: "const s='spam spam spam spam\\n'.repeat(1000);for(;;){process.stdout.write(s);}\n",
+        // One large write (a synchronous loop of writes never yields to node's event loop, so
+        // nothing would reach the pipe: that program is MLE, not OLE).
+        ole: "process.stdout.write('spam spam spam spam\\n'.repeat(20000));\n",
         mle: None,
         sv: None,
     },
@@ -809,6 +811,15 @@ async fn judge_cancel_kills_running_cases() {
         .await
         .unwrap();
     assert_eq!(r.status, 409);
+    // Draining: new submissions get 503 with Retry-After; reads still work.
+    d.judge().begin_drain();
+    let r = post(a, &submission("sum", "c", LANGS[0].ac), false).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+    assert_eq!(
+        get(a, &format!("{J}/submissions/to-cancel")).await.status,
+        200
+    );
     d.stop().await;
 }
 
@@ -978,6 +989,56 @@ async fn judge_restart_after_sigkill_finishes_the_submission() {
     // The same id after the restart is still the same submission.
     let again = post(second.addr, &done, false).await;
     assert_eq!(again.json()["status"], "done");
+    drop(second);
+}
+
+/// SIGTERM while a submission runs: the daemon lets it finish (within `shutdown_grace_secs`)
+/// before it exits, so after a restart it is done in its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_sigterm_lets_running_submissions_finish() {
+    if !privileged() {
+        return;
+    }
+    let (dir, uid_base) = daemon::unique();
+    let mut first = BinDaemon::start(&dir, uid_base, 2).await;
+    first.keep_data_dir = true;
+    let a = first.addr;
+    assert_eq!(
+        put_testset(a, "sum", "v1", &sum_archive("cputime = 1\n"))
+            .await
+            .status,
+        201
+    );
+    let slow = "import time\ntime.sleep(1)\na, b = map(int, input().split())\nprint(a + b)\n";
+    let mut body = submission("sum", "python3", slow);
+    body["id"] = "drained".into();
+    assert_eq!(post(a, &body, false).await.status, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(a, &format!("{J}/submissions/drained")).await.json()["status"] != "running" {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.signal("-TERM");
+    let st = first.wait(Duration::from_secs(30)).await;
+    assert!(st.success(), "{st}:\n{}", first.log_text());
+    assert!(
+        first
+            .log_text()
+            .contains("submission finished submission=drained")
+    );
+    drop(first);
+    let second = BinDaemon::start(&dir, uid_base, 2).await;
+    let v = get(second.addr, &format!("{J}/submissions/drained"))
+        .await
+        .json();
+    assert_eq!(v["status"], "done", "{v:#}");
+    assert_eq!(v["verdict"], "AC");
+    let events = parse_sse(
+        &get(second.addr, &format!("{J}/submissions/drained/events"))
+            .await
+            .text(),
+    );
+    assert!(events[0].0.starts_with("1-"), "{:?}", events[0]);
     drop(second);
 }
 

@@ -389,16 +389,21 @@ impl Judge {
         }))
     }
 
-    /// Waits up to `timeout` for the submission to finish; its result then (or what it has at
-    /// the timeout). `None`: unknown.
+    /// Waits up to `timeout` for the submission to finish (or the judge to begin draining); its
+    /// result then (or what it has by then). `None`: unknown.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Option<SubmissionResult> {
         let live = lock(&self.inner.live).get(id).cloned();
         let Some(live) = live else {
             return self.get(id).await;
         };
         let mut rx = live.count.subscribe();
+        let mut draining = self.inner.draining.subscribe();
         let finished = rx.wait_for(|_| live.snapshot().status.is_final());
-        let _ = tokio::time::timeout(timeout, finished).await;
+        // A drain ends the wait too, so that the connection can close.
+        tokio::select! {
+            _ = tokio::time::timeout(timeout, finished) => {}
+            () = until_true(&mut draining) => {}
+        }
         Some(live.snapshot())
     }
 
