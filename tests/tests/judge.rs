@@ -753,6 +753,57 @@ async fn judge_idempotent_post_sse_resume_and_errors() {
     d.stop().await;
 }
 
+/// With `[api.keys]`, every judge request needs a listed key (403 otherwise), and a submission
+/// spends one run of the key's hourly budget (401 once spent), as a Jobe run does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_api_keys_apply() {
+    if !privileged() {
+        return;
+    }
+    // The test client always sends `daemon::API_KEY`: first a daemon that does not list it.
+    let other = Daemon::start(Opts {
+        api_keys: Some([("some-other-key".to_owned(), 0)].into()),
+        ..Opts::default()
+    })
+    .await;
+    let r = put_testset(other.addr, "sum", "v1", &sum_archive("")).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"], "Unknown API key");
+    let r = post(other.addr, &submission("sum", "c", "x"), false).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        get(other.addr, &format!("{J}/submissions/x")).await.status,
+        403
+    );
+    other.stop().await;
+    // Listed with a budget of one run per hour: uploads and reads are free, one submission is
+    // accepted, the next is refused.
+    let d = Daemon::start(Opts {
+        api_keys: Some([(daemon::API_KEY.to_owned(), 1)].into()),
+        ..Opts::default()
+    })
+    .await;
+    assert_eq!(
+        put_testset(d.addr, "sum", "v1", &sum_archive(""))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        get(d.addr, &format!("{J}/problems/sum/testsets/v1"))
+            .await
+            .status,
+        200
+    );
+    let first = post(d.addr, &submission("sum", "python3", LANGS[7].ac), false).await;
+    assert_eq!(first.status, 202, "{}", first.text());
+    let second = post(d.addr, &submission("sum", "python3", LANGS[7].ac), false).await;
+    assert_eq!(second.status, 401, "{}", second.text());
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(judge_final(d.addr, &id).await["verdict"], "AC");
+    d.stop().await;
+}
+
 /// `(id, event, data)` of an SSE text.
 fn parse_sse(text: &str) -> Vec<(String, String, String)> {
     text.split("\n\n")
