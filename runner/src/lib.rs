@@ -15,6 +15,7 @@ pub mod jail;
 pub mod job;
 pub mod judge;
 pub mod live;
+pub(crate) mod lru;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

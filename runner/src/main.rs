@@ -95,6 +95,29 @@ enum Command {
         #[arg(long, default_value = "/home/jobe/runs/jobe_plan00")]
         run_dir: String,
     },
+    /// Judge a program on a local test set (a problem folder or a tar / tar.gz of one): a live
+    /// progress line, then a table of the cases. Exit 0 for AC, 1 otherwise.
+    Judge {
+        /// The test set: a folder of NAME.in with NAME.out (or NAME.ans) and an optional
+        /// problem.toml, or a tar or tar.gz archive of such a folder.
+        #[arg(long, value_name = "DIR_OR_TAR")]
+        testset: PathBuf,
+        /// The language id (c, cpp, java, nodejs, octave, pascal, php, python3).
+        #[arg(long, value_name = "ID")]
+        lang: String,
+        /// The source file (its name is the source file name in the jail).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Compare mode instead of the test set's: text (byte-exact), token or float.
+        #[arg(long, value_parser = ["text", "token", "float"])]
+        compare: Option<String>,
+        /// CPU seconds per case instead of the test set's (clamped to the language's maximum).
+        #[arg(long, value_name = "SECONDS")]
+        cputime: Option<f64>,
+        /// Stop at the first failing case (the later ones are SK, not run).
+        #[arg(long)]
+        stop_on_first_failure: bool,
+    },
     /// Measure the jail's own cost around /bin/true (used by `cargo xtask bench jail`).
     #[command(hide = true)]
     BenchJail {
@@ -173,6 +196,36 @@ fn run(cli: Cli, cfg: Config) -> Result<ExitCode> {
             };
             tokio::runtime::Runtime::new()?.block_on(server::serve(cfg, opts))?;
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Judge {
+            testset,
+            lang,
+            file,
+            compare,
+            cputime,
+            stop_on_first_failure,
+        } => {
+            let compare = compare.map(|c| match c.as_str() {
+                "text" => runner::judge::CompareMode::Text,
+                "float" => runner::judge::CompareMode::Float,
+                _ => runner::judge::CompareMode::Token,
+            });
+            let args = server::LocalJudge {
+                testset,
+                lang: lang.to_lowercase(),
+                file,
+                compare,
+                cputime,
+                stop_on_first_failure,
+            };
+            let (table, accepted) =
+                tokio::runtime::Runtime::new()?.block_on(server::judge_local(&cfg, args))?;
+            print!("{table}");
+            return Ok(if accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         Command::Check => server::check(&cfg)?,
         Command::CheckConfig => server::check_config(&cfg)?,

@@ -200,6 +200,7 @@ fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         api,
         sched,
         peer,
+        judge: _,
     } = new;
     let mut out = Vec::new();
     if *api != old.api || *shutdown_grace != old.shutdown_grace {
@@ -239,6 +240,7 @@ fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str> {
         api,
         sched: _,
         peer: _,
+        judge,
     } = new;
     let mut out = Vec::new();
     let mut check = |changed: bool, name: &'static str| {
@@ -250,6 +252,7 @@ fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str> {
     check(*metrics_listen != started.metrics_listen, "metrics_listen");
     check(*data_dir != started.data_dir, "data_dir");
     check(*slots != started.slots, "slots");
+    check(*judge != started.judge, "judge");
     check(
         *cache_max_bytes != started.cache_max_bytes,
         "cache.max_bytes",

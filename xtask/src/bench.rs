@@ -21,6 +21,8 @@
 //!   php), ≥ 0.9 (c), ≥ 0.85 (nodejs) at concurrency = CPUs; cpu/step ≤ 3 ms.
 //! - `peers` (only when named; root): peer mode vs one runner vs random spreading, see
 //!   `bench_peers.rs`.
+//! - `judge` (only when named; root): judge mode's submissions/s and cases/s against compiling
+//!   once and running the cases directly, see `bench_judge.rs`.
 //! - `jail`: `runner bench-jail --iterations N` prints one JSON line
 //!   `{"jail_p50_ms":..,"jail_p99_ms":..,"forkexec_p50_ms":..,"forkexec_p99_ms":..}`.
 //!   Target: jail cost <= 2 ms over fork+exec (p50).
@@ -103,6 +105,8 @@ enum Which {
     Peers,
     /// CPU-limit overshoot and kill → response time, eBPF vs no-eBPF (only when named).
     Verdicts,
+    /// Judge mode against compile once + direct runs (root; only when named).
+    Judge,
 }
 
 const EXPECTED: &str = "hello world\n";
@@ -123,6 +127,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.which == Some(Which::Verdicts) {
         return crate::bench_verdicts::run(args, &runner);
+    }
+    if args.which == Some(Which::Judge) {
+        return crate::bench_judge::run(&runner, args.runs.min(20), args.warmup.min(2));
     }
     if args.which != Some(Which::Jail) {
         http(args, &runner)?;

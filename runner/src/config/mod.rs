@@ -3,9 +3,9 @@
 //! at all; `deploy/runner.toml` documents each one and is checked by a test to parse.
 //!
 //! Owns: the file's shape and its validation, assembled from the settings types of the modules
-//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`, `telemetry`). Must not: be imported
-//! by those modules (the assembler sits above what it assembles; `server` hands each part its
-//! section at start-up, `reload` publishes the reloadable ones again on `SIGHUP`).
+//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`, `judge`, `telemetry`). Must not: be
+//! imported by those modules (the assembler sits above what it assembles; `server` hands each part
+//! its section at start-up, `reload` publishes the reloadable ones again on `SIGHUP`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::api::ApiConfig;
 use crate::jail::JailConfig;
+use crate::judge::{JudgeConfig, JudgeConfigError, RawJudge};
 use crate::peer::{InvalidPeerSetting, PeerConfig, RawPeer};
 use crate::profile::PlanConfig;
 use crate::sched::SchedConfig;
@@ -56,6 +57,12 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+impl From<JudgeConfigError> for ConfigError {
+    fn from(e: JudgeConfigError) -> Self {
+        invalid(e.setting, e.reason)
+    }
+}
+
 impl From<InvalidPeerSetting> for ConfigError {
     fn from(e: InvalidPeerSetting) -> Self {
         invalid(e.setting, e.reason)
@@ -92,6 +99,9 @@ pub struct RawConfig {
     pub peer: RawPeer,
     #[serde(default)]
     pub monitor: RawMonitor,
+    /// `[judge]`: judge mode (docs/judge.md).
+    #[serde(default)]
+    pub judge: RawJudge,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +161,7 @@ pub struct Config {
     pub sched: SchedConfig,
     pub jail: JailConfig,
     pub peer: PeerConfig,
+    pub judge: JudgeConfig,
 }
 
 fn secs(setting: &'static str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
@@ -336,12 +347,14 @@ impl TryFrom<RawConfig> for Config {
             ));
         }
         let peer = PeerConfig::try_from(raw.peer)?;
+        let judge = JudgeConfig::new(raw.judge, slots)?;
         let ebpf = match raw.monitor.ebpf.as_deref() {
             None => crate::monitor::EbpfMode::default(),
             Some(v) => v.parse().map_err(|e: String| invalid("monitor.ebpf", e))?,
         };
         Ok(Config {
             peer,
+            judge,
             listen,
             metrics_listen,
             log: LogConfig { level, format },
@@ -439,6 +452,7 @@ mod tests {
                 "api.body_read_timeout_secs",
             ),
             ("[api]\nsend_timeout_secs = 1e9", "api.send_timeout_secs"),
+            ("[judge]\nmax_cases = 0", "judge.max_cases"),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),

@@ -44,6 +44,11 @@ pub(super) struct Watched<'a> {
     pub(super) ncpu: u32,
     /// The job's eBPF monitor events (`None` in the no-eBPF mode).
     pub(super) events: Option<&'a mut JobWatch>,
+    /// Kill the job once this reads `true` (judge mode's cancel; `StepExtras::cancel`).
+    pub(super) cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Kill the job once this reads `true`: its stdout passed the cap
+    /// (`StepExtras::kill_on_stdout_overflow`).
+    pub(super) overflow: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Why the daemon (or the kernel's OOM killer) ended the job, and when `cgroup.kill` was
@@ -134,6 +139,12 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
                     killed.kill(w.cg, End::Memory);
                 }
             }
+            () = cancelled(&mut w.cancel, true), if running => {
+                killed.kill(w.cg, End::Signaled(libc::SIGKILL));
+            }
+            () = cancelled(&mut w.overflow, false), if running => {
+                killed.kill(w.cg, End::Signaled(libc::SIGKILL));
+            }
         }
     }
 }
@@ -177,6 +188,22 @@ async fn next_event(events: &mut Option<&mut JobWatch>) -> JobEvent {
     }
 }
 
+/// Resolves once the flag reads `true`, or, with `gone_too`, once its sender is dropped (whoever
+/// could cancel the step is gone: a judge task that was aborted); pending forever without a flag.
+async fn cancelled(flag: &mut Option<tokio::sync::watch::Receiver<bool>>, gone_too: bool) {
+    match flag {
+        Some(rx) => {
+            if rx.wait_for(|c| *c).await.is_err() {
+                *flag = None;
+                if !gone_too {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn readable(fd: &Option<AsyncFd<BorrowedFd<'_>>>) -> bool {
     match fd {
         Some(fd) => match fd.readable().await {
@@ -216,31 +243,56 @@ pub(super) async fn read_status(fd: OwnedFd) -> Option<i32> {
     Some(i32::from_ne_bytes(b))
 }
 
+/// What [`read_capped`] kept of a pipe, and whether it dropped anything beyond the cap.
+#[derive(Debug, Default)]
+pub(super) struct Captured {
+    pub(super) bytes: Vec<u8>,
+    /// More than `cap` bytes arrived (judge mode's output limit, OLE).
+    pub(super) dropped: bool,
+}
+
 /// Reads a pipe to EOF, keeping the first `cap` bytes and discarding the rest (as Jobe's
-/// runguard: output beyond the limit is silently dropped while the program keeps running).
-pub(super) async fn read_capped(fd: OwnedFd, cap: u64) -> Vec<u8> {
+/// runguard: output beyond the limit is silently dropped while the program keeps running), and
+/// says whether it dropped any.
+pub(super) async fn read_capped(fd: OwnedFd, cap: u64) -> Captured {
+    read_capped_flagged(fd, cap, None).await
+}
+
+/// [`read_capped`]; with `overflow`, the first byte beyond `cap` also sets it to `true` (the
+/// watcher then kills the job) and the rest is still read and dropped until EOF.
+pub(super) async fn read_capped_flagged(
+    fd: OwnedFd,
+    cap: u64,
+    overflow: Option<tokio::sync::watch::Sender<bool>>,
+) -> Captured {
+    let mut got = Captured::default();
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-        return Vec::new();
+        return got;
     };
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     // Read straight into the result while it has room (no zeroed scratch buffer per pipe: the
     // daemon's pages are shared copy-on-write with the jail's init while the step runs, so
     // every page written costs a copy; docs/performance.md); past the cap, into a small
     // buffer that is thrown away.
-    let mut out = Vec::new();
     let mut discard = Vec::new();
     loop {
-        let room = cap.saturating_sub(out.len()).min(READ_CHUNK);
+        let room = cap.saturating_sub(got.bytes.len()).min(READ_CHUNK);
         let read = if room > 0 {
-            out.reserve(room);
-            (&mut rx).take(room as u64).read_buf(&mut out).await
+            got.bytes.reserve(room);
+            (&mut rx).take(room as u64).read_buf(&mut got.bytes).await
         } else {
             discard.clear();
             discard.reserve(READ_CHUNK);
             rx.read_buf(&mut discard).await
         };
         if !matches!(read, Ok(n) if n > 0) {
-            return out;
+            return got;
+        }
+        if room == 0 && !got.dropped {
+            got.dropped = true;
+            if let Some(o) = &overflow {
+                o.send_replace(true);
+            }
         }
     }
 }
@@ -402,7 +454,7 @@ mod tests {
     }
 
     /// What `read_capped` keeps of `data` written into a pipe, with `cap`.
-    fn capped(data: Vec<u8>, cap: u64) -> Vec<u8> {
+    fn capped(data: Vec<u8>, cap: u64) -> Captured {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
@@ -420,11 +472,16 @@ mod tests {
     #[test]
     fn test_read_capped_keeps_the_first_cap_bytes_and_drains_the_rest() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        assert_eq!(capped(data.clone(), 1 << 20), data);
-        assert_eq!(capped(data.clone(), 100_001), data[..100_001]);
-        assert_eq!(capped(data.clone(), 0), b"");
-        assert_eq!(capped(b"hi\n".to_vec(), 2), b"hi");
-        assert_eq!(capped(Vec::new(), 10), b"");
+        let kept = |data: &[u8], cap: u64| {
+            let c = capped(data.to_vec(), cap);
+            (c.bytes, c.dropped)
+        };
+        assert_eq!(kept(&data, 1 << 20), (data.clone(), false));
+        assert_eq!(kept(&data, 300_000), (data.clone(), false));
+        assert_eq!(kept(&data, 100_001), (data[..100_001].to_vec(), true));
+        assert_eq!(kept(&data, 0), (Vec::new(), true));
+        assert_eq!(kept(b"hi\n", 2), (b"hi".to_vec(), true));
+        assert_eq!(kept(b"", 10), (Vec::new(), false));
     }
 
     #[test]

@@ -254,6 +254,11 @@ impl<J: Sandbox> Scheduler<J> {
         self.inner.settings.get()
     }
 
+    /// Slots in the pool.
+    pub fn slots(&self) -> usize {
+        self.inner.slots_total
+    }
+
     /// The metrics registry the scheduler updates (queue, slots); give it to
     /// `AppState::with_metrics` so `GET /metrics` shows one registry.
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -281,6 +286,18 @@ impl<J: Sandbox> Inner<J> {
         // The guard gives the permit back (`add_permits`) when dropped.
         permit?.forget();
         Some(self.claim())
+    }
+
+    /// Waits for a free slot as long as it takes, in the same FIFO as Jobe runs, without
+    /// counting against `max_queue` or `queue_timeout` (judge mode bounds its own queue).
+    async fn acquire_unbounded(&self) -> SlotGuard<'_, J> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the slot semaphore is never closed");
+        permit.forget();
+        self.claim()
     }
 
     /// Takes a slot for a permit already acquired and forgotten.
@@ -694,6 +711,10 @@ fn spawn_run<J: Sandbox>(
         result
     })
 }
+
+mod compiled;
+
+pub use self::compiled::{CaseOutput, Compilation, Compiled};
 
 #[cfg(test)]
 mod tests;
