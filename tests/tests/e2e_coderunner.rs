@@ -138,6 +138,58 @@ async fn e2e_native_code_gets_jobes_address_space_limit() {
     .await;
 }
 
+/// Jobe's optional pylint step (docs/deployment.md, "pylint and /etc/pylintrc"): a
+/// pylint-checked question runs pylint inside the job, and the jail mounts the host's `/etc`, so
+/// pylint there reads the host's `/etc/pylintrc`. A clean module then gives no output at all (the
+/// "valid program" a CodeRunner question expects); with the file ignored (`--rcfile=/dev/null`)
+/// the same module gets pylint's score block, which the file is there to remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_pylint_in_the_jail_reads_the_hosts_pylintrc() {
+    if !privileged() {
+        return;
+    }
+    let missing = [
+        ("/usr/bin/pylint", "pylint is not installed"),
+        ("/etc/pylintrc", "no /etc/pylintrc (Jobe's pylint step)"),
+    ]
+    .into_iter()
+    .find(|(path, _)| !std::path::Path::new(path).exists());
+    if let Some((_, why)) = missing {
+        if std::env::var_os("RUNNER_REQUIRE_ALL").is_some() {
+            panic!("{why} (RUNNER_REQUIRE_ALL is set; `cargo xtask test` sets both up)");
+        }
+        eprintln!("skipped: {why} (`cargo xtask test` sets both up)");
+        return;
+    }
+    bounded(async {
+        let d = Daemon::start(Opts::default()).await;
+        let src = r#"import json, subprocess
+with open("checked.py", "w", encoding="utf-8") as f:
+    f.write('"""A module pylint finds nothing wrong with."""\n\n\n'
+            'def double(value):\n    """Return twice the value."""\n    return 2 * value\n\n\n'
+            'print(double(21))\n')
+out = []
+for extra in ([], ["--rcfile=/dev/null"]):
+    r = subprocess.run(["pylint", *extra, "checked.py"], capture_output=True, text=True, check=False)
+    out.append([r.returncode, r.stdout])
+print(json.dumps(out))
+"#;
+        let r = run(&d, py_with(src, json!({"cputime": 30}))).await;
+        assert_eq!(r["outcome"], 15, "{r}");
+        let out: Value = serde_json::from_str(r["stdout"].as_str().unwrap()).expect("json");
+        assert_eq!(out[0], json!([0, ""]), "with /etc/pylintrc: {r}");
+        assert_eq!(out[1][0], 0, "{r}");
+        assert!(
+            out[1][1]
+                .as_str()
+                .is_some_and(|s| s.contains("Your code has been rated at")),
+            "without it: {r}"
+        );
+        d.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_missing_file_put_then_retry() {
     if !privileged() {

@@ -4,21 +4,23 @@
 //! - `http` (run with `jail` when none is named): every language (`--langs`) at concurrency 1,
 //!   CPUs and 2 × CPUs (`--levels`), through `runner serve` in release with a config of its own
 //!   (default slots: one per CPU), with CodeRunner's client: one new connection per request
-//!   (`--keep-alive` reuses one per client thread, for comparison only). Beside each figure its
-//!   floor, measured in the same run right after it: the same steps started directly, with the
+//!   (`--client keep-alive` reuses one per client thread, `--client curl` starts a curl per
+//!   request, for comparison only). Beside each figure its floor, measured in the same run
+//!   right after it: the same steps started directly, with the
 //!   argv and environment a job gets (`runner plan`, shipped profiles), in a fresh directory per
 //!   run; compile + run for compiled languages, the run alone for interpreted ones (never
 //!   runner's syntax check). Every source is unique (a counter in a comment), as a class's
 //!   submissions are, so a compile cache could not serve the table; after it, C and Java once
 //!   more at concurrency = CPUs with one source sent again and again (the rate a compile cache
 //!   would multiply).
-//!   CPU per run: the machine's busy time from /proc/stat over the batch, minus the client's own
-//!   (getrusage); `cpu/step` is what a run costs beyond its floor, per jailed step, split into the
-//!   daemon's threads (its /proc/<pid>/stat utime+stime), the jail's processes beyond the
-//!   floor's programs (the daemon's reaped children, cutime+cstime, minus the floor's children)
-//!   and the rest (kernel threads: work done outside any task, e.g. namespace and cgroup
-//!   teardown; and whatever else the machine ran). Targets (issue 15): ratio ≥ 0.8 (python3,
-//!   php), ≥ 0.9 (c), ≥ 0.85 (nodejs) at concurrency = CPUs; cpu/step ≤ 3 ms.
+//!   CPU per run (`cpu ms`): the daemon's threads (its `/proc/<pid>/stat` utime+stime), its
+//!   reaped children (the jails, cutime+cstime) and the kernel's threads and interrupts (work
+//!   done outside any task, e.g. namespace and cgroup teardown), read before and after the
+//!   batch; the floor's the same way. `cpu/step` is what a run costs beyond its floor, per jailed
+//!   step, split into those three. `mach`: the machine's busy time from /proc/stat minus the
+//!   client's own (getrusage), which includes everyone else's work on a busy machine. Targets
+//!   (issue 15): ratio ≥ 0.8 (python3, php), ≥ 0.9 (c), ≥ 0.85 (nodejs) at concurrency = CPUs;
+//!   cpu/step ≤ 3 ms.
 //! - `peers` (only when named; root): peer mode vs one runner vs random spreading, see
 //!   `bench_peers.rs`.
 //! - `judge` (only when named; root): judge mode's submissions/s and cases/s against compiling
