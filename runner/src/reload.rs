@@ -252,7 +252,20 @@ fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str> {
     check(*metrics_listen != started.metrics_listen, "metrics_listen");
     check(*data_dir != started.data_dir, "data_dir");
     check(*slots != started.slots, "slots");
-    check(*judge != started.judge, "judge");
+    // `judge.parallel_cases` defaults to the number of slots: a change of `slots` alone is
+    // reported as `slots` only.
+    let judge_as_started = crate::judge::JudgeConfig {
+        parallel_cases: started.judge.parallel_cases,
+        ..judge.clone()
+    };
+    check(
+        if *slots == started.slots {
+            *judge != started.judge
+        } else {
+            judge_as_started != started.judge
+        },
+        "judge",
+    );
     check(
         *cache_max_bytes != started.cache_max_bytes,
         "cache.max_bytes",
@@ -301,5 +314,9 @@ mod tests {
         );
         assert!(changed_sections(&old, &old).is_empty());
         assert!(restart_only_changes(&old, &old).is_empty());
+        // Judge mode is set up once (store, journal): any change of `[judge]` needs a restart.
+        let judged = parse("listen = \"127.0.0.1:4000\"\nslots = 2\n[judge]\nmax_queue = 5\n");
+        assert!(changed_sections(&old, &judged).is_empty());
+        assert_eq!(restart_only_changes(&old, &judged), ["judge"]);
     }
 }
