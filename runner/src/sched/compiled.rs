@@ -137,6 +137,11 @@ impl Inner<Jail> {
             .plan(&defaults, &settings.config.plan, &jail_dir)
             .map_err(|e| ExecError::BadRequest(e.to_string()))?
             .compile;
+        // A case's memory is limited by the cgroup alone, so a program over its limit ends as
+        // MLE (the cgroup's OOM count) instead of failing a `malloc` and ending as RE: judge mode
+        // does not take the Jobe-compatible `RLIMIT_AS` of the native-code profiles
+        // (docs/judge.md, "Verdicts").
+        plan.run.limits.address_space_bytes = None;
         if let Some(limit) = output_limit {
             plan.run.limits.stream_bytes = limit.clamp(1, profile.stream_bytes_max());
         }
