@@ -34,6 +34,7 @@ const CGROUP_EVENTS: &str = "cgroup.events";
 const CGROUP_CONTROLLERS: &str = "cgroup.controllers";
 const CGROUP_SUBTREE_CONTROL: &str = "cgroup.subtree_control";
 const CPU_STAT: &str = "cpu.stat";
+const CPU_WEIGHT_NICE: &str = "cpu.weight.nice";
 const MEMORY_MAX: &str = "memory.max";
 const MEMORY_SWAP_MAX: &str = "memory.swap.max";
 const MEMORY_OOM_GROUP: &str = "memory.oom.group";
@@ -242,6 +243,14 @@ impl Cgroups {
                 ctl.push("+cpu");
             }
             write(&base.join(CGROUP_SUBTREE_CONTROL), &ctl.join(" "))?;
+            // With the cpu controller, the jobs' subtree is one scheduling group beside the
+            // daemon's, weighed as a whole: the nice value of the jobs counts only inside it.
+            // The subtree gets the same nice value, so that the daemon still wakes at once to
+            // stop a job at its budget when jobs keep every CPU busy (docs/jail.md, step 22).
+            let weight = base.join(CPU_WEIGHT_NICE);
+            if weight.exists() {
+                write(&weight, &super::child::JOB_NICE.to_string())?;
+            }
             return Ok(Cgroups {
                 layout: Layout::V2,
                 v2_base: base,
@@ -526,6 +535,14 @@ impl Drop for Cgroups {
     }
 }
 
+/// Whether the open `cgroup.procs` file `procs` lists `pid` now (the kernel writes its list at
+/// the first read).
+pub fn lists_pid(mut procs: fs::File, pid: i32) -> bool {
+    let want = pid.to_string();
+    let mut text = String::new();
+    io::Read::read_to_string(&mut procs, &mut text).is_ok() && text.lines().any(|l| l == want)
+}
+
 /// The cgroup(s) of one job. Dropping it kills what is left and removes the directories.
 #[derive(Debug)]
 pub struct JobCgroup {
@@ -577,10 +594,11 @@ impl JobCgroup {
             .map_err(io_err("stat", &self.v2))
     }
 
-    /// Whether `pid` is in this job's v2 cgroup.
-    pub fn contains(&self, pid: i32) -> bool {
-        let want = pid.to_string();
-        fs::read_to_string(self.v2.join(CGROUP_PROCS)).is_ok_and(|s| s.lines().any(|l| l == want))
+    /// This job's v2 `cgroup.procs`, opened for reading (see [`lists_pid`]): the slot's spawner
+    /// thread reads it, and in that thread's mount namespace the host's cgroup paths do not exist.
+    pub fn open_procs(&self) -> Result<fs::File, CgroupError> {
+        let path = self.v2.join(CGROUP_PROCS);
+        fs::File::open(&path).map_err(io_err("open", &path))
     }
 
     /// Kills every process of the job (cgroup.kill, since 5.14; present on v2 dirs of hybrid

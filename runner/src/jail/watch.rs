@@ -1,4 +1,4 @@
-//! Watching a running job and telling how it ended: docs/jail.md steps 33–36.
+//! Watching a running job and telling how it ended: docs/jail.md steps 31–34.
 //!
 //! Owns: the watcher ([`watch`]: init's exit, the CPU budget, the wall clock, denied syscalls,
 //! OOM — the first of them kills the job), reading the job's pipes, reaping init, and the pure
@@ -59,7 +59,7 @@ impl Killed {
     }
 }
 
-/// Step 33: waits for the job's init to exit, killing the job when a limit is reached first.
+/// Step 31: waits for the job's init to exit, killing the job when a limit is reached first.
 /// `listener` is the seccomp user-notification descriptor (`None` if the program never got as
 /// far as installing the filter).
 pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Killed {
@@ -279,7 +279,7 @@ pub(super) fn usage(
     usage
 }
 
-/// Step 36, how the step ended, in this order (docs/jail.md, "Verdicts"): the reason the
+/// Step 34, how the step ended, in this order (docs/jail.md, "Verdicts"): the reason the
 /// watcher recorded or an exec failure; an OOM kill the cgroup counted; the CPU budget used up
 /// and the program killed by SIGKILL or SIGXCPU (the `RLIMIT_CPU` backstop, or our timer racing
 /// the exit); the program's own exit status or signal; init gone without a status: killed.

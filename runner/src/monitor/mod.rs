@@ -284,41 +284,55 @@ pub fn start(
 /// The globals with kernel struct offsets, by name.
 type Offsets = [(&'static str, u32); 7];
 
-/// The running kernel's BTF (for aya) and the offsets the programs need, read once per process:
-/// parsing ~5 MB of BTF takes tens of ms (hundreds unoptimised), and tests make many jails.
-fn kernel_btf() -> Option<&'static (aya::Btf, Offsets)> {
-    static BTF: std::sync::OnceLock<Option<(aya::Btf, Offsets)>> = std::sync::OnceLock::new();
-    BTF.get_or_init(|| {
-        let kernel = aya::Btf::from_sys_fs().ok()?;
-        let btf = btf::Btf::from_sys()?;
-        let off = |s: &str, f: &str| btf.offset(s, f).unwrap_or(common::OFFSET_UNKNOWN);
-        let offsets = [
-            (common::GLOBAL_OFF_TASK_PID, off("task_struct", "pid")),
-            (common::GLOBAL_OFF_TASK_TGID, off("task_struct", "tgid")),
-            (
-                common::GLOBAL_OFF_TASK_EXIT_CODE,
-                off("task_struct", "exit_code"),
-            ),
-            (
-                common::GLOBAL_OFF_TASK_CGROUPS,
-                off("task_struct", "cgroups"),
-            ),
-            (
-                common::GLOBAL_OFF_CSS_SET_DFL_CGRP,
-                off("css_set", "dfl_cgrp"),
-            ),
-            (common::GLOBAL_OFF_CGROUP_KN, off("cgroup", "kn")),
-            (common::GLOBAL_OFF_KERNFS_NODE_ID, off("kernfs_node", "id")),
-        ];
-        Some((kernel, offsets))
-    })
-    .as_ref()
+/// The running kernel's BTF (for aya) and the offsets the programs need. Parsing ~5 MB of BTF
+/// takes tens of ms (hundreds unoptimised) and holds ~15 MB, so it is kept between loads (tests
+/// make many jails) until [`forget_kernel_btf`]: a daemon loads its monitor once, and every
+/// `clone3` of a jail copies the page tables of what the daemon holds (docs/jail.md, "What each
+/// step costs").
+fn kernel_btf() -> Option<Arc<(aya::Btf, Offsets)>> {
+    let mut cache = lock(&KERNEL_BTF);
+    if let Some(b) = cache.as_ref() {
+        return Some(b.clone());
+    }
+    let kernel = aya::Btf::from_sys_fs().ok()?;
+    let btf = btf::Btf::from_sys()?;
+    let off = |s: &str, f: &str| btf.offset(s, f).unwrap_or(common::OFFSET_UNKNOWN);
+    let offsets = [
+        (common::GLOBAL_OFF_TASK_PID, off("task_struct", "pid")),
+        (common::GLOBAL_OFF_TASK_TGID, off("task_struct", "tgid")),
+        (
+            common::GLOBAL_OFF_TASK_EXIT_CODE,
+            off("task_struct", "exit_code"),
+        ),
+        (
+            common::GLOBAL_OFF_TASK_CGROUPS,
+            off("task_struct", "cgroups"),
+        ),
+        (
+            common::GLOBAL_OFF_CSS_SET_DFL_CGRP,
+            off("css_set", "dfl_cgrp"),
+        ),
+        (common::GLOBAL_OFF_CGROUP_KN, off("cgroup", "kn")),
+        (common::GLOBAL_OFF_KERNFS_NODE_ID, off("kernfs_node", "id")),
+    ];
+    let parsed = Arc::new((kernel, offsets));
+    *cache = Some(parsed.clone());
+    Some(parsed)
+}
+
+static KERNEL_BTF: Mutex<Option<Arc<(aya::Btf, Offsets)>>> = Mutex::new(None);
+
+/// Drops the parsed kernel BTF kept for the next monitor load (the daemon calls it once its
+/// jail is set up; a later load parses it again).
+pub fn forget_kernel_btf() {
+    lock(&KERNEL_BTF).take();
 }
 
 impl Monitor {
     fn load(cgroup_subtree: &Path) -> Result<Monitor, MonitorError> {
         let (bytes, source) = object()?;
-        let (kernel_btf, offsets) = kernel_btf().ok_or(MonitorError::NoBtf)?;
+        let parsed = kernel_btf().ok_or(MonitorError::NoBtf)?;
+        let (kernel_btf, offsets) = &*parsed;
         let mut globals: Vec<(&str, u32)> = offsets.to_vec();
         // Off: the event can come a few ms before cpu.stat reaches the budget (the jail confirms
         // it there), and a kernel-side SIGKILL would end the job early.
