@@ -894,6 +894,64 @@ fn cgroup_dirs_ending(suffix: &str) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Busy loops at nice -10 (root may), one per CPU and one more, killed when dropped: they keep
+/// exiting threads off the CPU, which is when teardown races the kernel.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start() -> Hogs {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+        Hogs(
+            (0..n)
+                .map(|_| {
+                    std::process::Command::new("nice")
+                        .args(["-n", "-10", "sh", "-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("start a busy loop")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn cgroups_removed_while_the_machine_is_busy() {
+    if !privileged() {
+        return;
+    }
+    // A slot's spawner thread is joined before the slot's v1 groups are removed, but the
+    // kernel takes it out of them later in its exit; a busy machine widens that window (a CI
+    // run once left `runner-<pid>-<n>` behind in every hierarchy). Jail, slots and a job each
+    // time, under load, and nothing may be left.
+    let _cpu = cpu_lock();
+    let hogs = Hogs::start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for round in 0..4 {
+        let b = Bench::new();
+        let subtrees = b.env.jail.cgroup_subtrees();
+        assert!(!subtrees.is_empty());
+        let out = b.sh("true");
+        assert_eq!(out.end, End::Exited(0));
+        drop(b);
+        let left: Vec<_> = subtrees.iter().filter(|p| p.exists()).collect();
+        assert!(
+            left.is_empty(),
+            "round {round}: cgroups left behind: {left:?}"
+        );
+        assert!(Instant::now() < deadline, "teardown took over a minute");
+    }
+    drop(hogs);
+}
+
 #[test]
 fn vm_nothing_survives() {
     if !privileged() {

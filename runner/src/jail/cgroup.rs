@@ -30,7 +30,6 @@ use crate::sys;
 
 const CGROUP_PROCS: &str = "cgroup.procs";
 const CGROUP_KILL: &str = "cgroup.kill";
-const CGROUP_EVENTS: &str = "cgroup.events";
 const CGROUP_CONTROLLERS: &str = "cgroup.controllers";
 const CGROUP_SUBTREE_CONTROL: &str = "cgroup.subtree_control";
 const CPU_STAT: &str = "cpu.stat";
@@ -283,6 +282,19 @@ impl Cgroups {
         })
     }
 
+    /// The subtree's directories, in every hierarchy used.
+    pub fn subtrees(&self) -> Vec<PathBuf> {
+        [
+            Some(&self.v2_base),
+            self.v1_memory_base.as_ref(),
+            self.v1_pids_base.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
     /// `<cg2>/<own>/runner-<pid>`: every job's cgroup2 directory is a child of it.
     pub fn v2_base(&self) -> &Path {
         &self.v2_base
@@ -453,30 +465,85 @@ impl SlotCgroup {
 
 impl Drop for SlotCgroup {
     fn drop(&mut self) {
-        // The spawner thread has been joined, but a joined thread leaves its cgroups a moment
-        // later (the kernel clears the tid that join waits for before `cgroup_exit`), hence the
-        // retry on EBUSY.
+        // The spawner thread is gone by now (`slot::Spawner` waits until the kernel has let go
+        // of it); `remove_cgroup` still waits for anything else the kernel counts in them.
         for dir in [&self.memory, &self.pids] {
-            if let Err(err) = remove_dir_when_empty(dir) {
-                tracing::warn!(?err, cgroup = %dir.display(), "failed to remove slot cgroup");
+            if let Err(err) = remove_cgroup(dir) {
+                tracing::warn!(?err, cgroup = %dir.display(), held_by = %holders(dir), "failed to remove slot cgroup");
             }
         }
     }
 }
 
-/// `rmdir` of a cgroup, retried for up to ~100 ms while the kernel still counts exiting tasks
-/// in it (EBUSY).
-fn remove_dir_when_empty(dir: &Path) -> io::Result<()> {
-    let mut tries = 0;
+/// How long removing a cgroup waits for the kernel to let go of it.
+const REMOVE_WAIT: Duration = Duration::from_secs(5);
+
+/// The first back-off of the waits below, and the longest.
+const WAIT_FIRST: Duration = Duration::from_micros(100);
+const WAIT_MAX: Duration = Duration::from_millis(10);
+
+/// `rmdir` of a cgroup whose processes are gone or killed: while the kernel still counts a task
+/// in it (an exiting task leaves its cgroups late in `do_exit`, after its parent may already
+/// have seen it go) or a child directory exists, `rmdir` fails with EBUSY, which is exactly the
+/// condition waited on here, with a back-off from 100 µs to 10 ms, for at most `REMOVE_WAIT`
+/// (5 s: a busy machine can keep an exiting task off the CPU for a long time). A missing directory
+/// is fine.
+fn remove_cgroup(dir: &Path) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + REMOVE_WAIT;
+    let mut delay = WAIT_FIRST;
     loop {
         match fs::remove_dir(dir) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(2));
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(WAIT_MAX);
             }
-            other => return other,
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// What keeps a cgroup busy, for the log: its tasks (v1 `tasks`, v2 `cgroup.procs`) and child
+/// directories.
+fn holders(dir: &Path) -> String {
+    let tasks = fs::read_to_string(dir.join("tasks"))
+        .or_else(|_| fs::read_to_string(dir.join(CGROUP_PROCS)))
+        .unwrap_or_default();
+    let children: Vec<String> = fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "tasks [{}], children [{}]",
+        tasks.split_whitespace().collect::<Vec<_>>().join(" "),
+        children.join(" ")
+    )
+}
+
+/// Waits (blocking, bounded by `REMOVE_WAIT`, back-off from 100 µs to 10 ms) until `/proc/self/task/<tid>`
+/// is gone: a joined thread has left every cgroup by then (the kernel releases the task after
+/// `cgroup_exit`, while `pthread_join` returns as soon as the thread's tid is cleared, earlier in
+/// its exit). Returns whether it is gone.
+pub(super) fn wait_thread_gone(tid: i32) -> bool {
+    let path = PathBuf::from(format!("/proc/self/task/{tid}"));
+    let deadline = std::time::Instant::now() + REMOVE_WAIT;
+    let mut delay = WAIT_FIRST;
+    while path.exists() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(WAIT_MAX);
+    }
+    true
 }
 
 /// Removes `runner-<pid>` subtrees left by runner processes that no longer exist (a crash, or a
@@ -505,11 +572,11 @@ fn remove_stale(parent: &Path) {
                 if j.file_type().is_ok_and(|t| t.is_dir()) {
                     // job-N (v2: cgroup.kill) or slot-N (v1: its owner thread died with it).
                     let _ = fs::write(j.path().join(CGROUP_KILL), "1");
-                    let _ = fs::remove_dir(j.path());
+                    let _ = remove_cgroup(&j.path());
                 }
             }
         }
-        match fs::remove_dir(&base) {
+        match remove_cgroup(&base) {
             Ok(()) => tracing::info!(cgroup = %base.display(), "removed stale cgroup subtree"),
             Err(err) => {
                 tracing::warn!(?err, cgroup = %base.display(), "cannot remove stale cgroup subtree")
@@ -528,8 +595,8 @@ impl Drop for Cgroups {
         .into_iter()
         .flatten()
         {
-            if let Err(err) = remove_dir_when_empty(dir) {
-                tracing::warn!(?err, cgroup = %dir.display(), "failed to remove cgroup subtree");
+            if let Err(err) = remove_cgroup(dir) {
+                tracing::warn!(?err, cgroup = %dir.display(), held_by = %holders(dir), "failed to remove cgroup subtree");
             }
         }
     }
@@ -636,32 +703,30 @@ impl JobCgroup {
             .unwrap_or(0)
     }
 
-    fn populated(&self) -> bool {
-        read_key(&self.v2.join(CGROUP_EVENTS), "populated").is_none_or(|v| v != 0)
-    }
-
-    /// Kills the job and waits (bounded) until the kernel has emptied it, so the directories can be
-    /// removed. Called after the job's init has exited, when normally nothing is left.
+    /// Kills the job and removes its directory once the kernel has emptied it: `rmdir` fails
+    /// with EBUSY while a task of the job is still counted in it, so it is retried with a
+    /// back-off from 100 µs to 10 ms, for at most `REMOVE_WAIT`, without blocking the runtime.
+    /// Called after the job's init has exited, when normally nothing is left.
     pub async fn destroy(mut self) {
         self.kill();
-        let mut delay = Duration::from_micros(200);
-        for _ in 0..40 {
-            if !self.populated() {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(50));
-        }
-        self.remove_dirs();
-    }
-
-    fn remove_dirs(&mut self) {
         self.dir_fd = None;
-        match fs::remove_dir(&self.v2) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => {
-                tracing::error!(?err, cgroup = %self.v2.display(), "failed to remove job cgroup")
+        let deadline = tokio::time::Instant::now() + REMOVE_WAIT;
+        let mut delay = WAIT_FIRST;
+        loop {
+            match fs::remove_dir(&self.v2) {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(WAIT_MAX);
+                }
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+                Err(err) => {
+                    tracing::error!(?err, cgroup = %self.v2.display(), held_by = %holders(&self.v2), "failed to remove job cgroup");
+                    return;
+                }
             }
         }
     }
@@ -669,16 +734,13 @@ impl JobCgroup {
 
 impl Drop for JobCgroup {
     fn drop(&mut self) {
-        if self.dir_fd.is_some() {
-            // Not destroyed through `destroy` (an error path): kill and remove synchronously.
+        if self.dir_fd.take().is_some() {
+            // Not destroyed through `destroy` (an error path, or a runtime dropped mid-run):
+            // kill, then remove, waiting synchronously for the kernel to empty it.
             self.kill();
-            for _ in 0..100 {
-                if !self.populated() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
+            if let Err(err) = remove_cgroup(&self.v2) {
+                tracing::error!(?err, cgroup = %self.v2.display(), held_by = %holders(&self.v2), "failed to remove job cgroup");
             }
-            self.remove_dirs();
         }
     }
 }

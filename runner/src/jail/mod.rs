@@ -279,6 +279,12 @@ impl Jail {
         &self.monitor_status
     }
 
+    /// The cgroup directories this jail created its subtree in (`runner-<pid>-<n>` in each
+    /// hierarchy it uses); they are removed when the jail is dropped.
+    pub fn cgroup_subtrees(&self) -> Vec<PathBuf> {
+        self.cgroups.subtrees()
+    }
+
     pub fn layout(&self) -> &cgroup::Layout {
         &self.cgroups.layout
     }

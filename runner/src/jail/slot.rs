@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, mpsc};
 
-use super::cgroup::{Cgroups, SlotCgroup};
+use super::cgroup::{self, Cgroups, SlotCgroup};
 use super::mount::MountOp;
 use super::{JailError, sys_err};
 use crate::sys;
@@ -177,6 +177,11 @@ impl Drop for Spawner {
         drop(self.tx.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+            // join returns when the thread's tid is cleared, before the kernel takes it out of
+            // the slot's v1 groups; those are removed next (`Slot`'s field order).
+            if !cgroup::wait_thread_gone(self.tid) {
+                tracing::warn!(tid = self.tid, "slot thread still exiting after 5 s");
+            }
         }
     }
 }
