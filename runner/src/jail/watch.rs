@@ -118,11 +118,11 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
             },
             ev = next_event(&mut w.events), if running => match ev {
                 JobEvent::Oom { .. } => killed.kill(w.cg, End::Memory),
-                // The eBPF side counts on-CPU time by the clock, which includes interrupt time
-                // the kernel does not charge to tasks (≈0.2 % under load), so the event can come
-                // a few ms early. The budget is what cpu.stat (the verdict's and `usage`'s
-                // measure) says: the check at the top of the loop, which runs at once, kills if
-                // it agrees, else takes over for the last few ms without the backstop delay.
+                // The eBPF side sums the kernel's own runtime deltas of the job's tasks, which
+                // the kernel adds to cpu.stat right after (docs/ebpf.md, "CPU budget"), and has
+                // already killed the task it caught running. The check at the top of the loop,
+                // which runs at once, sees cpu.stat at the budget and kills the rest; should the
+                // charge not have reached cpu.stat yet, it looks again within a millisecond.
                 JobEvent::Budget { .. } => budget_near = true,
                 JobEvent::Exit { .. } | JobEvent::NetDenied => {} // next_event skips these
             },
