@@ -32,6 +32,9 @@ const PROCS: [u32; 2] = [1, 4];
 /// The daemons' default `[limits] wall_factor`: a run's wall-time limit is this × its cputime.
 const WALL_FACTOR: f64 = 2.0;
 
+/// One case's runs of one mode: overshoots, kill → response times (ms), errors, wall-limit kills.
+type Case = (Vec<f64>, Vec<f64>, Vec<String>, usize);
+
 /// How one run ended.
 enum Run {
     /// TLE by its CPU budget: CPU time past the budget and kill → response (ms).
@@ -166,8 +169,7 @@ pub(crate) fn run(args: &BenchArgs, runner: &Path) -> Result<()> {
     for &procs in &PROCS {
         for &budget in &BUDGETS {
             // The two modes take turns run by run, so machine load hits both alike.
-            let mut res: Vec<(Vec<f64>, Vec<f64>, Vec<String>, usize)> =
-                vec![(Vec::new(), Vec::new(), Vec::new(), 0); started.len()];
+            let mut res: Vec<Case> = vec![Case::default(); started.len()];
             for _ in 0..args.verdict_runs {
                 for (i, (_, (_, addr))) in started.iter().enumerate() {
                     match one(addr, procs, budget)? {
