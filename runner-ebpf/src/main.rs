@@ -187,10 +187,18 @@ pub fn runner_runtime(ctx: BtfTracePointContext) -> i32 {
 
 #[inline(always)]
 fn charge(task: *const u8, runtime: u64) {
-    // `p` is the task of the CPU's run queue, usually `current`, but `update_curr` also runs
-    // from another CPU (a wake-up or a migration holding that run queue's lock): the task's own
-    // cgroup, and `current`'s only when the offsets are unknown.
-    let cg = task_cgroup(task).unwrap_or_else(current_cgroup);
+    // `p` is the task of the CPU's run queue, usually `current` (then one read and a helper
+    // find its cgroup), but `update_curr` also runs from another CPU (a wake-up or a migration
+    // holding that run queue's lock): then the task's own cgroup, and `current`'s only when the
+    // offsets are unknown.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let is_current =
+        read_at::<i32>(task, global(&OFF_TASK_PID)).is_some_and(|p| p as u32 == pid_tgid as u32);
+    let cg = if is_current {
+        current_cgroup()
+    } else {
+        task_cgroup(task).unwrap_or_else(current_cgroup)
+    };
     let Some(job) = JOBS.get_ptr_mut(&cg) else {
         return;
     };
@@ -213,7 +221,6 @@ fn charge(task: *const u8, runtime: u64) {
         (*job).fired = 1;
         first
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
     if first {
         emit(Event {
             kind: EVENT_BUDGET,
@@ -224,8 +231,6 @@ fn charge(task: *const u8, runtime: u64) {
             value: used,
         });
     }
-    let is_current =
-        read_at::<i32>(task, global(&OFF_TASK_PID)).is_some_and(|p| p as u32 == pid_tgid as u32);
     if global(&KILL_CURRENT) != 0 && is_current {
         // Stops the task that is burning the CPU now, before user space wakes up; the rest of
         // the job goes with cgroup.kill. From here (run-queue lock held, interrupts off) the
