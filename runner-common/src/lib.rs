@@ -43,7 +43,8 @@ pub struct Event {
 pub struct JobState {
     /// CPU budget in ns (all tasks of the job together).
     pub budget_ns: u64,
-    /// CPU ns used so far, as measured by the eBPF side (sched_switch + perf_event).
+    /// CPU ns used so far: the sum of the kernel's runtime deltas of the job's tasks
+    /// (`sched_stat_runtime`), the same ones its `cpu.stat` usage sums.
     pub used_ns: u64,
     /// Non-zero once the budget event was sent.
     pub fired: u64,

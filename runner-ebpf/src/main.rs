@@ -7,9 +7,9 @@
 //!
 //! - `runner_exit` (tp_btf/sched_process_exit): pid, tgid and `exit_code` of job processes.
 //! - `runner_oom` (tp_btf/mark_victim): the OOM killer's victim in a job → MLE at once.
-//! - `runner_sched_switch` (tp_btf/sched_switch) + `runner_cpu_tick` (perf_event, software
-//!   cpu-clock, per CPU): CPU time per job; at the budget one `EVENT_BUDGET` and, if
-//!   `KILL_CURRENT`, SIGKILL to the running task. User space then kills the cgroup.
+//! - `runner_runtime` (tp_btf/sched_stat_runtime): CPU time per job, the kernel's own per-task
+//!   runtime deltas; at the budget one `EVENT_BUDGET` and, if `KILL_CURRENT`, SIGKILL to the
+//!   running task. User space then kills the cgroup.
 //! - `runner_connect4/6`, `runner_sendmsg4/6` (cgroup sock_addr): deny, beside the empty netns.
 //!
 //! Rust eBPF has no CO-RE relocations, so the kernel struct offsets used below are globals that
@@ -25,11 +25,11 @@
 use core::ffi::c_void;
 use core::intrinsics::AtomicOrdering;
 
-use aya_ebpf::helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns, bpf_send_signal};
+use aya_ebpf::helpers::generated::{bpf_get_current_cgroup_id, bpf_send_signal};
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel};
-use aya_ebpf::macros::{btf_tracepoint, cgroup_sock_addr, map, perf_event};
-use aya_ebpf::maps::{HashMap, PerCpuArray, RingBuf};
-use aya_ebpf::programs::{BtfTracePointContext, PerfEventContext, SockAddrContext};
+use aya_ebpf::macros::{btf_tracepoint, cgroup_sock_addr, map};
+use aya_ebpf::maps::{HashMap, RingBuf};
+use aya_ebpf::programs::{BtfTracePointContext, SockAddrContext};
 use runner_common::{
     CODE_UNKNOWN, EVENT_BUDGET, EVENT_EXIT, EVENT_NET_DENIED, EVENT_OOM, Event, JobState,
     OFFSET_UNKNOWN,
@@ -38,11 +38,6 @@ use runner_common::{
 /// Job cgroup2 id → budget and usage. Written by user space (insert/remove), updated here.
 #[map]
 static JOBS: HashMap<u64, JobState> = HashMap::with_max_entries(4096, 0);
-
-/// Per CPU: when the task now running on it was switched in (ns, `bpf_ktime_get_ns`), or when
-/// its time was last accounted by the tick. 0 = not known yet.
-#[map]
-static SLICE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Events for user space (read through epoll, no polling).
 #[map]
@@ -175,74 +170,74 @@ fn try_runner_oom(ctx: &BtfTracePointContext) -> Result<i32, i32> {
     Ok(0)
 }
 
-/// Charges the time since this CPU's slice mark to the current task's job, moves the mark to
-/// now, and reports the job once when it reaches its budget. Called with the current task
-/// still on the CPU: from sched_switch (before the switch, `current` = prev) and from the tick.
+/// `tp_btf/sched_stat_runtime(struct task_struct *p, u64 runtime)`: the scheduler has just
+/// added `runtime` ns to `p`'s `se.sum_exec_runtime` (`update_curr_task`, called at every
+/// switch, every scheduler tick and every wake-up preemption check); the same delta is charged
+/// to `p`'s cgroups right after (`cgroup_account_cputime`). Summing it per job therefore gives
+/// exactly the job's `cpu.stat` usage, never more: the budget event is a verdict, not an
+/// estimate, and the task that crosses the budget (and any other task of the job charged after
+/// that while it runs) gets SIGKILL here if `KILL_CURRENT` (only `current` can be signalled).
+#[btf_tracepoint(function = "sched_stat_runtime")]
+pub fn runner_runtime(ctx: BtfTracePointContext) -> i32 {
+    let task: *const c_void = ctx.arg(0);
+    let runtime: u64 = ctx.arg(1);
+    charge(task.cast(), runtime);
+    0
+}
+
 #[inline(always)]
-fn account() {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let Some(mark) = SLICE.get_ptr_mut(0) else {
-        return;
+fn charge(task: *const u8, runtime: u64) {
+    // `p` is the task of the CPU's run queue, usually `current` (then one read and a helper
+    // find its cgroup), but `update_curr` also runs from another CPU (a wake-up or a migration
+    // holding that run queue's lock): then the task's own cgroup, and `current`'s only when the
+    // offsets are unknown.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let is_current =
+        read_at::<i32>(task, global(&OFF_TASK_PID)).is_some_and(|p| p as u32 == pid_tgid as u32);
+    let cg = if is_current {
+        current_cgroup()
+    } else {
+        task_cgroup(task).unwrap_or_else(current_cgroup)
     };
-    // SAFETY: per-CPU value of a live map; sched_switch runs with interrupts off and the tick
-    // is an interrupt, so the two never interleave on one CPU.
-    let since = unsafe { core::mem::replace(&mut *mark, now) };
-    if since == 0 || now <= since {
-        return;
-    }
-    let cg = current_cgroup();
     let Some(job) = JOBS.get_ptr_mut(&cg) else {
         return;
     };
-    let delta = now - since;
     // SAFETY: a pointer to a live map value; the add is atomic (tasks of one job on many CPUs).
     // Its return value is not used: BPF's v1 instruction set (`--cpu generic`) has an atomic
     // add without fetch; the read after it sees at least our own add.
     let used = unsafe {
         core::intrinsics::atomic_xadd::<_, _, { AtomicOrdering::Relaxed }>(
             &raw mut (*job).used_ns,
-            delta,
+            runtime,
         );
         core::ptr::read_volatile(&raw const (*job).used_ns)
     };
     // SAFETY: as above; plain reads and a racy flag (a duplicate event is harmless).
-    unsafe {
-        if used < (*job).budget_ns || (*job).fired != 0 {
+    let first = unsafe {
+        if used < (*job).budget_ns {
             return;
         }
+        let first = (*job).fired == 0;
         (*job).fired = 1;
+        first
+    };
+    if first {
+        emit(Event {
+            kind: EVENT_BUDGET,
+            pid: pid_tgid as u32,
+            tgid: (pid_tgid >> 32) as u32,
+            code: 0,
+            cgroup_id: cg,
+            value: used,
+        });
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    emit(Event {
-        kind: EVENT_BUDGET,
-        pid: pid_tgid as u32,
-        tgid: (pid_tgid >> 32) as u32,
-        code: 0,
-        cgroup_id: cg,
-        value: used,
-    });
-    if global(&KILL_CURRENT) != 0 {
-        // Stops the process that is burning the CPU now, before user space wakes up; the rest
-        // of the job goes with cgroup.kill. (Reaches only the current process.)
+    if global(&KILL_CURRENT) != 0 && is_current {
+        // Stops the task that is burning the CPU now, before user space wakes up; the rest of
+        // the job goes with cgroup.kill. From here (run-queue lock held, interrupts off) the
+        // kernel delivers it through irq_work, right after.
         // SAFETY: a helper with a signal number.
         unsafe { bpf_send_signal(SIGKILL) };
     }
-}
-
-/// `tp_btf/sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, ...)`.
-#[btf_tracepoint(function = "sched_switch")]
-pub fn runner_sched_switch(_ctx: BtfTracePointContext) -> i32 {
-    account();
-    0
-}
-
-/// Software cpu-clock sample on each CPU (250 Hz, `TICK_PERIOD_NS` in runner/src/monitor): catches a busy loop mid-slice, which
-/// sched_switch alone would see only at its next switch (560–780 ms for a 300 ms budget: docs/kernel.md §5).
-#[perf_event]
-pub fn runner_cpu_tick(_ctx: PerfEventContext) -> u32 {
-    account();
-    0
 }
 
 #[inline(always)]

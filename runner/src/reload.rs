@@ -42,6 +42,11 @@ pub enum ReloadError {
          (new seccomp policies need a restart)"
     )]
     UnknownPolicy { id: String, policy: String },
+    #[error(
+        "profile {id} names extra read-only path {path}, which the running jail has no mount point \
+         for (a new path outside the system directories needs a restart)"
+    )]
+    NoMountPoint { id: String, path: String },
     #[error("the version probes did not finish")]
     Probes(#[source] tokio::task::JoinError),
 }
@@ -155,6 +160,17 @@ impl Reloader {
                 return Err(ReloadError::UnknownPolicy {
                     id,
                     policy: p.seccomp.clone(),
+                });
+            }
+            if let Some(p) = registry.get(&id)
+                && let Some(path) = p
+                    .extra_ro_paths
+                    .iter()
+                    .find(|x| !self.jail.has_mount_point(std::path::Path::new(x)))
+            {
+                return Err(ReloadError::NoMountPoint {
+                    id,
+                    path: path.clone(),
                 });
             }
         }

@@ -165,7 +165,12 @@ fn start_in(cfg: &Config, temp_dir: Option<PathBuf>, registry: Registry) -> Resu
             cfg.data_dir.display()
         );
     }
-    let jail = Jail::new(&cfg.jail).context("cannot set up the jail")?;
+    // The slot template makes a mount point for every profile's extra read-only path.
+    let jail_cfg = crate::jail::JailConfig {
+        extra_ro_mount_points: registry.extra_ro_paths(),
+        ..cfg.jail.clone()
+    };
+    let jail = Jail::new(&jail_cfg).context("cannot set up the jail")?;
     jail.remove_stale_run_dirs();
     jail.remove_stale_artifacts();
     for (id, _) in registry.languages() {
@@ -643,6 +648,7 @@ fn one_language(cfg: &Config, lang: &str) -> Result<Registry> {
 /// fork + exec of /bin/true. Prints one JSON line (read by `cargo xtask bench jail`).
 pub async fn bench_jail(cfg: &Config, iterations: usize) -> Result<String> {
     need_root("bench-jail")?;
+    use crate::jail::timing::{Mark, StepClock};
     let rt = start(cfg, Mode::Cli)?;
     let slots = rt.jail.make_slots(1)?;
     let slot = &slots[0];
@@ -663,44 +669,91 @@ pub async fn bench_jail(cfg: &Config, iterations: usize) -> Result<String> {
     };
     let mut jail_ms = Vec::with_capacity(iterations);
     let mut fork_ms = Vec::with_capacity(iterations);
+    // CPU time (this process and its reaped children: the jail's init and program, the floor's
+    // /bin/true) per spawn: unlike wall time, not inflated by other work on a busy machine.
+    let (mut jail_cpu, mut fork_cpu) = (Duration::ZERO, Duration::ZERO);
+    // Per mark: its cost in each iteration (µs).
+    let mut costs: Vec<Vec<f64>> = vec![Vec::with_capacity(iterations); Mark::ALL.len()];
     for _ in 0..iterations {
+        let clock = StepClock::new()?;
+        let cpu = crate::sys::cpu_time_with_children();
         let t = Instant::now();
         let out = rt
             .jail
-            .spawn(JailSpec {
-                step: &step,
-                policy: "default",
-                run_dir: &dir,
-                slot,
-                stdin: None,
-                extra_ro: &[],
-            })
+            .spawn_timed(
+                JailSpec {
+                    step: &step,
+                    policy: "default",
+                    run_dir: &dir,
+                    slot,
+                    stdin: None,
+                    extra_ro: &[],
+                },
+                clock.clone(),
+            )
             .await?;
         jail_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        jail_cpu += crate::sys::cpu_time_with_children().saturating_sub(cpu);
         if out.end != crate::jail::End::Exited(0) {
             bail!("/bin/true in the jail ended with {:?}", out.end);
         }
+        for (m, ns) in clock.costs() {
+            costs[m as usize].push(ns as f64 / 1e3);
+        }
+        let cpu = crate::sys::cpu_time_with_children();
         let t = Instant::now();
         let st = std::process::Command::new("/bin/true").status()?;
         fork_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        fork_cpu += crate::sys::cpu_time_with_children().saturating_sub(cpu);
         if !st.success() {
             bail!("/bin/true failed");
         }
     }
-    let (jp50, jp99) = percentiles(&mut jail_ms);
-    let (fp50, fp99) = percentiles(&mut fork_ms);
-    Ok(format!(
-        "{{\"jail_p50_ms\":{jp50:.3},\"jail_p99_ms\":{jp99:.3},\"forkexec_p50_ms\":{fp50:.3},\"forkexec_p99_ms\":{fp99:.3}}}"
-    ))
+    // The step table (stderr, for people): median and p90 of each step's cost.
+    let mut steps = Vec::new();
+    eprintln!(
+        "{:<7} {:<8} {:<52} {:>9} {:>9} {:>9}",
+        "step", "who", "what", "p10 µs", "p50 µs", "p90 µs"
+    );
+    for (&m, v) in Mark::ALL.iter().zip(&mut costs) {
+        if v.is_empty() {
+            continue;
+        }
+        let (num, what) = m.step();
+        v.sort_by(f64::total_cmp);
+        let p10 = v[((v.len() - 1) as f64 * 0.1).round() as usize];
+        let p50 = v[(v.len() - 1) / 2];
+        let p90 = v[((v.len() - 1) as f64 * 0.9).round() as usize];
+        let who = format!("{:?}", m.actor()).to_lowercase();
+        eprintln!("{num:<7} {who:<8} {what:<52} {p10:>9.1} {p50:>9.1} {p90:>9.1}");
+        steps.push(serde_json::json!({
+            "mark": format!("{m:?}"), "step": num, "actor": who, "what": what,
+            "p10_us": (p10 * 10.0).round() / 10.0, "p50_us": (p50 * 10.0).round() / 10.0,
+            "p90_us": (p90 * 10.0).round() / 10.0,
+        }));
+    }
+    let n = iterations.max(1) as f64;
+    let (jp10, jp50, jp99) = percentiles(&mut jail_ms);
+    let (fp10, fp50, fp99) = percentiles(&mut fork_ms);
+    let r = |x: f64| (x * 1000.0).round() / 1000.0;
+    Ok(serde_json::json!({
+        "jail_p10_ms": r(jp10), "jail_p50_ms": r(jp50), "jail_p99_ms": r(jp99),
+        "forkexec_p10_ms": r(fp10), "forkexec_p50_ms": r(fp50), "forkexec_p99_ms": r(fp99),
+        "jail_cpu_ms": r(jail_cpu.as_secs_f64() * 1e3 / n),
+        "forkexec_cpu_ms": r(fork_cpu.as_secs_f64() * 1e3 / n),
+        "steps": steps,
+    })
+    .to_string())
 }
 
-fn percentiles(v: &mut [f64]) -> (f64, f64) {
+/// p10, p50 and p99 (nearest rank).
+fn percentiles(v: &mut [f64]) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
     if v.is_empty() {
-        (0.0, 0.0)
+        (0.0, 0.0, 0.0)
     } else {
-        (at(0.5), at(0.99))
+        (at(0.1), at(0.5), at(0.99))
     }
 }
 

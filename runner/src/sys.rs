@@ -136,9 +136,10 @@ pub(crate) fn mount(
     .map(drop)
 }
 
-/// `mount_setattr(AT_FDCWD, target, AT_RECURSIVE, {attr_set})` (Linux 5.12): applies mount
-/// attributes to a whole bind-mounted tree, which `MS_REMOUNT` cannot do recursively.
-pub(crate) fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> Result<(), Errno> {
+/// `mount_setattr(AT_FDCWD, target, flags, {attr_set})` (Linux 5.12): applies mount attributes
+/// to the mount at `target` or, `recursive`, to the whole tree under it (which `MS_REMOUNT`
+/// cannot do).
+pub(crate) fn mount_setattr(target: &CStr, attr_set: u64, recursive: bool) -> Result<(), Errno> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -152,16 +153,54 @@ pub(crate) fn mount_setattr_recursive(target: &CStr, attr_set: u64) -> Result<()
         propagation: 0,
         userns_fd: 0,
     };
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let flags: c_uint = if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: `target` is a valid C string and `attr` a valid mount_attr of the size passed.
     cvt(unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             target.as_ptr(),
-            AT_RECURSIVE,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// include/uapi/linux/fcntl.h and mount.h.
+const AT_RECURSIVE: c_uint = 0x8000;
+const OPEN_TREE_CLONE: c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
+
+/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC [| AT_RECURSIVE])` (Linux
+/// 5.2): a detached copy of the mount at `path` (with the mounts beneath it if `recursive`),
+/// which a process in another mount namespace can attach with [`move_mount_fd`]. A bind mount
+/// cannot cross namespaces; a detached tree can.
+pub(crate) fn open_tree_clone(path: &CStr, recursive: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: `path` is a valid C string; the result is a new descriptor we own.
+    let fd =
+        cvt(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?;
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches the detached tree
+/// `fd` (from [`open_tree_clone`]) at `target` in the caller's mount namespace.
+pub(crate) fn move_mount_fd(fd: RawFd, target: &CStr) -> Result<(), Errno> {
+    // SAFETY: both paths are valid C strings; `fd` is a descriptor number.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
         )
     })
     .map(drop)
@@ -714,5 +753,146 @@ pub fn trim_heap() {
     // its own locks.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// CPU time (user + system) used so far by this process and by its children that were reaped.
+pub(crate) fn cpu_time_with_children() -> std::time::Duration {
+    let mut total = std::time::Duration::ZERO;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: a zeroed rusage is valid; getrusage fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `ru` is valid for writing.
+        if unsafe { libc::getrusage(who, &mut ru) } == 0 {
+            for tv in [ru.ru_utime, ru.ru_stime] {
+                total += std::time::Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
+            }
+        }
+    }
+    total
+}
+
+/// Memory for a stack: an anonymous private mapping of its own, untouched, so it costs neither
+/// zeroing nor page-table copies at the next `clone3` (pages appear when first written).
+#[derive(Debug)]
+pub(crate) struct StackMem {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: plain memory owned by this value; handed to one thread at a time.
+unsafe impl Send for StackMem {}
+
+impl StackMem {
+    pub(crate) fn new(len: usize) -> Result<StackMem, Errno> {
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let base = std::ptr::NonNull::new(p.cast()).ok_or(Errno(libc::ENOMEM))?;
+        Ok(StackMem { base, len })
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes of our own zero-filled mapping, borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for StackMem {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no borrow outlives `self`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Nanoseconds of `CLOCK_MONOTONIC` (the vDSO: no syscall, async-signal-safe, the same clock in
+/// every process of the machine).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is valid for writing; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// `len` 64-bit cells in an anonymous `MAP_SHARED` mapping: what a forked or cloned child stores
+/// there, its parent reads (a private copy-on-write page would not be seen). Storing is one
+/// atomic write, async-signal-safe.
+#[derive(Debug)]
+pub(crate) struct SharedCells {
+    cells: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+    len: usize,
+}
+
+// SAFETY: the mapping is only accessed through atomics and lives until drop.
+unsafe impl Send for SharedCells {}
+// SAFETY: as above.
+unsafe impl Sync for SharedCells {}
+
+impl SharedCells {
+    pub(crate) fn new(len: usize) -> Result<SharedCells, Errno> {
+        let bytes = len.max(1) * std::mem::size_of::<u64>();
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let cells = std::ptr::NonNull::new(p.cast()).ok_or(Errno(libc::ENOMEM))?;
+        Ok(SharedCells { cells, len })
+    }
+
+    fn cell(&self, i: usize) -> Option<&std::sync::atomic::AtomicU64> {
+        // SAFETY: `i < len` cells of the zero-filled mapping, which outlives `&self`; AtomicU64
+        // has the size and alignment of u64 and the mapping is page-aligned.
+        (i < self.len).then(|| unsafe { &*self.cells.as_ptr().add(i) })
+    }
+
+    /// Stores `v` in cell `i` (ignored out of range).
+    pub(crate) fn store(&self, i: usize, v: u64) {
+        if let Some(c) = self.cell(i) {
+            c.store(v, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Cell `i` (0 out of range or never stored).
+    pub(crate) fn load(&self, i: usize) -> u64 {
+        self.cell(i)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Drop for SharedCells {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no reference outlives `self`.
+        unsafe {
+            libc::munmap(
+                self.cells.as_ptr().cast(),
+                self.len.max(1) * std::mem::size_of::<u64>(),
+            )
+        };
     }
 }

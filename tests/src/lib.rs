@@ -181,6 +181,10 @@ impl Bench {
 
     /// Like `new`, with the eBPF monitor in `mode` (`Require` panics when it cannot load).
     pub fn with_ebpf(mode: EbpfMode) -> Bench {
+        Bench::with(mode, &[])
+    }
+
+    fn with(mode: EbpfMode, extra_ro: &[PathBuf]) -> Bench {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -190,9 +194,16 @@ impl Bench {
             data_dir: data_dir.clone(),
             uid_base: BENCH_UID_BASE + uid_offset() + 64 * n,
             ebpf: mode,
+            extra_ro_mount_points: extra_ro.to_vec(),
             ..JailConfig::default()
         };
         Bench::with_config(&cfg)
+    }
+
+    /// Like `new`, with mount points for `paths` in every slot's template (a profile's
+    /// `extra_ro_paths`; see `spawn_extra`).
+    pub fn with_extra_ro(paths: &[PathBuf]) -> Bench {
+        Bench::with(EbpfMode::default(), paths)
     }
 
     /// The default configuration (slot uid = 1_990_000 + slot).
@@ -232,6 +243,11 @@ impl Bench {
             .expect("run dir")
     }
 
+    /// The slot `i` of this bench's jail.
+    pub fn slot(&self, i: usize) -> &Slot {
+        &self.env.slots[i]
+    }
+
     /// One jailed step in an existing run directory.
     pub fn spawn(
         &self,
@@ -240,6 +256,19 @@ impl Bench {
         argv: &[&str],
         limits: Limits,
         stdin: Option<&[u8]>,
+    ) -> JailOutput {
+        self.spawn_extra(dir, slot, argv, limits, stdin, &[])
+    }
+
+    /// `spawn` with a profile's extra read-only paths.
+    pub fn spawn_extra(
+        &self,
+        dir: &RunDir,
+        slot: usize,
+        argv: &[&str],
+        limits: Limits,
+        stdin: Option<&[u8]>,
+        extra_ro: &[String],
     ) -> JailOutput {
         let step = step(argv, limits);
         let out = self
@@ -250,7 +279,7 @@ impl Bench {
                 run_dir: dir,
                 slot: &self.env.slots[slot],
                 stdin,
-                extra_ro: &[],
+                extra_ro,
             }))
             .expect("spawn");
         eprintln!(

@@ -112,9 +112,15 @@ int main(int argc, char **argv) {
 
 fn probe() -> (Bench, runner::jail::RunDir) {
     let b = Bench::new();
+    let dir = probe_on(&b);
+    (b, dir)
+}
+
+/// The probe program compiled into a new run directory of `b`'s slot 0.
+fn probe_on(b: &Bench) -> runner::jail::RunDir {
     let dir = b.run_dir(0);
     b.compile_c(&dir, 0, PROBE_C);
-    (b, dir)
+    dir
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -175,8 +181,14 @@ fn mount_namespace_new_root() {
         touch /etc/x 2>/dev/null && echo "wrote /etc"
         touch /bin/x 2>/dev/null && echo "wrote /bin"
         mkdir /home/x 2>/dev/null && echo "wrote /home"
+        touch /dev/x 2>/dev/null && echo "wrote /dev"
+        mkdir /home/jobe/runs/x 2>/dev/null && echo "wrote /home/jobe/runs"
         echo root_opts=$(awk '$2 == "/" {{print $4}}' /proc/mounts | cut -d, -f1)
         echo usr_opts=$(awk '$2 == "/usr" {{print $4}}' /proc/mounts | cut -d, -f1)
+        echo dev_opts=$(awk '$2 == "/dev" {{print $4}}' /proc/mounts | cut -d, -f1)
+        echo runs_opts=$(awk '$2 == "/home/jobe/runs" {{print $4}}' /proc/mounts | cut -d, -f1)
+        echo runs=$(ls -A /home/jobe/runs | wc -l)
+        echo null=$(echo x > /dev/null && echo writable)
         touch ./f && echo rundir=ok
         touch /tmp/t && echo tmp=ok
         touch /dev/shm/s && echo shm=ok
@@ -194,6 +206,12 @@ fn mount_namespace_new_root() {
     let kv = kv(&out.stdout);
     assert_eq!(kv["root_opts"], "ro");
     assert_eq!(kv["usr_opts"], "ro");
+    // The slot template's /dev is shared by its runs: read-only, the device nodes writable.
+    assert_eq!(kv["dev_opts"], "ro");
+    assert_eq!(kv["null"], "writable");
+    // The run's own mount point for its run directory, alone and read-only.
+    assert_eq!(kv["runs_opts"], "ro");
+    assert_eq!(kv["runs"], "1");
     assert_eq!(kv["rundir"], "ok");
     assert_eq!(kv["tmp"], "ok");
     assert_eq!(kv["shm"], "ok");
@@ -223,6 +241,114 @@ fn tmp_and_shm_are_private_per_run() {
         text(&second.stdout)
     );
     assert!(text(&second.stdout).contains("No such file"));
+}
+
+/// The mount table of a process as (mount point, options, filesystem type) lines, sorted: mount
+/// ids and peer groups differ between two copies of the same namespace, the tree does not.
+fn mount_table(mountinfo: &str) -> Vec<String> {
+    let mut v: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let fstype = right.split(' ').next()?;
+            Some(format!("{} {} {fstype}", f.get(4)?, f.get(5)?))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn slot_template_keeps_nothing_between_runs() {
+    if !privileged() {
+        return;
+    }
+    // Every jail of a slot starts in a copy of the slot's template mount namespace, whose
+    // filesystems are shared by all of them: nothing a run does may reach the next one.
+    let b = Bench::new();
+    let template = || {
+        let tid = b.slot(0).spawner_tid();
+        mount_table(&std::fs::read_to_string(format!("/proc/self/task/{tid}/mountinfo")).unwrap())
+    };
+    let before = template();
+    assert!(
+        before.iter().any(|l| l.starts_with("/usr "))
+            && before.iter().all(|l| !l.starts_with("/tmp ")),
+        "template: {before:?}"
+    );
+    // What a jail sees of itself, the run directory's name left out.
+    let look = r#"
+        awk '{print $5, $6, $9}' /proc/self/mountinfo | sed 's/jobe_[A-Za-z0-9]*/jobe_X/' | sort
+        for d in / /dev /home /home/jobe /home/jobe/runs /tmp /dev/shm; do echo "$d: $(ls -A $d | sed 's/jobe_[A-Za-z0-9]*/jobe_X/' | tr '\n' ' ')"; done
+        echo "procs: $(ls /proc | grep -cE '^[0-9]+$')"
+        echo "ipc: $(tail -n +2 /proc/sysvipc/shm | wc -l) $(tail -n +2 /proc/sysvipc/msg | wc -l) $(tail -n +2 /proc/sysvipc/sem | wc -l)"
+    "#;
+    let first = b.sh(look);
+    assert_eq!(first.end, End::Exited(0));
+    // A run that tries to leave something behind everywhere it can reach.
+    let dir = probe_on(&b);
+    let leave = b.spawn(&dir, 0, &["./a.out", "shm_create"], limits(), None);
+    assert_eq!(leave.end, End::Exited(0));
+    let leave = b.sh(
+        "echo x > /tmp/left; echo x > /dev/shm/left; echo x > left; \
+         mkdir /home/jobe/runs/left /home/jobe/left /left /dev/left /tmp/../left 2>/dev/null; \
+         touch /dev/left /proc/left 2>/dev/null; ln -s / /tmp/link; \
+         (setsid sh -c 'sleep 60' &) ; (sleep 60 &); true",
+    );
+    assert_eq!(leave.end, End::Exited(0));
+    let second = b.sh(look);
+    assert_eq!(second.end, End::Exited(0));
+    assert_eq!(text(&second.stdout), text(&first.stdout));
+    assert!(
+        !text(&second.stdout).contains("left"),
+        "{}",
+        text(&second.stdout)
+    );
+    // The template itself is as it was: no mount was added, removed or changed in it.
+    assert_eq!(template(), before);
+}
+
+#[test]
+fn extra_ro_paths_are_attached_read_only() {
+    if !privileged() {
+        return;
+    }
+    // A profile's extra read-only path outside the system directories: its mount point is in
+    // the slot template, the host directory is attached per run, read-only.
+    let host = std::path::PathBuf::from(format!("/var/tmp/runner-extra-{}", std::process::id()));
+    let other = std::path::PathBuf::from(format!("/var/tmp/runner-other-{}", std::process::id()));
+    for d in [&host, &other] {
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/file"), b"tool\n").unwrap();
+    }
+    let b = Bench::with_extra_ro(&[host.clone(), other.clone()]);
+    let dir = b.run_dir(0);
+    let h = host.display();
+    let o = other.display();
+    let script = format!(
+        "cat {h}/sub/file; echo x > {h}/sub/new 2>/dev/null && echo wrote; \
+         echo opts=$(awk '$2 == \"{h}\" {{print $4}}' /proc/mounts | cut -d, -f1); \
+         echo other=$(ls -A {o} | wc -l)"
+    );
+    let out = b.spawn_extra(
+        &dir,
+        0,
+        &["/bin/sh", "-c", &script],
+        limits(),
+        None,
+        &[host.display().to_string()],
+    );
+    let _ = std::fs::remove_dir_all(&host);
+    let _ = std::fs::remove_dir_all(&other);
+    assert_eq!(out.end, End::Exited(0));
+    let s = text(&out.stdout);
+    assert!(s.starts_with("tool\n"), "{s}");
+    assert!(!s.contains("wrote"), "{s}");
+    let kv = kv(&out.stdout);
+    assert_eq!(kv["opts"], "ro");
+    // Another profile's path is only an empty mount point in this run.
+    assert_eq!(kv["other"], "0");
 }
 
 #[test]
@@ -920,6 +1046,64 @@ fn cgroup_dirs_ending(suffix: &str) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     walk(std::path::Path::new("/sys/fs/cgroup"), suffix, 0, &mut out);
     out
+}
+
+/// Busy loops at nice -10 (root may), one per CPU and one more, killed when dropped: they keep
+/// exiting threads off the CPU, which is when teardown races the kernel.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start() -> Hogs {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+        Hogs(
+            (0..n)
+                .map(|_| {
+                    std::process::Command::new("nice")
+                        .args(["-n", "-10", "sh", "-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("start a busy loop")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn cgroups_removed_while_the_machine_is_busy() {
+    if !privileged() {
+        return;
+    }
+    // A slot's spawner thread is joined before the slot's v1 groups are removed, but the
+    // kernel takes it out of them later in its exit; a busy machine widens that window (a CI
+    // run once left `runner-<pid>-<n>` behind in every hierarchy). Jail, slots and a job each
+    // time, under load, and nothing may be left.
+    let _cpu = cpu_lock();
+    let hogs = Hogs::start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for round in 0..4 {
+        let b = Bench::new();
+        let subtrees = b.env.jail.cgroup_subtrees();
+        assert!(!subtrees.is_empty());
+        let out = b.sh("true");
+        assert_eq!(out.end, End::Exited(0));
+        drop(b);
+        let left: Vec<_> = subtrees.iter().filter(|p| p.exists()).collect();
+        assert!(
+            left.is_empty(),
+            "round {round}: cgroups left behind: {left:?}"
+        );
+        assert!(Instant::now() < deadline, "teardown took over a minute");
+    }
+    drop(hogs);
 }
 
 #[test]

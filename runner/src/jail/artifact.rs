@@ -7,7 +7,7 @@
 //! compiler made them executable) and directories, copied out of the compile step's run
 //! directory once that step's processes are all gone. A step that runs it gets a fresh run
 //! directory of its own (writable, as a Jobe run's) in which each top-level entry of the artifact
-//! is bind-mounted read-only at its own name (`mount::plan`, row 11), so the program finds its
+//! is mounted read-only at its own name (`mount::per_run`, row R7), so the program finds its
 //! binary, classes or script where the profile's run command expects them and cannot change
 //! them, while everything it writes goes to its own run directory and is gone with it.
 //!

@@ -30,10 +30,10 @@ use crate::sys;
 
 const CGROUP_PROCS: &str = "cgroup.procs";
 const CGROUP_KILL: &str = "cgroup.kill";
-const CGROUP_EVENTS: &str = "cgroup.events";
 const CGROUP_CONTROLLERS: &str = "cgroup.controllers";
 const CGROUP_SUBTREE_CONTROL: &str = "cgroup.subtree_control";
 const CPU_STAT: &str = "cpu.stat";
+const CPU_WEIGHT_NICE: &str = "cpu.weight.nice";
 const MEMORY_MAX: &str = "memory.max";
 const MEMORY_SWAP_MAX: &str = "memory.swap.max";
 const MEMORY_OOM_GROUP: &str = "memory.oom.group";
@@ -254,6 +254,14 @@ impl Cgroups {
                 ctl.push("+cpu");
             }
             write(&base.join(CGROUP_SUBTREE_CONTROL), &ctl.join(" "))?;
+            // With the cpu controller, the jobs' subtree is one scheduling group beside the
+            // daemon's, weighed as a whole: the nice value of the jobs counts only inside it.
+            // The subtree gets the same nice value, so that the daemon still wakes at once to
+            // stop a job at its budget when jobs keep every CPU busy (docs/jail.md, step 22).
+            let weight = base.join(CPU_WEIGHT_NICE);
+            if weight.exists() {
+                write(&weight, &super::child::JOB_NICE.to_string())?;
+            }
             return Ok(Cgroups {
                 layout: Layout::V2,
                 v2_base: base,
@@ -284,6 +292,19 @@ impl Cgroups {
             v1_pids_base: Some(pids_base),
             next_id: AtomicU64::new(0),
         })
+    }
+
+    /// The subtree's directories, in every hierarchy used.
+    pub fn subtrees(&self) -> Vec<PathBuf> {
+        [
+            Some(&self.v2_base),
+            self.v1_memory_base.as_ref(),
+            self.v1_pids_base.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     }
 
     /// `<cg2>/<own>/runner-<pid>`: every job's cgroup2 directory is a child of it.
@@ -482,30 +503,85 @@ impl SlotCgroup {
 
 impl Drop for SlotCgroup {
     fn drop(&mut self) {
-        // The spawner thread has been joined, but a joined thread leaves its cgroups a moment
-        // later (the kernel clears the tid that join waits for before `cgroup_exit`), hence the
-        // retry on EBUSY.
+        // The spawner thread is gone by now (`slot::Spawner` waits until the kernel has let go
+        // of it); `remove_cgroup` still waits for anything else the kernel counts in them.
         for dir in [&self.memory, &self.pids] {
-            if let Err(err) = remove_dir_when_empty(dir) {
-                tracing::warn!(?err, cgroup = %dir.display(), "failed to remove slot cgroup");
+            if let Err(err) = remove_cgroup(dir) {
+                tracing::warn!(?err, cgroup = %dir.display(), held_by = %holders(dir), "failed to remove slot cgroup");
             }
         }
     }
 }
 
-/// `rmdir` of a cgroup, retried for up to ~100 ms while the kernel still counts exiting tasks
-/// in it (EBUSY).
-fn remove_dir_when_empty(dir: &Path) -> io::Result<()> {
-    let mut tries = 0;
+/// How long removing a cgroup waits for the kernel to let go of it.
+const REMOVE_WAIT: Duration = Duration::from_secs(5);
+
+/// The first back-off of the waits below, and the longest.
+const WAIT_FIRST: Duration = Duration::from_micros(100);
+const WAIT_MAX: Duration = Duration::from_millis(10);
+
+/// `rmdir` of a cgroup whose processes are gone or killed: while the kernel still counts a task
+/// in it (an exiting task leaves its cgroups late in `do_exit`, after its parent may already
+/// have seen it go) or a child directory exists, `rmdir` fails with EBUSY, which is exactly the
+/// condition waited on here, with a back-off from 100 µs to 10 ms, for at most `REMOVE_WAIT`
+/// (5 s: a busy machine can keep an exiting task off the CPU for a long time). A missing directory
+/// is fine.
+fn remove_cgroup(dir: &Path) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + REMOVE_WAIT;
+    let mut delay = WAIT_FIRST;
     loop {
         match fs::remove_dir(dir) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(2));
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(WAIT_MAX);
             }
-            other => return other,
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// What keeps a cgroup busy, for the log: its tasks (v1 `tasks`, v2 `cgroup.procs`) and child
+/// directories.
+fn holders(dir: &Path) -> String {
+    let tasks = fs::read_to_string(dir.join("tasks"))
+        .or_else(|_| fs::read_to_string(dir.join(CGROUP_PROCS)))
+        .unwrap_or_default();
+    let children: Vec<String> = fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "tasks [{}], children [{}]",
+        tasks.split_whitespace().collect::<Vec<_>>().join(" "),
+        children.join(" ")
+    )
+}
+
+/// Waits (blocking, bounded by `REMOVE_WAIT`, back-off from 100 µs to 10 ms) until `/proc/self/task/<tid>`
+/// is gone: a joined thread has left every cgroup by then (the kernel releases the task after
+/// `cgroup_exit`, while `pthread_join` returns as soon as the thread's tid is cleared, earlier in
+/// its exit). Returns whether it is gone.
+pub(super) fn wait_thread_gone(tid: i32) -> bool {
+    let path = PathBuf::from(format!("/proc/self/task/{tid}"));
+    let deadline = std::time::Instant::now() + REMOVE_WAIT;
+    let mut delay = WAIT_FIRST;
+    while path.exists() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(WAIT_MAX);
+    }
+    true
 }
 
 /// Removes `runner-<pid>` subtrees left by runner processes that no longer exist (a crash, or a
@@ -534,11 +610,11 @@ fn remove_stale(parent: &Path) {
                 if j.file_type().is_ok_and(|t| t.is_dir()) {
                     // job-N (v2: cgroup.kill) or slot-N (v1: its owner thread died with it).
                     let _ = fs::write(j.path().join(CGROUP_KILL), "1");
-                    let _ = fs::remove_dir(j.path());
+                    let _ = remove_cgroup(&j.path());
                 }
             }
         }
-        match fs::remove_dir(&base) {
+        match remove_cgroup(&base) {
             Ok(()) => tracing::info!(cgroup = %base.display(), "removed stale cgroup subtree"),
             Err(err) => {
                 tracing::warn!(?err, cgroup = %base.display(), "cannot remove stale cgroup subtree")
@@ -557,11 +633,19 @@ impl Drop for Cgroups {
         .into_iter()
         .flatten()
         {
-            if let Err(err) = remove_dir_when_empty(dir) {
-                tracing::warn!(?err, cgroup = %dir.display(), "failed to remove cgroup subtree");
+            if let Err(err) = remove_cgroup(dir) {
+                tracing::warn!(?err, cgroup = %dir.display(), held_by = %holders(dir), "failed to remove cgroup subtree");
             }
         }
     }
+}
+
+/// Whether the open `cgroup.procs` file `procs` lists `pid` now (the kernel writes its list at
+/// the first read).
+pub fn lists_pid(mut procs: fs::File, pid: i32) -> bool {
+    let want = pid.to_string();
+    let mut text = String::new();
+    io::Read::read_to_string(&mut procs, &mut text).is_ok() && text.lines().any(|l| l == want)
 }
 
 /// The cgroup(s) of one job. Dropping it kills what is left and removes the directories.
@@ -615,10 +699,11 @@ impl JobCgroup {
             .map_err(io_err("stat", &self.v2))
     }
 
-    /// Whether `pid` is in this job's v2 cgroup.
-    pub fn contains(&self, pid: i32) -> bool {
-        let want = pid.to_string();
-        fs::read_to_string(self.v2.join(CGROUP_PROCS)).is_ok_and(|s| s.lines().any(|l| l == want))
+    /// This job's v2 `cgroup.procs`, opened for reading (see [`lists_pid`]): the slot's spawner
+    /// thread reads it, and in that thread's mount namespace the host's cgroup paths do not exist.
+    pub fn open_procs(&self) -> Result<fs::File, CgroupError> {
+        let path = self.v2.join(CGROUP_PROCS);
+        fs::File::open(&path).map_err(io_err("open", &path))
     }
 
     /// Kills every process of the job (cgroup.kill, since 5.14; present on v2 dirs of hybrid
@@ -656,32 +741,30 @@ impl JobCgroup {
             .unwrap_or(0)
     }
 
-    fn populated(&self) -> bool {
-        read_key(&self.v2.join(CGROUP_EVENTS), "populated").is_none_or(|v| v != 0)
-    }
-
-    /// Kills the job and waits (bounded) until the kernel has emptied it, so the directories can be
-    /// removed. Called after the job's init has exited, when normally nothing is left.
+    /// Kills the job and removes its directory once the kernel has emptied it: `rmdir` fails
+    /// with EBUSY while a task of the job is still counted in it, so it is retried with a
+    /// back-off from 100 µs to 10 ms, for at most `REMOVE_WAIT`, without blocking the runtime.
+    /// Called after the job's init has exited, when normally nothing is left.
     pub async fn destroy(mut self) {
         self.kill();
-        let mut delay = Duration::from_micros(200);
-        for _ in 0..40 {
-            if !self.populated() {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(50));
-        }
-        self.remove_dirs();
-    }
-
-    fn remove_dirs(&mut self) {
         self.dir_fd = None;
-        match fs::remove_dir(&self.v2) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => {
-                tracing::error!(?err, cgroup = %self.v2.display(), "failed to remove job cgroup")
+        let deadline = tokio::time::Instant::now() + REMOVE_WAIT;
+        let mut delay = WAIT_FIRST;
+        loop {
+            match fs::remove_dir(&self.v2) {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(WAIT_MAX);
+                }
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+                Err(err) => {
+                    tracing::error!(?err, cgroup = %self.v2.display(), held_by = %holders(&self.v2), "failed to remove job cgroup");
+                    return;
+                }
             }
         }
     }
@@ -689,16 +772,13 @@ impl JobCgroup {
 
 impl Drop for JobCgroup {
     fn drop(&mut self) {
-        if self.dir_fd.is_some() {
-            // Not destroyed through `destroy` (an error path): kill and remove synchronously.
+        if self.dir_fd.take().is_some() {
+            // Not destroyed through `destroy` (an error path, or a runtime dropped mid-run):
+            // kill, then remove, waiting synchronously for the kernel to empty it.
             self.kill();
-            for _ in 0..100 {
-                if !self.populated() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
+            if let Err(err) = remove_cgroup(&self.v2) {
+                tracing::error!(?err, cgroup = %self.v2.display(), held_by = %holders(&self.v2), "failed to remove job cgroup");
             }
-            self.remove_dirs();
         }
     }
 }

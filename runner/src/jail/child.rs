@@ -1,6 +1,6 @@
 //! Code that runs in the jail's processes between `clone3` and `execve`.
 //!
-//! Owns: the child side of the jail's steps (docs/jail.md, steps 8–16 and 19–20 in init, 21–30
+//! Owns: the child side of the jail's steps (docs/jail.md, steps 9–14 and 16–17 in init, 18–28
 //! in the program; the comments below carry the same numbers), what the daemon prepares for it
 //! ([`Prepared`]) and the one record it sends back on failure ([`SetupFailure`]). Must not:
 //! allocate, lock, panic or use `std::io` after `clone3`: the daemon is a multi-threaded tokio
@@ -10,16 +10,18 @@
 //! goes over the error pipe and the process `_exit`s.
 //!
 //! Two processes live here:
-//! 1. the jail's **init** (pid 1 of the new pid namespace): makes the mount tree, joins the slot's
-//!    network namespace, waits for the parent's "go" (it checked our cgroup), forks the program
-//!    and reports its wait status; when init exits the kernel kills everything left in the
-//!    namespace;
-//! 2. the **program**: drops to the slot's uid, applies rlimits, Landlock and seccomp, execs.
+//! 1. the jail's **init** (pid 1 of the new pid namespace, born in a copy of the slot's template
+//!    mount namespace): mounts the run's own filesystems, joins the slot's network namespace,
+//!    waits for the parent's "go" (it checked our cgroup), forks the program and reports its
+//!    wait status; when init exits the kernel kills everything left in the namespace;
+//! 2. the **program**: lowers its priority, drops to the slot's uid, applies rlimits, Landlock
+//!    and seccomp, execs.
 
 use std::ffi::{CString, c_char};
 use std::os::fd::RawFd;
 
 use super::mount::MountOp;
+use super::timing::{Clock, Mark};
 use crate::enums::enum_with_all;
 use crate::sys::{self, Errno};
 
@@ -33,11 +35,7 @@ enum_with_all! {
     #[repr(u32)]
     pub(super) enum Step {
         ParentDeath,
-        OomScore,
-        Nice,
-        MountPrivate,
         MountOp,
-        PivotRoot,
         Hostname,
         JoinNetns,
         WaitGo,
@@ -45,6 +43,8 @@ enum_with_all! {
         Stdio,
         Chdir,
         Rlimit,
+        OomScore,
+        Nice,
         Credentials,
         NoNewPrivs,
         Landlock,
@@ -59,11 +59,7 @@ impl Step {
     pub(super) fn name(self) -> &'static str {
         match self {
             Step::ParentDeath => "set the parent-death signal",
-            Step::OomScore => "set oom_score_adj",
-            Step::Nice => "lower the CPU priority",
-            Step::MountPrivate => "make mounts private",
-            Step::MountOp => "build the mount tree",
-            Step::PivotRoot => "pivot_root",
+            Step::MountOp => "mount the run's filesystems",
             Step::Hostname => "sethostname",
             Step::JoinNetns => "join the slot network namespace",
             Step::WaitGo => "wait for the parent",
@@ -71,6 +67,8 @@ impl Step {
             Step::Stdio => "set up stdio",
             Step::Chdir => "chdir to the run directory",
             Step::Rlimit => "setrlimit",
+            Step::OomScore => "set oom_score_adj",
+            Step::Nice => "lower the CPU priority",
             Step::Credentials => "drop to the slot uid",
             Step::NoNewPrivs => "set no_new_privs",
             Step::Landlock => "apply Landlock",
@@ -119,13 +117,13 @@ impl SetupFailure {
 /// them and closes its copies once `clone3` returned).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ChildFds {
-    /// Read end of the "go" pipe (step 16).
+    /// Read end of the "go" pipe (step 14).
     pub(super) go_r: RawFd,
     /// Write end of the error pipe: [`SetupFailure`] records; its EOF means exec happened.
     pub(super) err_w: RawFd,
-    /// Write end of the status pipe: the program's wait status (step 20).
+    /// Write end of the status pipe: the program's wait status (step 17).
     pub(super) status_w: RawFd,
-    /// The socket the seccomp listener is sent over (step 28).
+    /// The socket the seccomp listener is sent over (step 26).
     pub(super) notify_w: RawFd,
     pub(super) stdin: RawFd,
     pub(super) stdout: RawFd,
@@ -149,17 +147,12 @@ impl ChildFds {
     }
 }
 
-// include/uapi/linux/mount.h
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-
 /// Everything the two processes need, prepared by the parent before `clone3`. Owned data only
 /// (it is `Send`: on hybrid hosts it moves to the slot's spawner thread); the pointer arrays for
 /// `execve` are built from it on that thread, just before `clone3` (see `Ptrs`).
 #[derive(Debug)]
 pub(super) struct Prepared {
-    pub(super) root: CString,
+    /// The per-run mounts (`mount::per_run`), at jail paths.
     pub(super) mount_ops: Vec<MountOp>,
     pub(super) hostname: &'static [u8],
     pub(super) netns: Option<RawFd>,
@@ -177,6 +170,8 @@ pub(super) struct Prepared {
     pub(super) keep_fds: Vec<RawFd>,
     pub(super) argv: Vec<CString>,
     pub(super) envp: Vec<CString>,
+    /// Timestamps for `runner bench-jail` (none in normal runs).
+    pub(super) clock: Clock,
 }
 
 /// Size of the stack the program's side runs on until exec (it needs a few KiB).
@@ -216,66 +211,62 @@ fn check<T>(p: &Prepared, step: Step, r: Result<T, Errno>) -> T {
     }
 }
 
-/// The jail's init: steps 8–16, then 19–20 (docs/jail.md). Never returns.
+/// The jail's init: steps 9–14, then 16–17 (docs/jail.md). Never returns.
 pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
-    // 8. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
+    p.clock.mark(Mark::InitStart);
+    // 9. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
     //    namespace: no jailed process outlives the daemon. (The death signal follows the parent
-    //    *thread*; clone3 runs on a tokio worker, which lives as long as the runtime.)
+    //    *thread*: the slot's spawner thread, which lives as long as the slot.)
     check(
         p,
         Step::ParentDeath,
         sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map(drop),
     );
-    // 9. Init is a copy of the daemon and never execs, so close-on-exec does not help: drop every
-    //    descriptor of the daemon (listening socket, other clients, other runs' pipes, the data
-    //    directory lock) except the ones prepared for this jail.
+    p.clock.mark(Mark::ParentDeath);
+    // 10. Init is a copy of the daemon and never execs, so close-on-exec does not help: drop every
+    //     descriptor of the daemon (listening socket, other clients, other runs' pipes, the data
+    //     directory lock) except the ones prepared for this jail.
     sys::close_all_except(&p.keep_fds);
-    // 10. The job's processes are the OOM killer's first choice should the host run out of
-    //     memory. Written through the host's /proc, before pivot_root.
-    let adj = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY);
-    check(
-        p,
-        Step::OomScore,
-        adj.and_then(|fd| {
-            let r = sys::write_all(fd, b"1000");
-            sys::close(fd);
-            r
-        }),
-    );
-    //     And the job runs JOB_NICE below the daemon: when jobs keep every CPU busy, the daemon
-    //     still wakes at once to stop a job at its budget, answer clients and start the next
-    //     job. Jobs compete with each other as equals.
-    check(p, Step::Nice, sys::lower_priority(JOB_NICE));
-    // 11.–13. The jail's own filesystem as its root.
-    build_root(p);
-    // 14. A hostname of our own (own UTS namespace).
+    p.clock.mark(Mark::CloseFds);
+    // 11. Our root is already the slot template's (a copy of its mount namespace, made by
+    //     clone3): mount this run's own filesystems on it (`mount::per_run` has the list).
+    for op in &p.mount_ops {
+        check(p, Step::MountOp, op.apply());
+    }
+    p.clock.mark(Mark::MountRun);
+    // 12. A hostname of our own (own UTS namespace).
     check(p, Step::Hostname, sys::sethostname(p.hostname));
-    // 15. The slot's pre-made, empty network namespace: no interfaces but a down loopback.
+    p.clock.mark(Mark::Hostname);
+    // 13. The slot's pre-made, empty network namespace: no interfaces but a down loopback.
     if let Some(fd) = p.netns {
         check(p, Step::JoinNetns, sys::setns(fd, libc::CLONE_NEWNET));
     }
-    // 16. Wait until the parent has checked that we are in the job's cgroup (its limits must
-    //     hold before the program runs; step 7). EOF means the parent gave up.
+    p.clock.mark(Mark::Netns);
+    // 14. Wait until the daemon has checked that we are in the job's cgroup (its limits must
+    //     hold before the program runs; steps 7–8). EOF means the daemon gave up.
     let mut go = [0u8; 1];
     match sys::read(p.fds.go_r, &mut go) {
         Ok(1) => {}
         Ok(_) => sys::exit(126),
         Err(e) => fail(p.fds.err_w, Step::WaitGo, e),
     }
-    // 19. vfork-style: the program runs on `stack` in our memory until it execs, so the daemon's
+    p.clock.mark(Mark::Go);
+    // 16. vfork-style: the program runs on `stack` in our memory until it execs, so the daemon's
     //     page tables are not copied a second time (clone3 above already copied them once).
     let child = check(
         p,
         Step::Fork,
         sys::vfork_on_stack(stack, &mut || program(p, ptrs)),
     );
-    // 20. Init keeps only the status pipe: the program's pipes must reach EOF when it is gone.
+    p.clock.mark(Mark::Execed);
+    // 17. Init keeps only the status pipe: the program's pipes must reach EOF when it is gone.
     //     Reap everything (orphans are re-parented to us) until the program itself exits, then
     //     report its status. Our exit kills whatever is left in the namespace.
     sys::close_all_except(&[p.fds.status_w]);
     loop {
         match sys::wait_any() {
             Ok((pid, status)) if pid == child => {
+                p.clock.mark(Mark::ProgramExited);
                 let _ = sys::write_all(p.fds.status_w, &status.to_ne_bytes());
                 sys::exit(0);
             }
@@ -286,80 +277,43 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
     }
 }
 
-/// Steps 11–13 of init: the jail's filesystem, then pivot_root into it.
-fn build_root(p: &Prepared) {
-    // 11. Nothing we mount may propagate back to the host (or from it).
-    check(
-        p,
-        Step::MountPrivate,
-        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
-    );
-    // 12. The new root: a tmpfs with system directories bound read-only, private /tmp, /dev and
-    //     /proc, and the run directory (`mount::plan` has the list and its order).
-    for op in &p.mount_ops {
-        check(p, Step::MountOp, apply(op));
-    }
-    // 13. pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only
-    //     the jail's tree (the trick from pivot_root(2) NOTES).
-    check(p, Step::PivotRoot, sys::chdir(&p.root));
-    check(p, Step::PivotRoot, sys::pivot_root(c".", c"."));
-    check(p, Step::PivotRoot, sys::umount2(c".", libc::MNT_DETACH));
-    check(p, Step::PivotRoot, sys::chdir(c"/"));
-    //     The root tmpfs holds only mount points: make it read-only now that they exist.
-    check(
-        p,
-        Step::PivotRoot,
-        sys::mount(
-            None,
-            c"/",
-            None,
-            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-            None,
-        ),
-    );
-}
-
-/// One operation of the mount plan (step 12).
-fn apply(op: &MountOp) -> Result<(), Errno> {
-    match op {
-        MountOp::Mkdir(path) => sys::mkdir(path, 0o755),
-        MountOp::Symlink { target, link } => sys::symlink(target, link),
-        MountOp::Touch(path) => sys::touch(path),
-        MountOp::ReadOnlyTree(path) => sys::mount_setattr_recursive(
-            path,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        ),
-        MountOp::Mount {
-            src,
-            target,
-            fstype,
-            flags,
-            data,
-        } => sys::mount(
-            src.as_deref(),
-            target,
-            fstype.as_deref(),
-            *flags,
-            data.as_deref(),
-        ),
-    }
-}
-
-/// The program's side: steps 21–30 (docs/jail.md). Never returns.
+/// The program's side: steps 18–28 (docs/jail.md). Never returns.
 fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
-    // 21. New session: no controlling terminal of the daemon's.
+    // 18. New session: no controlling terminal of the daemon's.
     sys::setsid();
-    // 22. stdin, stdout, stderr.
+    p.clock.mark(Mark::Session);
+    // 19. stdin, stdout, stderr.
     check(p, Step::Stdio, sys::dup2(p.fds.stdin, 0));
     check(p, Step::Stdio, sys::dup2(p.fds.stdout, 1));
     check(p, Step::Stdio, sys::dup2(p.fds.stderr, 2));
-    // 23. The run directory.
+    p.clock.mark(Mark::Stdio);
+    // 20. The run directory.
     check(p, Step::Chdir, sys::chdir(&p.workdir));
-    // 24. rlimits.
+    p.clock.mark(Mark::Chdir);
+    // 21. rlimits.
     for &(res, soft, hard) in &p.rlimits {
         check(p, Step::Rlimit, sys::setrlimit(res, soft, hard));
     }
-    // 25. Credentials: empty the bounding set (so nothing can regain a capability), then one gid
+    p.clock.mark(Mark::Rlimits);
+    // 22. The job's processes (the program and everything it starts inherit both) are the OOM
+    //     killer's first choice should the host run out of memory: written through the jail's
+    //     own /proc. And they run JOB_NICE below the daemon: when jobs keep every CPU busy, the
+    //     daemon still wakes at once to stop a job at its budget, answer clients and start the
+    //     next job; jobs compete with each other as equals. Init keeps the daemon's values: it
+    //     only waits, and its own setup is not slowed on a busy machine.
+    let adj = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY);
+    check(
+        p,
+        Step::OomScore,
+        adj.and_then(|fd| {
+            let r = sys::write_all(fd, b"1000");
+            sys::close(fd);
+            r
+        }),
+    );
+    check(p, Step::Nice, sys::lower_priority(JOB_NICE));
+    p.clock.mark(Mark::OomNice);
+    // 23. Credentials: empty the bounding set (so nothing can regain a capability), then one gid
     //     and uid for real, effective and saved ids. Leaving uid 0 clears the permitted and
     //     effective capability sets (capabilities(7), "Effect of user ID changes").
     for cap in 0..=63 {
@@ -371,13 +325,15 @@ fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
     check(p, Step::Credentials, sys::setgroups(&[p.gid]));
     check(p, Step::Credentials, sys::setresgid(p.gid));
     check(p, Step::Credentials, sys::setresuid(p.uid));
-    // 26. No exec may grant privileges again (setuid files, file capabilities).
+    p.clock.mark(Mark::Credentials);
+    // 24. No exec may grant privileges again (setuid files, file capabilities).
     check(
         p,
         Step::NoNewPrivs,
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map(drop),
     );
-    // 27. Landlock: rules for the filesystems init mounted, then enforce.
+    p.clock.mark(Mark::NoNewPrivs);
+    // 25. Landlock: rules for the filesystems init mounted, then enforce.
     for (path, access) in &p.landlock_jail_rules {
         let fd = check(p, Step::Landlock, sys::open(path, libc::O_PATH));
         check(
@@ -389,7 +345,8 @@ fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
     }
     check(p, Step::Landlock, sys::landlock_restrict_self(p.landlock));
     sys::close(p.landlock);
-    // 28. Seccomp last, so the steps above are not filtered. The listener goes to the daemon,
+    p.clock.mark(Mark::Landlock);
+    // 26. Seccomp last, so the steps above are not filtered. The listener goes to the daemon,
     //     which learns the number of any denied syscall the program tries.
     let listener = check(p, Step::Seccomp, sys::seccomp_set_filter(&p.seccomp, true));
     check(
@@ -398,10 +355,12 @@ fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
         sys::send_fd(p.fds.notify_w, listener),
     );
     sys::close(listener);
-    // 29. Every other inherited descriptor closes at exec; the error pipe's closing tells the
+    p.clock.mark(Mark::Seccomp);
+    // 27. Every other inherited descriptor closes at exec; the error pipe's closing tells the
     //     parent that exec succeeded.
     check(p, Step::Exec, sys::cloexec_from(3));
-    // 30. exec; on failure the errno goes to the daemon as step `Exec`.
+    p.clock.mark(Mark::Cloexec);
+    // 28. exec; on failure the errno goes to the daemon as step `Exec`.
     let e = sys::execve(&p.exec_path, &ptrs.argv, &ptrs.envp);
     fail(p.fds.err_w, Step::Exec, e)
 }

@@ -20,6 +20,7 @@ mod prepare;
 mod rundir;
 pub mod seccomp;
 mod slot;
+pub mod timing;
 mod watch;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::cgroup::{Cgroups, JobCgroup, KernelPaths};
@@ -36,6 +38,7 @@ use self::child::{Prepared, SetupFailure};
 use self::landlock::Abi;
 use self::mount::{DEV_NODES, SysEntry};
 use self::seccomp::Policy;
+use self::timing::{Clock, Mark, StepClock};
 use self::watch::{Counted, Watched};
 use crate::job::Usage;
 use crate::metrics::EbpfCounters;
@@ -124,6 +127,9 @@ pub struct JailConfig {
     pub kernel: KernelPaths,
     /// `[monitor] ebpf`: whether verdicts come from the eBPF monitor (docs/ebpf.md).
     pub ebpf: EbpfMode,
+    /// Every host directory a profile may mount read-only (the profiles' `extra_ro_paths`):
+    /// each slot's template gets a mount point for it (docs/jail.md, "Slot template").
+    pub extra_ro_mount_points: Vec<PathBuf>,
 }
 
 impl Default for JailConfig {
@@ -139,6 +145,7 @@ impl Default for JailConfig {
             seccomp_policies: vec![("default".into(), seccomp::DEFAULT_POLICY.into())],
             kernel: KernelPaths::default(),
             ebpf: EbpfMode::default(),
+            extra_ro_mount_points: Vec::new(),
         }
     }
 }
@@ -194,7 +201,7 @@ pub struct StepExtras<'a> {
     /// takes the place of `JailSpec::stdin`. The program gets a duplicate of the descriptor.
     pub stdin_file: Option<&'a std::fs::File>,
     /// A compiled artifact: each of its entries is bind-mounted read-only into the (fresh) run
-    /// directory (docs/jail.md, mount tree row 11).
+    /// directory (docs/jail.md, per-run mount row R7).
     pub artifact: Option<&'a Artifact>,
     /// Once it reads `true`, or its sender is dropped, the step is killed (a cancelled
     /// submission, or an aborted judge task); it then ends as `End::Signaled(SIGKILL)`.
@@ -214,6 +221,8 @@ pub struct Jail {
     root: PathBuf,
     runs: PathBuf,
     system: Vec<SysEntry>,
+    /// Mount points every slot template gets for the profiles' extra read-only paths.
+    mount_points: Vec<PathBuf>,
     /// Landlock rules every jail gets, as O_PATH descriptors opened once at start-up: the system
     /// directories (read, execute) and the device nodes.
     landlock_base: Vec<(OwnedFd, u64)>,
@@ -237,6 +246,13 @@ impl Jail {
         }
         let (root, runs) = make_data_dirs(&cfg.data_dir)?;
         let system = mount::probe_system_paths(&cfg.system_paths)?;
+        for p in &cfg.extra_ro_mount_points {
+            mount::check_mount_point(p).map_err(|why| JailError::Io {
+                step: "use as an extra read-only path",
+                path: p.clone(),
+                source: io::Error::other(why),
+            })?;
+        }
         let cgroups = Cgroups::setup(&cfg.kernel)?;
         let (monitor, monitor_status) = crate::monitor::start(cfg.ebpf, cgroups.v2_base())?;
         let landlock_base = landlock_base(abi, &system)?;
@@ -249,6 +265,7 @@ impl Jail {
             root,
             runs,
             system,
+            mount_points: cfg.extra_ro_mount_points.clone(),
             gid: cfg.gid,
             uid_base: cfg.uid_base,
             ncpu,
@@ -286,6 +303,12 @@ impl Jail {
         &self.monitor_status
     }
 
+    /// The cgroup directories this jail created its subtree in (`runner-<pid>-<n>` in each
+    /// hierarchy it uses); they are removed when the jail is dropped.
+    pub fn cgroup_subtrees(&self) -> Vec<PathBuf> {
+        self.cgroups.subtrees()
+    }
+
     pub fn layout(&self) -> &cgroup::Layout {
         &self.cgroups.layout
     }
@@ -294,10 +317,29 @@ impl Jail {
         self.policies.contains_key(name)
     }
 
-    /// Creates `n` slots (uid, empty network namespace made once, on hybrid hosts v1 groups and
-    /// a spawner thread each).
+    /// Whether a run can attach the extra read-only path `path`: the slot templates have a
+    /// mount point for it (made at start-up for the profiles then loaded, or a directory inside
+    /// a bound system directory).
+    pub fn has_mount_point(&self, path: &Path) -> bool {
+        self.mount_points.iter().any(|p| p == path)
+            || self
+                .system
+                .iter()
+                .any(|e| matches!(e, mount::SysEntry::Dir(d) if path.starts_with(d) && path != d))
+    }
+
+    /// Creates `n` slots (uid, empty network namespace made once, a spawner thread in the slot's
+    /// template mount namespace, on hybrid hosts v1 groups).
     pub fn make_slots(&self, n: usize) -> Result<Vec<Slot>, JailError> {
-        slot::make_slots(&self.cgroups, self.uid_base, n)
+        let template = slot::Template {
+            root: cpath(&self.root)?,
+            ops: mount::template(&mount::TemplateInputs {
+                root: &self.root,
+                system: &self.system,
+                mount_points: &self.mount_points,
+            })?,
+        };
+        slot::make_slots(&self.cgroups, self.uid_base, n, template)
     }
 
     /// A new random run directory name, `jobe_XXXXXX` as Jobe's `tempnam`, and the path the
@@ -355,21 +397,43 @@ impl Jail {
 
     /// Runs one step in a fresh jail and waits for it: the table of contents of a jail. Each
     /// numbered comment is the step of the same number in docs/jail.md ("Steps, in order");
-    /// init and the program run steps 8–16 and 19–30 in `child.rs`.
+    /// init and the program run steps 8–13 and 16–28 in `child.rs`.
     pub async fn spawn(&self, spec: JailSpec<'_>) -> Result<JailOutput, JailError> {
-        self.spawn_with(spec, StepExtras::default()).await
+        self.spawn_inner(spec, StepExtras::default(), Clock::default())
+            .await
     }
 
     /// [`Jail::spawn`] with judge mode's [`StepExtras`] (stdin from a file, a read-only compiled
-    /// artifact, cancellation).
+    /// artifact, cancellation, a kill on stdout overflow).
     pub async fn spawn_with(
         &self,
         spec: JailSpec<'_>,
         extras: StepExtras<'_>,
     ) -> Result<JailOutput, JailError> {
+        self.spawn_inner(spec, extras, Clock::default()).await
+    }
+
+    /// `spawn`, taking a timestamp at the end of each step into `clock` (`runner bench-jail`).
+    pub async fn spawn_timed(
+        &self,
+        spec: JailSpec<'_>,
+        clock: Arc<StepClock>,
+    ) -> Result<JailOutput, JailError> {
+        self.spawn_inner(spec, StepExtras::default(), Clock(Some(clock)))
+            .await
+    }
+
+    async fn spawn_inner(
+        &self,
+        spec: JailSpec<'_>,
+        extras: StepExtras<'_>,
+        clock: Clock,
+    ) -> Result<JailOutput, JailError> {
+        clock.mark(Mark::Start);
         let limits = spec.step.limits;
         // 1. The profile's seccomp policy, compiled at start-up.
         let policy = self.policy(spec.policy)?;
+        clock.mark(Mark::Policy);
         // 2. The job's cgroup, its limits written before any process of the job exists; the
         //    eBPF monitor watches it from then on, so it sees the first process too.
         let (mem, procs) = (limits.memory_bytes, limits.procs);
@@ -377,11 +441,14 @@ impl Jail {
             .cgroups
             .create_job(mem, procs, spec.slot.cgroup.as_ref())?;
         let mut events = self.register(&cg, limits.cpu)?;
+        clock.mark(Mark::Cgroup);
         // 3.–5. Everything the child needs, made now: after clone3 it may not allocate.
         let (child_ends, daemon) = prepare::pipes(spec.stdin, extras.stdin_file)?;
+        clock.mark(Mark::Pipes);
         let extra_ro = prepare::existing(spec.extra_ro);
         let ruleset = self.landlock_ruleset(&extra_ro, &spec.run_dir.host)?;
-        let prepared = self.prepare(
+        clock.mark(Mark::Ruleset);
+        let (mut prepared, trees) = self.prepare(
             &spec,
             policy,
             &ruleset,
@@ -389,22 +456,22 @@ impl Jail {
             &extra_ro,
             extras.artifact,
         )?;
-        // 6. clone3 into new namespaces, straight into the job's cgroup; the wall clock starts.
+        prepared.clock = clock.clone();
+        clock.mark(Mark::Prepared);
+        // 6.–8. On the slot's spawner thread: clone3 into new namespaces and a copy of the slot's
+        //    template mount namespace, straight into the job's cgroup; the check that the child
+        //    is in that cgroup; "go". The wall clock starts. Init runs steps 9–14 meanwhile.
         let started = Instant::now();
-        let (pid, pidfd) = clone_jail(spec.slot, &cg, prepared).await?;
+        let (pidfd, go) = clone_jail(spec.slot, &cg, prepared, daemon.go_w).await?;
+        clock.mark(Mark::Resumed);
         // Init has its own copies now; ours must go, or the pipes never reach EOF.
-        drop((child_ends, ruleset));
-        // 7. Fail closed: the job must be in its own v2 cgroup (kill, CPU time and, on pure v2,
-        //    its limits depend on it). A flag that silently did nothing once made this
-        //    necessary. Init runs steps 8–16 meanwhile.
-        if !cg.contains(pid) {
+        drop((child_ends, ruleset, trees));
+        if let Err(err) = go {
             abandon(&pidfd, cg).await;
-            return Err(not_in_job_cgroup());
+            return Err(err);
         }
-        // 17. "Go": init forks the program (steps 19–20), which runs steps 21–30.
-        sys::write_all(daemon.go_w.as_raw_fd(), b"g").map_err(sys_err("write go"))?;
-        drop(daemon.go_w);
-        // 18. The output readers, running concurrently with everything below.
+        // 15. The output readers, running concurrently with everything below. Judge mode
+        //     kills the step once stdout passes its limit (OLE).
         let (overflow_tx, overflow_rx) = tokio::sync::watch::channel(false);
         let overflow_tx = extras.kill_on_stdout_overflow.then_some(overflow_tx);
         let stdout = tokio::spawn(watch::read_capped_flagged(
@@ -413,7 +480,8 @@ impl Jail {
             overflow_tx,
         ));
         let stderr = tokio::spawn(watch::read_capped(daemon.stderr, limits.stream_bytes));
-        // 31. The child's setup report: EOF at exec, or the step that failed.
+        clock.mark(Mark::Readers);
+        // 29. The child's setup report: EOF at exec, or the step that failed.
         let exec_failed = match setup_report(daemon.err_r).await {
             Ok(end) => end,
             Err(err) => {
@@ -421,12 +489,14 @@ impl Jail {
                 return Err(err);
             }
         };
-        // 32. The seccomp listener (none if exec failed).
+        clock.mark(Mark::SetupReport);
+        // 30. The seccomp listener (none if exec failed).
         let listener = match exec_failed {
             None => sys::recv_fd(daemon.notify_r.as_raw_fd()).map_err(sys_err("recvmsg"))?,
             Some(_) => None,
         };
-        // 33. Watch until init exits, killing the job at its first limit.
+        clock.mark(Mark::Listener);
+        // 31. Watch until init exits, killing the job at its first limit.
         let watched = Watched {
             cg: &cg,
             pidfd: &pidfd,
@@ -439,20 +509,25 @@ impl Jail {
             overflow: extras.kill_on_stdout_overflow.then_some(overflow_rx),
         };
         let killed = watch::watch(watched, listener).await;
-        // 34. The program's wait status, init reaped, the wall clock stopped. Init is gone, so
+        clock.mark(Mark::InitGone);
+        // 32. The program's wait status, init reaped, the wall clock stopped. Init is gone, so
         //     the kernel has killed the namespace and the output pipes reach EOF promptly.
         let status = watch::read_status(daemon.status_r).await;
         watch::reap(&pidfd).await;
         let wall = started.elapsed();
         let (stdout, stderr) = (stdout.await.unwrap_or_default(), stderr.await);
-        // 35. The cgroup's counters, then the cgroup destroyed. After that every process of the
+        clock.mark(Mark::Status);
+        // 33. The cgroup's counters, then the cgroup destroyed. After that every process of the
         //     job is gone, so its exit records are in the monitor's ring buffer.
         let counted = Counted::read(&cg);
+        clock.mark(Mark::Counted);
         cg.destroy().await;
+        clock.mark(Mark::Destroyed);
         let ebpf = events.map(JobWatch::finish);
-        // 36. How it ended.
+        // 34. How it ended.
         let usage = watch::usage(&counted, wall, status, killed.at);
         let end = watch::decide_end(exec_failed.or(killed.reason), &counted, limits.cpu, &usage);
+        clock.mark(Mark::Decided);
         Ok(JailOutput {
             stdout: stdout.bytes,
             stdout_truncated: stdout.dropped,
@@ -529,14 +604,18 @@ fn landlock_base(abi: Abi, system: &[SysEntry]) -> Result<Vec<(OwnedFd, u64)>, J
     Ok(base)
 }
 
-/// Step 6: `clone3` with the jail's namespaces, into the job's v2 cgroup, on the thread that
-/// clones the slot's jails (its spawner thread on hybrid hosts, whose v1 groups the child
-/// inherits). The child becomes the jail's init (`child::init`). Returns init's pid and pidfd.
+/// Steps 6–8, on the slot's spawner thread (so that init does not wait for this task to be
+/// scheduled again): `clone3` with the jail's namespaces, into the job's v2 cgroup (the child's
+/// mount namespace is a copy of the thread's, the slot template, and on hybrid hosts it inherits
+/// the thread's v1 groups); the fail-closed check that the child is in the job's cgroup; the
+/// "go" byte. The child becomes the jail's init (`child::init`). Returns init's pidfd, and
+/// whether it was let go (if not, the caller must kill and reap it).
 async fn clone_jail(
     slot: &Slot,
     cg: &JobCgroup,
     prepared: Prepared,
-) -> Result<(i32, OwnedFd), JailError> {
+    go_w: OwnedFd,
+) -> Result<(OwnedFd, Result<(), JailError>), JailError> {
     // NEWCGROUP: the job sees its own cgroup as "/" (no host cgroup paths in /proc/self/cgroup).
     let flags = (libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
@@ -544,16 +623,35 @@ async fn clone_jail(
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP) as u64;
     let cgroup_fd = cg.clone_fd();
+    let procs = cg.open_procs()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     slot.run_clone(Box::new(move || {
         // Allocation is fine here (before the clone); the child only reads `prepared`.
         let ptrs = child::Ptrs::new(&prepared);
-        let mut stack = vec![0u8; child::PROGRAM_STACK];
-        let res = match sys::clone3(flags, cgroup_fd) {
-            Ok(None) => child::init(&prepared, &ptrs, &mut stack),
-            Ok(Some(parent)) => Ok(parent),
-            Err(e) => Err(e),
-        };
+        let res = sys::StackMem::new(child::PROGRAM_STACK).and_then(|mut stack| {
+            prepared.clock.mark(Mark::CloneCall);
+            match sys::clone3(flags, cgroup_fd)? {
+                None => child::init(&prepared, &ptrs, stack.as_mut_slice()),
+                Some(parent) => Ok(parent),
+            }
+        });
+        let res = res.map(|(pid, pidfd)| {
+            prepared.clock.mark(Mark::Cloned);
+            // 7. Fail closed: the job must be in its own v2 cgroup (kill, CPU time and, on pure
+            //    v2, its limits depend on it). A flag that silently did nothing once made this
+            //    necessary.
+            let go = if cgroup::lists_pid(procs, pid) {
+                prepared.clock.mark(Mark::InCgroup);
+                // 8. "Go": init forks the program (steps 16–17), which runs steps 18–28.
+                sys::write_all(go_w.as_raw_fd(), b"g").map_err(sys_err("write go"))
+            } else {
+                Err(not_in_job_cgroup())
+            };
+            // Closed either way: on EOF instead of "go", init exits.
+            drop(go_w);
+            prepared.clock.mark(Mark::GoSent);
+            (pidfd, go)
+        });
         let _ = tx.send(res);
     }))?;
     rx.await
@@ -564,7 +662,7 @@ async fn clone_jail(
         .map_err(sys_err("clone3"))
 }
 
-/// Step 31: reads the error pipe to its end (it closes at exec). `Ok(None)`: exec happened;
+/// Step 29: reads the error pipe to its end (it closes at exec). `Ok(None)`: exec happened;
 /// `Ok(Some(End::ExecFailed))`: exec failed, the program's outcome; `Err`: a setup step failed
 /// (or the record is unreadable: fail closed).
 async fn setup_report(err_r: OwnedFd) -> Result<Option<End>, JailError> {

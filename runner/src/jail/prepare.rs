@@ -1,19 +1,21 @@
 //! Everything a jail's child needs, made by the daemon before `clone3`: docs/jail.md steps 3–5.
 //!
 //! Owns: the pipes between the daemon and the jail ([`pipes`]), the Landlock ruleset with the
-//! rules on host inodes, and the [`Prepared`] the child walks (argv and envp as C strings, the
-//! rlimits, the mount plan, the Landlock rules on the jail's own filesystems, the descriptors init
-//! keeps). Must not: fork, clone or touch the job's cgroup (the daemon does that in
+//! rules on host inodes, the detached trees of what the run mounts from the host (`open_tree`:
+//! the run directory, the profile's extra read-only paths), and the [`Prepared`] the child walks
+//! (argv and envp as C strings, the rlimits, the per-run mounts, the Landlock rules on the jail's
+//! own filesystems, the descriptors init keeps). Must not: fork, clone or touch the job's cgroup (the daemon does that in
 //! `Jail::spawn`); after `clone3` the child may not allocate, so nothing is left for it to build.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use super::child::{ChildFds, Prepared};
 use super::landlock::{self, Ruleset};
-use super::mount::{self, MountInputs, PRIVATE_TMPFS};
+use super::mount::{self, PRIVATE_TMPFS, RunInputs};
 use super::seccomp::Policy;
+use super::timing::Clock;
 use super::{Artifact, Jail, JailError, JailSpec, cstr, io_err, sys_err};
 use crate::profile::plan::Limits;
 use crate::sys;
@@ -48,13 +50,13 @@ impl ChildEnds {
 /// The daemon's ends of the same pipes.
 #[derive(Debug)]
 pub(super) struct DaemonEnds {
-    /// "Go" (step 17): one byte once the child is checked to be in its cgroup.
+    /// "Go" (step 14): one byte once the child is checked to be in its cgroup.
     pub(super) go_w: OwnedFd,
-    /// A `SetupFailure` record, or EOF at exec (step 31).
+    /// A `SetupFailure` record, or EOF at exec (step 29).
     pub(super) err_r: OwnedFd,
-    /// The program's wait status (step 34).
+    /// The program's wait status (step 32).
     pub(super) status_r: OwnedFd,
-    /// The seccomp listener descriptor (step 32).
+    /// The seccomp listener descriptor (step 30).
     pub(super) notify_r: OwnedFd,
     pub(super) stdout: OwnedFd,
     pub(super) stderr: OwnedFd,
@@ -144,8 +146,9 @@ impl Jail {
     }
 
     /// Step 5: everything else the child needs, owned and ready: argv[0] resolved, argv and
-    /// envp, the rlimits, the mount plan, the Landlock rules on the jail's own filesystems, the
-    /// BPF program, and the sorted list of descriptors init keeps.
+    /// envp, the rlimits, the per-run mounts with the detached trees they attach, the Landlock
+    /// rules on the jail's own filesystems, the BPF program, and the sorted list of descriptors
+    /// init keeps. The trees are returned beside: the daemon holds them until `clone3` returned.
     pub(super) fn prepare(
         &self,
         spec: &JailSpec<'_>,
@@ -154,7 +157,7 @@ impl Jail {
         fds: ChildFds,
         extra_ro: &[&Path],
         artifact: Option<&Artifact>,
-    ) -> Result<Prepared, JailError> {
+    ) -> Result<(Prepared, Vec<OwnedFd>), JailError> {
         let step = spec.step;
         let argv0 = step.argv.first().ok_or(JailError::EmptyCommand)?;
         let exec_path = cstr(resolve_exec(argv0, &step.env))?;
@@ -164,21 +167,47 @@ impl Jail {
             .iter()
             .map(|(k, v)| cstr(format!("{k}={v}")))
             .collect::<Result<_, _>>()?;
+        // Detached copies of what the run mounts from the host, made here in the daemon's mount
+        // namespace (init lives in a copy of the slot template, which has no host paths).
+        let run_dir_tree = detached_tree(&spec.run_dir.host, false)?;
+        let extra_trees = extra_ro
+            .iter()
+            .map(|p| detached_tree(p, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        let extra: Vec<(&Path, RawFd)> = extra_ro
+            .iter()
+            .zip(&extra_trees)
+            .map(|(p, t)| (*p, t.as_raw_fd()))
+            .collect();
+        // Judge mode: each top-level entry of the compiled artifact, with the mounts under it.
+        let artifact_trees = match artifact {
+            None => Vec::new(),
+            Some(a) => a
+                .entries()
+                .iter()
+                .map(|e| Ok((e, detached_tree(&a.host().join(&e.name), true)?)))
+                .collect::<Result<Vec<_>, JailError>>()?,
+        };
+        let artifact_entries: Vec<_> = artifact_trees
+            .iter()
+            .map(|(e, t)| (*e, t.as_raw_fd()))
+            .collect();
+        let mount_ops = mount::per_run(&RunInputs {
+            run_dir_jail: &spec.run_dir.jail,
+            run_dir_tree: run_dir_tree.as_raw_fd(),
+            extra_ro: &extra,
+            disk_bytes: step.limits.disk_bytes,
+            artifact: &artifact_entries,
+        })?;
+        let mut trees = extra_trees;
+        trees.push(run_dir_tree);
+        trees.extend(artifact_trees.into_iter().map(|(_, t)| t));
         let mut keep_fds = fds.all().to_vec();
         keep_fds.extend([ruleset.raw(), spec.slot.netns.as_raw_fd()]);
+        keep_fds.extend(trees.iter().map(AsRawFd::as_raw_fd));
         keep_fds.sort_unstable();
         keep_fds.dedup();
-        let mount_ops = mount::plan(&MountInputs {
-            root: &self.root,
-            system: &self.system,
-            extra_ro,
-            run_dir_host: &spec.run_dir.host,
-            run_dir_jail: &spec.run_dir.jail,
-            disk_bytes: step.limits.disk_bytes,
-            artifact: artifact.map(|a| (a.host(), a.entries())),
-        })?;
-        Ok(Prepared {
-            root: super::cpath(&self.root)?,
+        let prepared = Prepared {
             mount_ops,
             hostname: b"runner",
             netns: Some(spec.slot.netns.as_raw_fd()),
@@ -194,11 +223,20 @@ impl Jail {
             keep_fds,
             argv,
             envp,
-        })
+            clock: Clock::default(),
+        };
+        Ok((prepared, trees))
     }
 }
 
-/// The program's rlimits (step 24): `(resource, soft, hard)`.
+/// A detached copy (`open_tree(OPEN_TREE_CLONE)`) of the mount at `path` (with the mounts
+/// beneath it if `recursive`), for init to attach in its copy of the slot template.
+fn detached_tree(path: &Path, recursive: bool) -> Result<OwnedFd, JailError> {
+    sys::open_tree_clone(&super::cpath(path)?, recursive)
+        .map_err(|e| io_err("make a detached copy of", path)(e.into_io()))
+}
+
+/// The program's rlimits (step 21): `(resource, soft, hard)`.
 fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
     let cpu = l.cpu.as_secs() + 2;
     let mut r = vec![
@@ -219,7 +257,7 @@ fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, u64, u64)> {
     r
 }
 
-/// Landlock rules the program adds after init mounted the jail's own filesystems (step 27):
+/// Landlock rules the program adds after init mounted the jail's own filesystems (step 25):
 /// `(path inside the jail, access)`.
 fn landlock_jail_rules(abi: landlock::Abi) -> Result<Vec<(CString, u64)>, JailError> {
     let mut rules = Vec::new();

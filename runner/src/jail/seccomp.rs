@@ -4,8 +4,8 @@
 //! Why not seccompiler: a denied syscall must be *reported with its name* (outcome 19), so denied
 //! syscalls return `SECCOMP_RET_USER_NOTIF` and the daemon receives the syscall number on the
 //! listener descriptor (see `Jail::spawn`). seccompiler has no user-notification action and no way
-//! to reject the x32 ABI as a range; the program we need is a straight list of comparisons, which
-//! is short enough to build and review here.
+//! to reject the x32 ABI as a range; the program we need is a binary search over a sorted list of
+//! syscall numbers, which is short enough to build and review here.
 
 use std::collections::BTreeMap;
 
@@ -126,106 +126,164 @@ const RET_NOTIFY: u32 = libc::SECCOMP_RET_USER_NOTIF;
 const RET_KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 const RET_ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
 
-fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    }
+/// Where a jump goes, resolved to a relative offset once the program is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum To {
+    Next,
+    At(usize),
+    Clone,
+    Enosys,
+    Notify,
+    Kill,
 }
 
-fn jump(code: u32, k: u32, jt: usize, jf: usize) -> Option<libc::sock_filter> {
-    Some(libc::sock_filter {
-        code: code as u16,
-        jt: u8::try_from(jt).ok()?,
-        jf: u8::try_from(jf).ok()?,
-        k,
-    })
+/// What a syscall number leads to.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Notify,
+    /// `clone`: its flags are checked.
+    Clone,
+    /// `clone3`: ENOSYS.
+    Enosys,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Ins {
+    code: u32,
+    k: u32,
+    jt: To,
+    jf: To,
+}
+
+/// Syscall numbers compared one after the other at a leaf of the search tree.
+const LEAF: usize = 4;
 
 /// Builds the filter. Layout (jumps are relative to the next instruction):
 ///
 /// ```text
 ///   ld arch; jeq ARCH ? next : KILL
 ///   ld nr;  [x86_64: jge X32 ? KILL : next]
-///   jeq denied[i] ? NOTIFY : next          (for each denied syscall)
-///   jeq clone ? CLONE : next
-///   jeq clone3 ? ENOSYS : next
-///   ret ALLOW
+///   a binary search over the sorted numbers of the denied syscalls, clone and clone3:
+///     jge n[mid] ? right half : left half, down to leaves of at most LEAF numbers:
+///     jeq n[i] ? its action : next …; ret ALLOW
 /// CLONE:  ld args[0]; jset NS_FLAGS ? NOTIFY : next; ret ALLOW
 /// ENOSYS: ret ERRNO(ENOSYS)
 /// NOTIFY: ret USER_NOTIF
 /// KILL:   ret KILL_PROCESS
 /// ```
+///
+/// A search rather than a list: the kernel runs a new filter over every syscall number when it
+/// is installed (to cache the ones it always allows) and compiles it, both in proportion to the
+/// comparisons on the way (docs/jail.md, "What each step costs").
 fn compile(denied: &[i32]) -> Option<Vec<libc::sock_filter>> {
     use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    let x32 = cfg!(target_arch = "x86_64");
-    // Indices of the fixed tail, computed from the length of the head.
-    let head = 2 + 1 + usize::from(x32) + denied.len() + 2 + 1;
-    let clone_at = head;
-    let enosys_at = clone_at + 3;
-    let notify_at = enosys_at + 1;
-    let kill_at = notify_at + 1;
-    let to = |from: usize, target: usize| target - from - 1;
+    let mut entries: Vec<(u32, Action)> = denied
+        .iter()
+        .map(|&nr| (nr as u32, Action::Notify))
+        .chain([
+            (libc::SYS_clone as u32, Action::Clone),
+            (libc::SYS_clone3 as u32, Action::Enosys),
+        ])
+        .collect();
+    entries.sort_by_key(|&(nr, _)| nr);
+    entries.dedup_by_key(|&mut (nr, _)| nr);
 
-    let mut p = Vec::with_capacity(kill_at + 1);
-    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH));
-    p.push(jump(
-        BPF_JMP | BPF_JEQ | BPF_K,
-        AUDIT_ARCH,
-        0,
-        to(1, kill_at),
-    )?);
-    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR));
-    if x32 {
-        let i = p.len();
-        p.push(jump(
-            BPF_JMP | BPF_JGE | BPF_K,
-            X32_SYSCALL_BIT,
-            to(i, kill_at),
-            0,
-        )?);
+    let ld = |off| Ins {
+        code: BPF_LD | BPF_W | BPF_ABS,
+        k: off,
+        jt: To::Next,
+        jf: To::Next,
+    };
+    let ret = |k| Ins {
+        code: BPF_RET | BPF_K,
+        k,
+        jt: To::Next,
+        jf: To::Next,
+    };
+    let jmp = |op, k, jt, jf| Ins {
+        code: BPF_JMP | op | BPF_K,
+        k,
+        jt,
+        jf,
+    };
+    let mut p = vec![
+        ld(OFF_ARCH),
+        jmp(BPF_JEQ, AUDIT_ARCH, To::Next, To::Kill),
+        ld(OFF_NR),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        p.push(jmp(BPF_JGE, X32_SYSCALL_BIT, To::Kill, To::Next));
     }
-    for &nr in denied {
-        let i = p.len();
-        p.push(jump(
-            BPF_JMP | BPF_JEQ | BPF_K,
-            nr as u32,
-            to(i, notify_at),
-            0,
-        )?);
+    fn tree(p: &mut Vec<Ins>, e: &[(u32, Action)]) {
+        use libc::{BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_RET};
+        if e.len() <= LEAF {
+            for &(nr, act) in e {
+                let to = match act {
+                    Action::Notify => To::Notify,
+                    Action::Clone => To::Clone,
+                    Action::Enosys => To::Enosys,
+                };
+                p.push(Ins {
+                    code: BPF_JMP | BPF_JEQ | BPF_K,
+                    k: nr,
+                    jt: to,
+                    jf: To::Next,
+                });
+            }
+            p.push(Ins {
+                code: BPF_RET | BPF_K,
+                k: RET_ALLOW,
+                jt: To::Next,
+                jf: To::Next,
+            });
+            return;
+        }
+        let (left, right) = e.split_at(e.len() / 2);
+        let split = p.len();
+        p.push(Ins {
+            code: BPF_JMP | BPF_JGE | BPF_K,
+            k: right[0].0,
+            jt: To::Next, // patched below
+            jf: To::Next,
+        });
+        tree(p, left);
+        p[split].jt = To::At(p.len());
+        tree(p, right);
     }
-    let i = p.len();
-    p.push(jump(
-        BPF_JMP | BPF_JEQ | BPF_K,
-        libc::SYS_clone as u32,
-        to(i, clone_at),
-        0,
-    )?);
-    let i = p.len();
-    p.push(jump(
-        BPF_JMP | BPF_JEQ | BPF_K,
-        libc::SYS_clone3 as u32,
-        to(i, enosys_at),
-        0,
-    )?);
-    p.push(stmt(BPF_RET | BPF_K, RET_ALLOW));
-    debug_assert_eq!(p.len(), clone_at);
-    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARG0_LO));
-    let i = p.len();
-    p.push(jump(
-        BPF_JMP | BPF_JSET | BPF_K,
-        CLONE_NS_FLAGS,
-        to(i, notify_at),
-        0,
-    )?);
-    p.push(stmt(BPF_RET | BPF_K, RET_ALLOW));
-    p.push(stmt(BPF_RET | BPF_K, RET_ENOSYS));
-    p.push(stmt(BPF_RET | BPF_K, RET_NOTIFY));
-    p.push(stmt(BPF_RET | BPF_K, RET_KILL));
-    debug_assert_eq!(p.len(), kill_at + 1);
-    Some(p)
+    tree(&mut p, &entries);
+    let clone_at = p.len();
+    p.push(ld(OFF_ARG0_LO));
+    p.push(jmp(BPF_JSET, CLONE_NS_FLAGS, To::Notify, To::Next));
+    p.push(ret(RET_ALLOW));
+    let enosys_at = p.len();
+    p.push(ret(RET_ENOSYS));
+    let notify_at = p.len();
+    p.push(ret(RET_NOTIFY));
+    let kill_at = p.len();
+    p.push(ret(RET_KILL));
+
+    let resolve = |from: usize, to: To| -> Option<u8> {
+        let target = match to {
+            To::Next => return Some(0),
+            To::At(i) => i,
+            To::Clone => clone_at,
+            To::Enosys => enosys_at,
+            To::Notify => notify_at,
+            To::Kill => kill_at,
+        };
+        u8::try_from(target.checked_sub(from + 1)?).ok()
+    };
+    p.iter()
+        .enumerate()
+        .map(|(i, ins)| {
+            Some(libc::sock_filter {
+                code: ins.code as u16,
+                jt: resolve(i, ins.jt)?,
+                jf: resolve(i, ins.jf)?,
+                k: ins.k,
+            })
+        })
+        .collect()
 }
 
 macro_rules! syscall_table {
@@ -329,6 +387,89 @@ mod tests {
     fn test_rule_without_reason_rejected() {
         let err = Policy::from_toml("t", "[deny]\nptrace = \" \"\n").unwrap_err();
         assert!(matches!(err, SeccompError::NoReason { .. }));
+    }
+
+    /// Runs a compiled program (the few classic BPF instructions `compile` emits) on a syscall.
+    fn run(prog: &[libc::sock_filter], arch: u32, nr: u32, arg0: u32) -> u32 {
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let ins = prog[pc];
+            let code = u32::from(ins.code);
+            pc += 1;
+            match code {
+                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
+                    acc = match ins.k {
+                        OFF_NR => nr,
+                        OFF_ARCH => arch,
+                        OFF_ARG0_LO => arg0,
+                        k => panic!("load of offset {k}"),
+                    }
+                }
+                c if c == libc::BPF_RET | libc::BPF_K => return ins.k,
+                c => {
+                    let taken = match c & !(libc::BPF_JMP | libc::BPF_K) {
+                        libc::BPF_JEQ => acc == ins.k,
+                        libc::BPF_JGE => acc >= ins.k,
+                        libc::BPF_JSET => acc & ins.k != 0,
+                        op => panic!("unexpected op {op:#x}"),
+                    };
+                    pc += usize::from(if taken { ins.jt } else { ins.jf });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn test_every_syscall_number_gets_its_action() {
+        let p = Policy::from_toml("default", DEFAULT_POLICY).expect("default policy");
+        let denied: Vec<u32> = p.denied.keys().map(|&n| n as u32).collect();
+        assert!(denied.len() > 20);
+        for nr in 0..1024u32 {
+            let want = if denied.contains(&nr) {
+                RET_NOTIFY
+            } else if nr == libc::SYS_clone3 as u32 {
+                RET_ENOSYS
+            } else {
+                RET_ALLOW
+            };
+            assert_eq!(run(&p.program, AUDIT_ARCH, nr, 0), want, "syscall {nr}");
+        }
+        let clone = libc::SYS_clone as u32;
+        assert_eq!(
+            run(&p.program, AUDIT_ARCH, clone, libc::SIGCHLD as u32),
+            RET_ALLOW
+        );
+        for flag in [libc::CLONE_NEWUSER, libc::CLONE_NEWNS, libc::CLONE_NEWNET] {
+            assert_eq!(run(&p.program, AUDIT_ARCH, clone, flag as u32), RET_NOTIFY);
+        }
+        assert_eq!(run(&p.program, 0x4000_0003, 1, 0), RET_KILL);
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(
+                run(&p.program, AUDIT_ARCH, X32_SYSCALL_BIT | 1, 0),
+                RET_KILL
+            );
+        }
+        // A search: no syscall goes through more than a few comparisons.
+        assert!(
+            p.program.len() < 2 * denied.len() + 24,
+            "{}",
+            p.program.len()
+        );
+    }
+
+    #[test]
+    fn test_empty_and_tiny_policies() {
+        for text in ["[deny]\n", "[deny]\nptrace = \"x\"\n"] {
+            let p = Policy::from_toml("t", text).expect("policy");
+            assert_eq!(
+                run(&p.program, AUDIT_ARCH, libc::SYS_read as u32, 0),
+                RET_ALLOW
+            );
+            assert_eq!(
+                run(&p.program, AUDIT_ARCH, libc::SYS_clone3 as u32, 0),
+                RET_ENOSYS
+            );
+        }
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Execution slots: the identities a job runs under, made once at start-up and reused run after
 //! run (one run at a time per slot; the scheduler hands them out).
 //!
-//! Owns: [`Slot`] (uid, empty network namespace, on hybrid hosts its v1 cgroups and its spawner
-//! thread), [`Spawner`] (the thread that runs `clone3` for the slot's jails), and making them
-//! ([`make_slots`]). Must not: order a jail's steps (`Jail::spawn` does) or choose which slot a
-//! job gets (the scheduler does).
+//! Owns: [`Slot`] (uid, empty network namespace, its spawner thread, on hybrid hosts its v1
+//! cgroups), [`Spawner`] (the thread that runs `clone3` for the slot's jails, living in the
+//! slot's template mount namespace, which it builds when it starts: docs/jail.md, "Slot
+//! template"), and making them ([`make_slots`]). Must not: order a jail's steps (`Jail::spawn`
+//! does) or choose which slot a job gets (the scheduler does).
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
-use super::cgroup::{Cgroups, SlotCgroup};
+use super::cgroup::{self, Cgroups, SlotCgroup};
+use super::mount::MountOp;
 use super::{JailError, sys_err};
 use crate::sys;
 
@@ -21,9 +24,10 @@ pub struct Slot {
     pub index: usize,
     pub uid: u32,
     pub(super) netns: OwnedFd,
-    /// Hybrid hosts: the thread that clones this slot's jails from inside its v1 groups.
-    /// Declared before `cgroup` so it is joined before the groups are removed.
-    spawner: Option<Spawner>,
+    /// The thread that clones this slot's jails, from inside the slot's template mount namespace
+    /// (and on hybrid hosts its v1 groups). Declared before `cgroup` so it is joined before the
+    /// groups are removed.
+    spawner: Spawner,
     pub(super) cgroup: Option<SlotCgroup>,
 }
 
@@ -31,14 +35,10 @@ pub struct Slot {
 pub(super) type SpawnTask = Box<dyn FnOnce() + Send>;
 
 impl Slot {
-    /// Runs `task` where this slot's jails are cloned: on its spawner thread on hybrid hosts
-    /// (the clone inherits the thread's v1 groups), else right here on the calling thread.
+    /// Runs `task` on this slot's spawner thread: a clone there starts in a copy of the slot's
+    /// template mount namespace (and inherits the thread's v1 groups on hybrid hosts).
     pub(super) fn run_clone(&self, task: SpawnTask) -> Result<(), JailError> {
-        let Some(spawner) = &self.spawner else {
-            task();
-            return Ok(());
-        };
-        if spawner.run(task) {
+        if self.spawner.run(task) {
             Ok(())
         } else {
             Err(JailError::Syscall {
@@ -47,24 +47,37 @@ impl Slot {
             })
         }
     }
+
+    /// The host thread id of the slot's spawner thread (tests look at its mount namespace).
+    pub fn spawner_tid(&self) -> i32 {
+        self.spawner.tid
+    }
+}
+
+/// How every slot's template is built (docs/jail.md, "Slot template"): the operations of
+/// `mount::template` on `root`, which then becomes the spawner thread's root.
+#[derive(Debug)]
+pub(super) struct Template {
+    pub(super) root: CString,
+    pub(super) ops: Vec<MountOp>,
 }
 
 /// Creates `n` slots, each with an empty network namespace made once, here: creating a
 /// namespace per run costs ≈0.7 ms plus asynchronous teardown. Slot `i` runs as
-/// `uid_base + i`; on hybrid hosts it also gets its v1 groups and spawner thread.
+/// `uid_base + i`; it gets a spawner thread in a template mount namespace of its own built from
+/// `template`, and on hybrid hosts its v1 groups.
 pub(super) fn make_slots(
     cgroups: &Cgroups,
     uid_base: u32,
     n: usize,
+    template: Template,
 ) -> Result<Vec<Slot>, JailError> {
+    let template = Arc::new(template);
     (0..n)
         .map(|index| {
             let netns = new_netns()?;
             let cgroup = cgroups.create_slot(index)?;
-            let spawner = cgroup
-                .as_ref()
-                .map(|cg| Spawner::start(index, cg))
-                .transpose()?;
+            let spawner = Spawner::start(index, cgroup.as_ref(), template.clone())?;
             Ok(Slot {
                 index,
                 uid: uid_base + index as u32,
@@ -92,23 +105,34 @@ fn new_netns() -> Result<OwnedFd, JailError> {
     .map_err(sys_err("unshare(CLONE_NEWNET)"))
 }
 
-/// A thread that runs `clone3` for one slot (see `cgroup::SlotCgroup` for why).
+/// A thread that runs `clone3` for one slot (see `cgroup::SlotCgroup` for why on hybrid hosts,
+/// and docs/jail.md, "Slot template", for its mount namespace).
 #[derive(Debug)]
 struct Spawner {
     tx: Option<mpsc::Sender<SpawnTask>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    tid: i32,
 }
 
 impl Spawner {
-    fn start(index: usize, slot_cg: &SlotCgroup) -> Result<Spawner, JailError> {
+    fn start(
+        index: usize,
+        slot_cg: Option<&SlotCgroup>,
+        template: Arc<Template>,
+    ) -> Result<Spawner, JailError> {
         let (tx, rx) = mpsc::channel::<SpawnTask>();
         let (ready_tx, ready_rx) = mpsc::channel();
-        // First thing on the new thread: move it into the slot's v1 groups, once.
-        let enter = slot_cg.entry();
+        // First things on the new thread: move it into the slot's v1 groups, then into the
+        // slot's template mount namespace, once.
+        let enter = slot_cg.map(SlotCgroup::entry);
         let thread = std::thread::Builder::new()
             .name(format!("runner-slot-{index}"))
             .spawn(move || {
-                let entered = enter().map_err(JailError::from);
+                let entered = enter
+                    .map_or(Ok(()), |enter| enter().map_err(JailError::from))
+                    .and_then(|()| enter_template(&template))
+                    .map(|()| sys::gettid());
+                drop(template);
                 let ok = entered.is_ok();
                 let _ = ready_tx.send(entered);
                 if ok {
@@ -121,13 +145,24 @@ impl Spawner {
                 call: "spawn slot thread",
                 source,
             })?;
-        ready_rx.recv().map_err(|_| JailError::Syscall {
-            call: "spawn slot thread",
-            source: io::Error::other("thread died"),
-        })??;
+        let tid = match ready_rx.recv() {
+            Ok(Ok(tid)) => tid,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(JailError::Syscall {
+                    call: "spawn slot thread",
+                    source: io::Error::other("thread died"),
+                });
+            }
+        };
         Ok(Spawner {
             tx: Some(tx),
             thread: Some(thread),
+            tid,
         })
     }
 
@@ -142,6 +177,54 @@ impl Drop for Spawner {
         drop(self.tx.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+            // join returns when the thread's tid is cleared, before the kernel takes it out of
+            // the slot's v1 groups; those are removed next (`Slot`'s field order).
+            if !cgroup::wait_thread_gone(self.tid) {
+                tracing::warn!(tid = self.tid, "slot thread still exiting after 5 s");
+            }
         }
     }
+}
+
+/// On the slot's spawner thread, once: a mount namespace of the thread's own whose root is the
+/// slot template (docs/jail.md, "Slot template", rows T1–T8). Each jail's `clone3(CLONE_NEWNS)`
+/// from this thread copies it. Nothing mounted here reaches the host: the namespace is made
+/// private first, and the host's tree is detached once the template is the root.
+fn enter_template(t: &Template) -> Result<(), JailError> {
+    let err = |call: &'static str| sys_err(call);
+    // The thread's own root, working directory and mount namespace (CLONE_FS: unshared from the
+    // daemon's other threads, which keep theirs).
+    sys::unshare(libc::CLONE_FS | libc::CLONE_NEWNS).map_err(err("unshare(CLONE_NEWNS)"))?;
+    // No mount event propagates to or from the host.
+    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(err("mount(MS_PRIVATE)"))?;
+    // T1–T7: the tree (`mount::template`).
+    for op in &t.ops {
+        op.apply().map_err(err("build the slot template"))?;
+    }
+    // T8: the template becomes this thread's root; pivot_root(".", ".") stacks the old root
+    // under the new one, and detaching it leaves only the template (pivot_root(2), NOTES).
+    sys::chdir(&t.root).map_err(err("chdir(template root)"))?;
+    sys::pivot_root(c".", c".").map_err(err("pivot_root"))?;
+    sys::umount2(c".", libc::MNT_DETACH).map_err(err("umount2(old root)"))?;
+    sys::chdir(c"/").map_err(err("chdir(/)"))?;
+    // The root and /dev hold only mount points, links and device nodes: read-only from now on
+    // (their superblocks; the device nodes are bind mounts of their own and stay writable).
+    sys::mount(
+        None,
+        c"/",
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )
+    .map_err(err("remount / read-only"))?;
+    sys::mount(
+        None,
+        c"/dev",
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+        None,
+    )
+    .map_err(err("remount /dev read-only"))?;
+    Ok(())
 }

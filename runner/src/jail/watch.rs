@@ -1,4 +1,4 @@
-//! Watching a running job and telling how it ended: docs/jail.md steps 33–36.
+//! Watching a running job and telling how it ended: docs/jail.md steps 31–34.
 //!
 //! Owns: the watcher ([`watch`]: init's exit, the CPU budget, the wall clock, denied syscalls,
 //! OOM — the first of them kills the job), reading the job's pipes, reaping init, and the pure
@@ -67,7 +67,7 @@ impl Killed {
     }
 }
 
-/// Step 33: waits for the job's init to exit, killing the job when a limit is reached first.
+/// Step 31: waits for the job's init to exit, killing the job when a limit is reached first.
 /// `listener` is the seccomp user-notification descriptor (`None` if the program never got as
 /// far as installing the filter).
 pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Killed {
@@ -126,11 +126,11 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
             },
             ev = next_event(&mut w.events), if running => match ev {
                 JobEvent::Oom { .. } => killed.kill(w.cg, End::Memory),
-                // The eBPF side counts on-CPU time by the clock, which includes interrupt time
-                // the kernel does not charge to tasks (≈0.2 % under load), so the event can come
-                // a few ms early. The budget is what cpu.stat (the verdict's and `usage`'s
-                // measure) says: the check at the top of the loop, which runs at once, kills if
-                // it agrees, else takes over for the last few ms without the backstop delay.
+                // The eBPF side sums the kernel's own runtime deltas of the job's tasks, which
+                // the kernel adds to cpu.stat right after (docs/ebpf.md, "CPU budget"), and has
+                // already killed the task it caught running. The check at the top of the loop,
+                // which runs at once, sees cpu.stat at the budget and kills the rest; should the
+                // charge not have reached cpu.stat yet, it looks again within a millisecond.
                 JobEvent::Budget { .. } => budget_near = true,
                 JobEvent::Exit { .. } | JobEvent::NetDenied => {} // next_event skips these
             },
@@ -343,7 +343,7 @@ pub(super) fn usage(
     usage
 }
 
-/// Step 36, how the step ended, in this order (docs/jail.md, "Verdicts"): the reason the
+/// Step 34, how the step ended, in this order (docs/jail.md, "Verdicts"): the reason the
 /// watcher recorded or an exec failure; an OOM kill the cgroup counted; the CPU budget used up
 /// and the program killed by SIGKILL or SIGXCPU (the `RLIMIT_CPU` backstop, or our timer racing
 /// the exit); the program's own exit status or signal; init gone without a status: killed.

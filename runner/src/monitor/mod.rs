@@ -7,7 +7,7 @@
 //! verdicts (the jail does, on the events it receives), or poll.
 //!
 //! Programs (see `runner-ebpf/src/main.rs`): process exits, OOM victims, the CPU budget
-//! (sched_switch accounting + a per-CPU perf_event tick), and cgroup sock_addr programs that deny
+//! (the kernel's per-task runtime deltas, `sched_stat_runtime`), and cgroup sock_addr programs that deny
 //! connect/sendmsg, attached once to the daemon's cgroup2 subtree of jobs and so inherited by
 //! every job.
 //!
@@ -33,8 +33,7 @@ use crate::enums::enum_with_all;
 use crate::metrics::{EbpfCounters, EbpfEventKind};
 use crate::sync::lock;
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, PerfEvent};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr};
 use aya::{Ebpf, EbpfLoader};
 use runner_common as common;
 use tokio::sync::mpsc;
@@ -45,9 +44,6 @@ static EMBEDDED_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/runner
 
 /// Name of the object when installed beside the binary.
 pub const OBJECT_FILE: &str = "runner-ebpf.o";
-
-/// CPU budget check on every CPU: a software cpu-clock sample every 4 ms (250 Hz).
-const TICK_PERIOD_NS: u64 = 4_000_000;
 
 enum_with_all! {
     /// `[monitor] ebpf`.
@@ -262,9 +258,8 @@ pub fn start(
     match Monitor::load(cgroup_subtree) {
         Ok(m) => {
             let line = format!(
-                "eBPF monitor: active ({}; exit, oom, CPU budget at {} Hz, connect/sendmsg deny)",
-                m.source,
-                1_000_000_000 / TICK_PERIOD_NS
+                "eBPF monitor: active ({}; exit, oom, exact CPU budget, connect/sendmsg deny)",
+                m.source
             );
             Ok((Some(m), line))
         }
@@ -337,9 +332,9 @@ impl Monitor {
         let btf = kernel_btf().ok_or(MonitorError::NoBtf)?;
         let (kernel_btf, offsets) = (&btf.0, &btf.1);
         let mut globals: Vec<(&str, u32)> = offsets.to_vec();
-        // Off: the event can come a few ms before cpu.stat reaches the budget (the jail confirms
-        // it there), and a kernel-side SIGKILL would end the job early.
-        globals.push((common::GLOBAL_KILL_CURRENT, 0));
+        // On: the budget event counts the kernel's own runtime deltas, the ones `cpu.stat` sums
+        // (docs/ebpf.md, "CPU budget"), so a kill at the event is never below the budget.
+        globals.push((common::GLOBAL_KILL_CURRENT, 1));
         let mut loader = EbpfLoader::new();
         loader.btf(Some(kernel_btf));
         for (name, value) in &globals {
@@ -562,32 +557,17 @@ impl Drop for JobWatch {
     }
 }
 
-/// The tracing programs: process exits, OOM victims, and the CPU budget (sched_switch
-/// accounting plus a cpu-clock tick on every online CPU).
+/// The tracing programs: process exits, OOM victims, and the CPU budget (the scheduler's
+/// per-task runtime deltas).
 fn attach_tracing(ebpf: &mut Ebpf, kernel_btf: &aya::Btf) -> Result<(), MonitorError> {
     for (name, hook) in [
         ("runner_exit", "sched_process_exit"),
         ("runner_oom", "mark_victim"),
-        ("runner_sched_switch", "sched_switch"),
+        ("runner_runtime", "sched_stat_runtime"),
     ] {
         let p: &mut BtfTracePoint = program(ebpf, name)?;
         p.load(hook, kernel_btf).map_err(prog_err(name, "load"))?;
         p.attach().map_err(prog_err(name, "attach"))?;
-    }
-    let name = "runner_cpu_tick";
-    let p: &mut PerfEvent = program(ebpf, name)?;
-    p.load().map_err(prog_err(name, "load"))?;
-    let cpus = aya::util::online_cpus().map_err(|(_, e)| {
-        prog_err(name, "list online CPUs")(aya::programs::ProgramError::IOError(e))
-    })?;
-    for cpu in cpus {
-        p.attach(
-            PerfEventConfig::Software(SoftwareEvent::CpuClock),
-            PerfEventScope::AllProcessesOneCpu { cpu },
-            SamplePolicy::Period(TICK_PERIOD_NS),
-            false,
-        )
-        .map_err(prog_err(name, "attach"))?;
     }
     Ok(())
 }

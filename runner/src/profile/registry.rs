@@ -260,6 +260,19 @@ impl Registry {
     pub fn get(&self, id: &str) -> Option<&Profile> {
         self.languages.get(id).map(|(profile, _)| profile)
     }
+
+    /// Every `extra_ro_paths` entry of the available languages' profiles, once each: the jail
+    /// makes a mount point for each in every slot's template.
+    pub fn extra_ro_paths(&self) -> Vec<std::path::PathBuf> {
+        let mut paths: Vec<std::path::PathBuf> = self
+            .languages
+            .values()
+            .flat_map(|(p, _)| p.extra_ro_paths.iter().map(std::path::PathBuf::from))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
 }
 
 /// `base` with `overrides` replacing same-id profiles and adding new ones.
