@@ -738,6 +738,20 @@ async fn judge_idempotent_post_sse_resume_and_errors() {
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["error"], "unknown test set nosuch/v1");
     assert_eq!(get(a, &format!("{J}/submissions/nope")).await.status, 404);
+    // A path or method this API does not serve: still a JSON object with `error`.
+    for (method, path) in [
+        ("GET", format!("{J}/nothing")),
+        ("POST", format!("{J}/problems/sum/testsets/v1")),
+        ("PUT", format!("{J}/submissions/x")),
+    ] {
+        let r = request(a, method, &path, None).await.unwrap();
+        assert_eq!(r.status, 404, "{method} {path}");
+        assert!(
+            r.json()["error"].is_string(),
+            "{method} {path}: {}",
+            r.text()
+        );
+    }
     let r = request(a, "POST", &format!("{J}/submissions"), Some(b"{nope"))
         .await
         .unwrap();
