@@ -75,8 +75,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    telemetry::init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // `runner judge` draws a progress line on stderr: only warnings and errors beside it.
+    let level = match cli.command {
+        Command::Judge { .. } => "warn",
+        _ => "info",
+    };
+    telemetry::init(level);
+    match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("runner: {err:#}");

@@ -539,11 +539,15 @@ pub async fn judge_local(cfg: &Config, args: LocalJudge) -> Result<(String, bool
     let mut result = None;
     while let Some((_, event)) = events.next().await {
         match event {
-            Event::Status(s) => {
-                if tty {
-                    let _ = write!(err, "\r\x1b[K{problem}: {s:?}");
-                }
+            // Until the first case: what it is doing; then the marks stay on the line.
+            Event::Status(s) if tty && marks.is_empty() => {
+                let _ = write!(
+                    err,
+                    "\r\x1b[K{problem}: {}",
+                    format!("{s:?}").to_lowercase()
+                );
             }
+            Event::Status(_) => {}
             Event::Case(c) => {
                 marks.push(mark(c.verdict));
                 if tty {
