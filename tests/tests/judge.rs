@@ -1153,8 +1153,8 @@ fn table_rows(stdout: &str) -> Vec<(String, String)> {
 
 /// `runner judge --testset` on a problem folder and on a tar.gz of it: the table in natural case
 /// order, one progress mark per case on stderr, exit 0 for AC and 1 otherwise, `--compare`
-/// overriding `problem.toml`, `--stop-on-first-failure`, and nothing left behind (private data
-/// directory, jailed processes).
+/// overriding `problem.toml`, `--stop-on-first-failure`, Ctrl-C, and nothing left behind
+/// (private data directory, cgroups, mounts, jailed processes).
 #[test]
 fn judge_cli_on_a_problem_folder() {
     if !privileged() {
@@ -1269,6 +1269,60 @@ fn judge_cli_on_a_problem_folder() {
     let (code, _, err) = run(judge_args(&folder, &close, &["--compare", "floaty"]));
     assert_ne!(code, 0);
     assert!(err.contains("one of: text, token, float"), "{err}");
+
+    // Ctrl-C mid-case: the submission is cancelled, and its jails, cgroups, mounts and private
+    // data directory are gone when the command exits (1, "interrupted").
+    let slow = src("slow.py", "import time\ntime.sleep(60)\n");
+    let err_path = dir.join("interrupted.err");
+    let mut child = std::process::Command::new(daemon::runner_binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("judge")
+        .args(judge_args(&folder, &slow, &[]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run runner judge");
+    let pid = child.id();
+    let uids = uid_base..uid_base + 2;
+    let deadline = Instant::now() + Duration::from_secs(60).mul_f64(slowdown());
+    while daemon::jailed_pids(uids.clone()).is_empty() {
+        assert!(Instant::now() < deadline, "no case started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited before a case ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("runner judge did not exit within 20 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("runner: interrupted"), "{err}");
+    let private = std::env::temp_dir().join(format!("runner-cli-{pid}"));
+    assert!(!private.exists(), "{} left behind", private.display());
+    assert_eq!(daemon::own_cgroups(pid), Vec::<std::path::PathBuf>::new());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains(&format!("runner-cli-{pid}/")),
+        "mounts left:\n{mounts}"
+    );
+    daemon::assert_no_jailed(uids, Duration::from_secs(5));
 
     // A bad folder is refused with the store's message, and exit 1.
     std::fs::remove_file(folder.join("10.out")).unwrap();
