@@ -876,6 +876,40 @@ async fn judge_cancel_kills_running_cases() {
         .await
         .unwrap();
     assert_eq!(r.status, 409);
+    // Cancelled while compiling: the compiler is killed at once (this one would run into the
+    // compile step's CPU limit, seconds later), and the slot is free again.
+    let slow_compile = "constexpr long f(long k){long s=0;for(long i=0;i<200000;i++)s+=i^k;return s;}\n\
+        template<int K> struct R { static constexpr long v = f(K) + R<K-1>::v; };\n\
+        template<> struct R<0> { static constexpr long v = 0; };\n\
+        static_assert(R<800>::v != 0, \"x\");\nint main(){}\n";
+    let mut body = submission("sum", "cpp", slow_compile);
+    body["id"] = "cancel-compiling".into();
+    assert_eq!(post(a, &body, false).await.status, 202);
+    let deadline = Instant::now() + Duration::from_secs(60).mul_f64(slowdown());
+    while daemon::jailed_pids(d.uids.clone()).is_empty() {
+        assert!(Instant::now() < deadline, "the compiler never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v = get(a, &format!("{J}/submissions/cancel-compiling"))
+        .await
+        .json();
+    assert_eq!(v["status"], "compiling", "{v:#}");
+    let r = request(
+        a,
+        "DELETE",
+        &format!("{J}/submissions/cancel-compiling"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    daemon::assert_no_jailed(
+        d.uids.clone(),
+        Duration::from_millis(1500).mul_f64(slowdown()),
+    );
+    let v = judge_final(a, "cancel-compiling").await;
+    assert_eq!(v["status"], "cancelled", "{v:#}");
+    assert_eq!(verdicts(&v), ["SK", "SK", "SK"], "{v:#}");
     // Draining: new submissions get 503 with Retry-After; reads still work.
     d.judge().begin_drain();
     let r = post(a, &submission("sum", "c", LANGS[0].ac), false).await;

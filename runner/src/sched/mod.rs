@@ -93,6 +93,18 @@ pub trait Sandbox: Send + Sync + 'static {
         &self,
         spec: JailSpec<'_, Self::RunDir, Self::Slot>,
     ) -> impl Future<Output = Result<JailOutput, JailError>> + Send;
+
+    /// As [`spawn`](Self::spawn), but the step is killed once `cancel` reads `true` (or its
+    /// sender is dropped): judge mode's compile step of a cancelled submission. The default
+    /// (fakes) ignores `cancel`.
+    fn spawn_cancellable(
+        &self,
+        spec: JailSpec<'_, Self::RunDir, Self::Slot>,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<JailOutput, JailError>> + Send {
+        let _ = cancel;
+        self.spawn(spec)
+    }
 }
 
 /// The files of a run directory that the scheduler writes (the request's) and reads back (what
@@ -125,6 +137,18 @@ impl Sandbox for Jail {
         spec: JailSpec<'_>,
     ) -> impl Future<Output = Result<JailOutput, JailError>> + Send {
         Jail::spawn(self, spec)
+    }
+
+    fn spawn_cancellable(
+        &self,
+        spec: JailSpec<'_>,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<JailOutput, JailError>> + Send {
+        let extras = crate::jail::StepExtras {
+            cancel: Some(cancel),
+            ..crate::jail::StepExtras::default()
+        };
+        Jail::spawn_with(self, spec, extras)
     }
 }
 
@@ -330,7 +354,7 @@ impl<J: Sandbox> Inner<J> {
         run_dir: &J::RunDir,
         slot: &J::Slot,
     ) -> Result<RunResult, ExecError> {
-        if let Some(failed) = self.compile_step(plan, run_dir, slot).await? {
+        if let Some(failed) = self.compile_step(plan, run_dir, slot, None).await? {
             return Ok(failed);
         }
         let out = self
@@ -350,25 +374,28 @@ impl<J: Sandbox> Inner<J> {
 
     /// The plan's compile step, if it has one. `Ok(Some(result))`: the compile failed and
     /// `result` is the answer (outcome 11, or 19 for an illegal syscall); `Ok(None)`: go on.
+    /// With `cancel` (judge mode), the step is killed once it reads `true`.
     async fn compile_step(
         &self,
         plan: &Plan,
         run_dir: &J::RunDir,
         slot: &J::Slot,
+        cancel: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<Option<RunResult>, ExecError> {
         if let Some(step) = &plan.compile {
-            let out = self
-                .jail
-                .spawn(JailSpec {
-                    step,
-                    policy: &plan.seccomp,
-                    run_dir,
-                    slot,
-                    stdin: None,
-                    extra_ro: &plan.extra_ro_paths,
-                })
-                .await
-                .map_err(internal("compile step"))?;
+            let spec = JailSpec {
+                step,
+                policy: &plan.seccomp,
+                run_dir,
+                slot,
+                stdin: None,
+                extra_ro: &plan.extra_ro_paths,
+            };
+            let out = match cancel {
+                Some(c) => self.jail.spawn_cancellable(spec, c).await,
+                None => self.jail.spawn(spec).await,
+            }
+            .map_err(internal("compile step"))?;
             let limit = step.limits.stream_bytes;
             let mut info = cmpinfo(&plan.cmpinfo, &out.stdout, &out.stderr, |f| {
                 run_dir.read_file(f, limit)

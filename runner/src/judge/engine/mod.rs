@@ -654,7 +654,7 @@ impl Judge {
         }
         let creq = compile_request(req, Some(&manifest.limits));
         let compiled = tokio::select! {
-            r = self.inner.backend.compile(creq) => r,
+            r = self.inner.backend.compile_cancellable(creq, live.cancel.subscribe()) => r,
             () = until_true(&mut cancel) => return Ending::Cancelled,
         };
         let program = match compiled {
