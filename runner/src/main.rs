@@ -109,8 +109,8 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Compare mode instead of the test set's: text (byte-exact), token or float.
-        #[arg(long, value_parser = ["text", "token", "float"])]
-        compare: Option<String>,
+        #[arg(long)]
+        compare: Option<runner::judge::CompareMode>,
         /// CPU seconds per case instead of the test set's (clamped to the language's maximum).
         #[arg(long, value_name = "SECONDS")]
         cputime: Option<f64>,
@@ -164,6 +164,8 @@ fn main() -> ExitCode {
     };
     let pinned = match (cli.verbose, &cli.command) {
         (0, Command::Serve { .. }) => None,
+        // `runner judge` draws a progress line on stderr: warnings and errors beside it.
+        (0, Command::Judge { .. }) => Some("warn"),
         // The other commands report on stdout and stderr themselves.
         (0, _) => Some("error"),
         (1, _) => Some("info"),
@@ -205,11 +207,6 @@ fn run(cli: Cli, cfg: Config) -> Result<ExitCode> {
             cputime,
             stop_on_first_failure,
         } => {
-            let compare = compare.map(|c| match c.as_str() {
-                "text" => runner::judge::CompareMode::Text,
-                "float" => runner::judge::CompareMode::Float,
-                _ => runner::judge::CompareMode::Token,
-            });
             let args = server::LocalJudge {
                 testset,
                 lang: lang.to_lowercase(),

@@ -738,6 +738,20 @@ async fn judge_idempotent_post_sse_resume_and_errors() {
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["error"], "unknown test set nosuch/v1");
     assert_eq!(get(a, &format!("{J}/submissions/nope")).await.status, 404);
+    // A path or method this API does not serve: still a JSON object with `error`.
+    for (method, path) in [
+        ("GET", format!("{J}/nothing")),
+        ("POST", format!("{J}/problems/sum/testsets/v1")),
+        ("PUT", format!("{J}/submissions/x")),
+    ] {
+        let r = request(a, method, &path, None).await.unwrap();
+        assert_eq!(r.status, 404, "{method} {path}");
+        assert!(
+            r.json()["error"].is_string(),
+            "{method} {path}: {}",
+            r.text()
+        );
+    }
     let r = request(a, "POST", &format!("{J}/submissions"), Some(b"{nope"))
         .await
         .unwrap();
@@ -862,6 +876,40 @@ async fn judge_cancel_kills_running_cases() {
         .await
         .unwrap();
     assert_eq!(r.status, 409);
+    // Cancelled while compiling: the compiler is killed at once (this one would run into the
+    // compile step's CPU limit, seconds later), and the slot is free again.
+    let slow_compile = "constexpr long f(long k){long s=0;for(long i=0;i<200000;i++)s+=i^k;return s;}\n\
+        template<int K> struct R { static constexpr long v = f(K) + R<K-1>::v; };\n\
+        template<> struct R<0> { static constexpr long v = 0; };\n\
+        static_assert(R<800>::v != 0, \"x\");\nint main(){}\n";
+    let mut body = submission("sum", "cpp", slow_compile);
+    body["id"] = "cancel-compiling".into();
+    assert_eq!(post(a, &body, false).await.status, 202);
+    let deadline = Instant::now() + Duration::from_secs(60).mul_f64(slowdown());
+    while daemon::jailed_pids(d.uids.clone()).is_empty() {
+        assert!(Instant::now() < deadline, "the compiler never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v = get(a, &format!("{J}/submissions/cancel-compiling"))
+        .await
+        .json();
+    assert_eq!(v["status"], "compiling", "{v:#}");
+    let r = request(
+        a,
+        "DELETE",
+        &format!("{J}/submissions/cancel-compiling"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    daemon::assert_no_jailed(
+        d.uids.clone(),
+        Duration::from_millis(1500).mul_f64(slowdown()),
+    );
+    let v = judge_final(a, "cancel-compiling").await;
+    assert_eq!(v["status"], "cancelled", "{v:#}");
+    assert_eq!(verdicts(&v), ["SK", "SK", "SK"], "{v:#}");
     // Draining: new submissions get 503 with Retry-After; reads still work.
     d.judge().begin_drain();
     let r = post(a, &submission("sum", "c", LANGS[0].ac), false).await;
@@ -1091,6 +1139,235 @@ async fn judge_sigterm_lets_running_submissions_finish() {
     );
     assert!(events[0].0.starts_with("1-"), "{:?}", events[0]);
     drop(second);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local use: `runner judge`.
+
+/// `runner judge` as a problem setter runs it: `args` after `--config <cfg> judge`. Returns the
+/// exit code, stdout and stderr, after checking that its private data directory is gone.
+fn runner_judge(config: &std::path::Path, args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let child = std::process::Command::new(daemon::runner_binary())
+        .arg("--config")
+        .arg(config)
+        .arg("judge")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run runner judge");
+    let private = std::env::temp_dir().join(format!("runner-cli-{}", child.id()));
+    let out = child.wait_with_output().expect("runner judge output");
+    assert!(
+        !private.exists(),
+        "{} left behind:\n{}",
+        private.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The verdict column of `runner judge`'s table, by case name in the printed order.
+fn table_rows(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("verdict:"))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// `runner judge --testset` on a problem folder and on a tar.gz of it: the table in natural case
+/// order, one progress mark per case on stderr, exit 0 for AC and 1 otherwise, `--compare`
+/// overriding `problem.toml`, `--stop-on-first-failure`, Ctrl-C, and nothing left behind
+/// (private data directory, cgroups, mounts, jailed processes).
+#[test]
+fn judge_cli_on_a_problem_folder() {
+    if !privileged() {
+        return;
+    }
+    let (dir, uid_base) = daemon::unique();
+    let folder = dir.join("sum");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (name, data) in [
+        ("1.in", "1 2\n"),
+        ("1.out", "3\n"),
+        ("2.in", "5 5\n"),
+        ("2.ans", "10\n"),
+        ("10.in", "-4 10\n"),
+        ("10.out", "6\n"),
+        ("problem.toml", "cputime = 2\n"),
+    ] {
+        std::fs::write(folder.join(name), data).unwrap();
+    }
+    let config = dir.join("runner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\nslots = 2\n[jail]\nuid_base = {uid_base}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let src = |name: &str, code: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, code).unwrap();
+        p
+    };
+    let ac = src("ac.py", LANGS[7].ac);
+    // Right within 1e-6 but not token-equal: WA by default, AC with --compare float.
+    let close = src(
+        "close.py",
+        "a, b = map(int, input().split())\nprint(f\"{a + b + 1e-7:.7f}\")\n",
+    );
+    let wa = src("wa.py", LANGS[7].wa);
+    let tgz = dir.join("sum.tgz");
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&dir)
+        .arg("sum")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let os = |p: &std::path::Path| p.as_os_str().to_owned();
+    let py = std::ffi::OsString::from("python3");
+    let (flag_testset, flag_lang) = (
+        std::ffi::OsString::from("--testset"),
+        std::ffi::OsString::from("--lang"),
+    );
+    let judge_args = |testset: &std::path::Path, prog: &std::path::Path, extra: &[&str]| {
+        let mut v: Vec<std::ffi::OsString> = vec![
+            flag_testset.clone(),
+            os(testset),
+            flag_lang.clone(),
+            py.clone(),
+            os(prog),
+        ];
+        v.extend(extra.iter().map(std::ffi::OsString::from));
+        v
+    };
+    let run = |args: Vec<std::ffi::OsString>| {
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsString::as_os_str).collect();
+        runner_judge(&config, &refs)
+    };
+    let cases = |v: &[&str]| -> Vec<(String, String)> {
+        ["1", "2", "10"]
+            .iter()
+            .zip(v)
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+
+    // AC on the folder: exit 0, cases in natural order, three marks on stderr.
+    let (code, out, err) = run(judge_args(&folder, &ac, &[]));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.starts_with("case "), "{out}");
+    assert_eq!(table_rows(&out), cases(&["AC", "AC", "AC"]), "{out}");
+    assert!(out.contains("verdict: AC (3/3 passed;"), "{out}");
+    assert!(err.contains("..."), "one mark per case: {err:?}");
+    // The same on the archive of the folder.
+    let (code, out, err) = run(judge_args(&tgz, &ac, &[]));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(table_rows(&out), cases(&["AC", "AC", "AC"]), "{out}");
+
+    // WA: exit 1, the difference in the message column.
+    let (code, out, err) = run(judge_args(&folder, &wa, &[]));
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(table_rows(&out), cases(&["WA", "WA", "WA"]), "{out}");
+    assert!(out.contains(r#"expected "3", got "42""#), "{out}");
+    assert!(err.contains("WWW"), "{err:?}");
+    // --stop-on-first-failure: the later cases are SK.
+    let (code, out, _) = run(judge_args(&folder, &wa, &["--stop-on-first-failure"]));
+    assert_eq!(code, 1);
+    assert_eq!(table_rows(&out), cases(&["WA", "SK", "SK"]), "{out}");
+
+    // --compare overrides the test set's mode, on the folder and on the archive.
+    let (code, out, _) = run(judge_args(&folder, &close, &[]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("verdict: WA"), "{out}");
+    for testset in [&folder, &tgz] {
+        let (code, out, err) = run(judge_args(testset, &close, &["--compare", "float"]));
+        assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+        assert_eq!(table_rows(&out), cases(&["AC", "AC", "AC"]), "{out}");
+    }
+    let (code, _, err) = run(judge_args(&folder, &close, &["--compare", "floaty"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("one of: text, token, float"), "{err}");
+
+    // Ctrl-C mid-case: the submission is cancelled, and its jails, cgroups, mounts and private
+    // data directory are gone when the command exits (1, "interrupted").
+    let slow = src("slow.py", "import time\ntime.sleep(60)\n");
+    let err_path = dir.join("interrupted.err");
+    let mut child = std::process::Command::new(daemon::runner_binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("judge")
+        .args(judge_args(&folder, &slow, &[]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run runner judge");
+    let pid = child.id();
+    let uids = uid_base..uid_base + 2;
+    let deadline = Instant::now() + Duration::from_secs(60).mul_f64(slowdown());
+    while daemon::jailed_pids(uids.clone()).is_empty() {
+        assert!(Instant::now() < deadline, "no case started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited before a case ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("runner judge did not exit within 20 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("runner: interrupted"), "{err}");
+    let private = std::env::temp_dir().join(format!("runner-cli-{pid}"));
+    assert!(!private.exists(), "{} left behind", private.display());
+    assert_eq!(daemon::own_cgroups(pid), Vec::<std::path::PathBuf>::new());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains(&format!("runner-cli-{pid}/")),
+        "mounts left:\n{mounts}"
+    );
+    daemon::assert_no_jailed(uids, Duration::from_secs(5));
+
+    // A bad folder is refused with the store's message, and exit 1.
+    std::fs::remove_file(folder.join("10.out")).unwrap();
+    let (code, out, err) = run(judge_args(&folder, &ac, &[]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("10.in"), "names the unpaired case: {err}");
+
+    // Nothing left: no jailed process of its uids (each run's private data directory is
+    // checked in `runner_judge`).
+    daemon::assert_no_jailed(uid_base..uid_base + 2, Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The pure cgroup v2 VM: one end-to-end judge run (C, AC and TLE) with its jails there.

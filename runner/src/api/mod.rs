@@ -334,7 +334,13 @@ async fn dispatch(
     let preflight = req
         .headers()
         .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    match router::route(req.method(), req.uri().path(), preflight) {
+    let routed = router::route(req.method(), req.uri().path(), preflight);
+    if let Err(e) = &routed
+        && router::is_judge_path(req.uri().path())
+    {
+        return (router::UNROUTED, Ok(judge::unrouted(e)));
+    }
+    match routed {
         // Served on the other listener (`metrics_listen`): as if unrouted here.
         Ok(route) if !surface.answers(&route) => (router::UNROUTED, Err(ApiError::NoRoute)),
         Ok(Route::Judge(j)) => {

@@ -90,6 +90,16 @@ pub trait Backend: Send + Sync + 'static {
     fn check(&self, req: &CompileRequest) -> Result<(), BackendError>;
     /// Compiles `req` once.
     fn compile(&self, req: CompileRequest) -> BoxFuture<'_, Result<CompileOutcome, BackendError>>;
+    /// As [`compile`](Self::compile), with the compile step killed once `cancel` reads `true`
+    /// (a cancelled submission). The default (fakes) ignores `cancel`.
+    fn compile_cancellable(
+        &self,
+        req: CompileRequest,
+        cancel: watch::Receiver<bool>,
+    ) -> BoxFuture<'_, Result<CompileOutcome, BackendError>> {
+        let _ = cancel;
+        self.compile(req)
+    }
 }
 
 fn job(req: &CompileRequest) -> Job {
@@ -151,26 +161,44 @@ impl Backend for Scheduler<Jail> {
     }
 
     fn compile(&self, req: CompileRequest) -> BoxFuture<'_, Result<CompileOutcome, BackendError>> {
-        Box::pin(async move {
-            match self.compile_once(job(&req), req.output_limit).await? {
-                Compilation::Compiled(compiled) => {
-                    let program: Arc<dyn Program> = Arc::new(SchedProgram {
-                        sched: self.clone(),
-                        compiled,
-                    });
-                    Ok(CompileOutcome::Compiled(program))
-                }
-                Compilation::Failed {
-                    outcome, cmpinfo, ..
-                } => {
-                    let mut output = String::from_utf8_lossy(&cmpinfo).into_owned();
-                    if outcome == Outcome::IllegalSyscall && output.is_empty() {
-                        output = "the compiler made an illegal system call".into();
-                    }
-                    Ok(CompileOutcome::Failed { output })
-                }
+        Box::pin(compile_on(self, req, None))
+    }
+
+    fn compile_cancellable(
+        &self,
+        req: CompileRequest,
+        cancel: watch::Receiver<bool>,
+    ) -> BoxFuture<'_, Result<CompileOutcome, BackendError>> {
+        Box::pin(compile_on(self, req, Some(cancel)))
+    }
+}
+
+/// Compiles `req` on the scheduler's slots (the compile step killed once `cancel` reads `true`).
+async fn compile_on(
+    sched: &Scheduler<Jail>,
+    req: CompileRequest,
+    cancel: Option<watch::Receiver<bool>>,
+) -> Result<CompileOutcome, BackendError> {
+    match sched
+        .compile_once(job(&req), req.output_limit, cancel)
+        .await?
+    {
+        Compilation::Compiled(compiled) => {
+            let program: Arc<dyn Program> = Arc::new(SchedProgram {
+                sched: sched.clone(),
+                compiled,
+            });
+            Ok(CompileOutcome::Compiled(program))
+        }
+        Compilation::Failed {
+            outcome, cmpinfo, ..
+        } => {
+            let mut output = String::from_utf8_lossy(&cmpinfo).into_owned();
+            if outcome == Outcome::IllegalSyscall && output.is_empty() {
+                output = "the compiler made an illegal system call".into();
             }
-        })
+            Ok(CompileOutcome::Failed { output })
+        }
     }
 }
 

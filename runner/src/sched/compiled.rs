@@ -82,15 +82,18 @@ impl Scheduler<Jail> {
     /// profile's largest stream; `None`: the profile's default), and compiles it on a free slot.
     /// A `cputime` above the server's maximum is lowered to it (judge mode clamps; a Jobe run is
     /// refused instead).
+    /// With `cancel`, the compile step is killed once it reads `true` (or its sender is
+    /// dropped): a cancelled submission frees its slot at once.
     pub async fn compile_once(
         &self,
         mut job: Job,
         output_limit: Option<u64>,
+        cancel: Option<watch::Receiver<bool>>,
     ) -> Result<Compilation, ExecError> {
         let inner = self.inner.clone();
         let max = inner.settings.get().config.plan.cputime_max_secs;
         job.params.cputime = job.params.cputime.map(|c| c.min(max));
-        let task = tokio::spawn(async move { inner.compile_once(job, output_limit).await });
+        let task = tokio::spawn(async move { inner.compile_once(job, output_limit, cancel).await });
         task.await
             .map_err(|e| ExecError::Internal(format!("compile task failed: {e}")))?
     }
@@ -117,6 +120,7 @@ impl Inner<Jail> {
         &self,
         job: Job,
         output_limit: Option<u64>,
+        cancel: Option<watch::Receiver<bool>>,
     ) -> Result<Compilation, ExecError> {
         let settings = self.settings.get();
         let profile = settings
@@ -157,7 +161,7 @@ impl Inner<Jail> {
                 .map_err(internal("write job file"))?;
         }
         if let Some(step) = &plan.compile
-            && let Some(failed) = self.compile(&plan, step, &run_dir, slot).await?
+            && let Some(failed) = self.compile(&plan, step, &run_dir, slot, cancel).await?
         {
             return Ok(Compilation::Failed {
                 outcome: failed.outcome,

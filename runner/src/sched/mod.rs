@@ -98,6 +98,18 @@ pub trait Sandbox: Send + Sync + 'static {
         &self,
         spec: JailSpec<'_, Self::RunDir, Self::Slot>,
     ) -> impl Future<Output = Result<JailOutput, JailError>> + Send;
+
+    /// As [`spawn`](Self::spawn), but the step is killed once `cancel` reads `true` (or its
+    /// sender is dropped): judge mode's compile step of a cancelled submission. The default
+    /// (fakes) ignores `cancel`.
+    fn spawn_cancellable(
+        &self,
+        spec: JailSpec<'_, Self::RunDir, Self::Slot>,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<JailOutput, JailError>> + Send {
+        let _ = cancel;
+        self.spawn(spec)
+    }
 }
 
 /// The files of a run directory that the scheduler writes (the request's) and reads back (what
@@ -130,6 +142,18 @@ impl Sandbox for Jail {
         spec: JailSpec<'_>,
     ) -> impl Future<Output = Result<JailOutput, JailError>> + Send {
         Jail::spawn(self, spec)
+    }
+
+    fn spawn_cancellable(
+        &self,
+        spec: JailSpec<'_>,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<JailOutput, JailError>> + Send {
+        let extras = crate::jail::StepExtras {
+            cancel: Some(cancel),
+            ..crate::jail::StepExtras::default()
+        };
+        Jail::spawn_with(self, spec, extras)
     }
 }
 
@@ -380,7 +404,7 @@ impl<J: Sandbox> Inner<J> {
         slot: &J::Slot,
     ) -> Result<RunResult, ExecError> {
         if let Some(step) = &plan.compile
-            && let Some(failed) = self.compile(plan, step, &run_dir, slot).await?
+            && let Some(failed) = self.compile(plan, step, &run_dir, slot, None).await?
         {
             return Ok(failed);
         }
@@ -410,7 +434,7 @@ impl<J: Sandbox> Inner<J> {
             return Ok(verdict(plan, out));
         }
         let check_dir = self.fresh_run_dir(slot, dir_name, plan)?;
-        let failed = self.compile(plan, step, &check_dir, slot).await?;
+        let failed = self.compile(plan, step, &check_dir, slot, None).await?;
         drop(check_dir);
         match failed {
             Some(failed) => {
@@ -425,26 +449,29 @@ impl<J: Sandbox> Inner<J> {
     }
 
     /// Runs the compile step; `Some` is the answer when it failed (outcome 11, or 19 for a
-    /// denied system call), `None` when the run may go on.
+    /// denied system call), `None` when the run may go on. With `cancel` (judge mode), the step
+    /// is killed once it reads `true`.
     async fn compile(
         &self,
         plan: &Plan,
         step: &Step,
         run_dir: &J::RunDir,
         slot: &J::Slot,
+        cancel: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<Option<RunResult>, ExecError> {
-        let out = self
-            .jail
-            .spawn(JailSpec {
-                step,
-                policy: &plan.seccomp,
-                run_dir,
-                slot,
-                stdin: None,
-                extra_ro: &plan.extra_ro_paths,
-            })
-            .await
-            .map_err(internal("compile step"))?;
+        let spec = JailSpec {
+            step,
+            policy: &plan.seccomp,
+            run_dir,
+            slot,
+            stdin: None,
+            extra_ro: &plan.extra_ro_paths,
+        };
+        let out = match cancel {
+            Some(c) => self.jail.spawn_cancellable(spec, c).await,
+            None => self.jail.spawn(spec).await,
+        }
+        .map_err(internal("compile step"))?;
         let limit = step.limits.stream_bytes;
         let mut info = cmpinfo(&plan.cmpinfo, &out.stdout, &out.stderr, |f| {
             run_dir.read_file(f, limit)

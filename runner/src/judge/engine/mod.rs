@@ -636,8 +636,8 @@ impl Judge {
         let lease = match lease {
             Ok(l) => l,
             Err(e) => {
-                let output = error_chain(&e);
-                tracing::warn!(submission = %live.id, error = %output, "no test set for a submission");
+                tracing::warn!(submission = %live.id, error = %error_chain(&e), "no test set for a submission");
+                let output = e.public_message();
                 live.emit(Event::Compile(CompileResult {
                     verdict: Verdict::Ie,
                     output,
@@ -654,7 +654,7 @@ impl Judge {
         }
         let creq = compile_request(req, Some(&manifest.limits));
         let compiled = tokio::select! {
-            r = self.inner.backend.compile(creq) => r,
+            r = self.inner.backend.compile_cancellable(creq, live.cancel.subscribe()) => r,
             () = until_true(&mut cancel) => return Ending::Cancelled,
         };
         let program = match compiled {
