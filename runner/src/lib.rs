@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod notify;
 pub mod peer;
 pub mod profile;
+pub mod queue;
 pub mod sched;
 pub mod server;
 pub(crate) mod sync;

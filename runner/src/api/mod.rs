@@ -319,10 +319,17 @@ async fn handle_route(
             } else {
                 (StatusCode::OK, "ready")
             };
-            Ok(json_response(
-                status,
-                &serde_json::json!({ "status": text }),
-            ))
+            let mut body = serde_json::json!({ "status": text });
+            // Queue mode on: whether it is connected to its broker (the HTTP APIs serve either way).
+            if let Some(q) = state.metrics.queue() {
+                body["queue"] = if q.connected() {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+                .into();
+            }
+            Ok(json_response(status, &body))
         }
         Route::Languages => Ok(json_response(StatusCode::OK, &state.dispatch.languages())),
         Route::PeerStatus => match state.dispatch.status(caller) {
