@@ -11,6 +11,7 @@
 //! the program did comes back as `End`, never as an error; `JailError` is for faults of the host
 //! or daemon.
 
+mod artifact;
 pub mod cgroup;
 mod child;
 pub mod landlock;
@@ -42,6 +43,7 @@ use crate::monitor::{EbpfMode, JobStats, JobWatch, Monitor};
 use crate::profile::plan::Step;
 use crate::sys;
 
+pub use self::artifact::{ARTIFACTS_DIR, Artifact, ArtifactEntry};
 pub use self::rundir::{JAIL_RUNS_DIR, RUN_DIR_INODES, RunDir};
 pub use self::slot::Slot;
 
@@ -162,6 +164,9 @@ pub enum End {
 #[derive(Debug, Clone)]
 pub struct JailOutput {
     pub stdout: Vec<u8>,
+    /// The program wrote more to stdout than `stream_bytes`; the rest was dropped (judge mode's
+    /// OLE).
+    pub stdout_truncated: bool,
     pub stderr: Vec<u8>,
     pub end: End,
     pub usage: Usage,
@@ -179,6 +184,21 @@ pub struct JailSpec<'a, D = RunDir, S = Slot> {
     pub slot: &'a S,
     pub stdin: Option<&'a [u8]>,
     pub extra_ro: &'a [String],
+}
+
+/// What a step may have beyond a [`JailSpec`]: judge mode's additions (docs/judge.md). Every
+/// field is optional; `Jail::spawn` is `spawn_with` and the default.
+#[derive(Debug, Default)]
+pub struct StepExtras<'a> {
+    /// Stdin from an open file (a test case's input, never read into the daemon's memory);
+    /// takes the place of `JailSpec::stdin`. The program gets a duplicate of the descriptor.
+    pub stdin_file: Option<&'a std::fs::File>,
+    /// A compiled artifact: each of its entries is bind-mounted read-only into the (fresh) run
+    /// directory (docs/jail.md, mount tree row 11).
+    pub artifact: Option<&'a Artifact>,
+    /// Once it reads `true`, the step is killed (a cancelled submission); it then ends as
+    /// `End::Signaled(SIGKILL)`.
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The host-level jail: cgroup subtree, Landlock ABI, compiled seccomp policies.
@@ -306,10 +326,35 @@ impl Jail {
         rundir::remove_stale(&self.runs);
     }
 
+    /// Keeps what a finished compile step left in `run_dir` as an [`Artifact`] (root-owned, under
+    /// `<data_dir>/artifacts`), for steps that run it read-only in run directories of their own.
+    pub fn make_artifact(&self, run_dir: &RunDir) -> Result<Artifact, JailError> {
+        artifact::make(self.data_dir(), run_dir)
+    }
+
+    /// Removes artifacts left by a previous daemon that died.
+    pub fn remove_stale_artifacts(&self) {
+        artifact::remove_stale(self.data_dir());
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.runs.parent().unwrap_or(&self.runs)
+    }
+
     /// Runs one step in a fresh jail and waits for it: the table of contents of a jail. Each
     /// numbered comment is the step of the same number in docs/jail.md ("Steps, in order");
     /// init and the program run steps 8–16 and 19–30 in `child.rs`.
     pub async fn spawn(&self, spec: JailSpec<'_>) -> Result<JailOutput, JailError> {
+        self.spawn_with(spec, StepExtras::default()).await
+    }
+
+    /// [`Jail::spawn`] with judge mode's [`StepExtras`] (stdin from a file, a read-only compiled
+    /// artifact, cancellation).
+    pub async fn spawn_with(
+        &self,
+        spec: JailSpec<'_>,
+        extras: StepExtras<'_>,
+    ) -> Result<JailOutput, JailError> {
         let limits = spec.step.limits;
         // 1. The profile's seccomp policy, compiled at start-up.
         let policy = self.policy(spec.policy)?;
@@ -321,10 +366,17 @@ impl Jail {
             .create_job(mem, procs, spec.slot.cgroup.as_ref())?;
         let mut events = self.register(&cg, limits.cpu)?;
         // 3.–5. Everything the child needs, made now: after clone3 it may not allocate.
-        let (child_ends, daemon) = prepare::pipes(spec.stdin)?;
+        let (child_ends, daemon) = prepare::pipes(spec.stdin, extras.stdin_file)?;
         let extra_ro = prepare::existing(spec.extra_ro);
         let ruleset = self.landlock_ruleset(&extra_ro, &spec.run_dir.host)?;
-        let prepared = self.prepare(&spec, policy, &ruleset, child_ends.raw(), &extra_ro)?;
+        let prepared = self.prepare(
+            &spec,
+            policy,
+            &ruleset,
+            child_ends.raw(),
+            &extra_ro,
+            extras.artifact,
+        )?;
         // 6. clone3 into new namespaces, straight into the job's cgroup; the wall clock starts.
         let started = Instant::now();
         let (pid, pidfd) = clone_jail(spec.slot, &cg, prepared).await?;
@@ -365,6 +417,7 @@ impl Jail {
             wall_deadline: started + limits.wall,
             ncpu: self.ncpu,
             events: events.as_mut(),
+            cancel: extras.cancel,
         };
         let killed = watch::watch(watched, listener).await;
         // 34. The program's wait status, init reaped, the wall clock stopped. Init is gone, so
@@ -372,7 +425,7 @@ impl Jail {
         let status = watch::read_status(daemon.status_r).await;
         watch::reap(&pidfd).await;
         let wall = started.elapsed();
-        let (stdout, stderr) = (stdout.await, stderr.await);
+        let (stdout, stderr) = (stdout.await.unwrap_or_default(), stderr.await);
         // 35. The cgroup's counters, then the cgroup destroyed. After that every process of the
         //     job is gone, so its exit records are in the monitor's ring buffer.
         let counted = Counted::read(&cg);
@@ -382,8 +435,9 @@ impl Jail {
         let usage = watch::usage(&counted, wall, status, killed.at);
         let end = watch::decide_end(exec_failed.or(killed.reason), &counted, limits.cpu, &usage);
         Ok(JailOutput {
-            stdout: stdout.unwrap_or_default(),
-            stderr: stderr.unwrap_or_default(),
+            stdout: stdout.bytes,
+            stdout_truncated: stdout.dropped,
+            stderr: stderr.map(|c| c.bytes).unwrap_or_default(),
             end,
             usage,
             ebpf,

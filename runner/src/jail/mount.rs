@@ -1,5 +1,5 @@
 //! The jail's mount tree as data: which filesystems init mounts, where, with which flags, in
-//! which order (docs/jail.md, "Mount tree", rows 1–10 in the order of the table).
+//! which order (docs/jail.md, "Mount tree", rows 1–11 in the order of the table).
 //!
 //! Owns: [`MountOp`], [`plan`] (a pure function from the jail's inputs to the list of operations
 //! init walks at step 12), the probe of the configured system paths at start-up
@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{JailError, cpath, cstr, io_err};
+use super::{ArtifactEntry, JailError, cpath, cstr, io_err};
 
 /// Host device nodes bound into the jail's `/dev` (row 5); the daemon also opens them for the
 /// Landlock base rules (`Jail::new`).
@@ -93,6 +93,9 @@ pub(super) struct MountInputs<'a> {
     pub(super) run_dir_jail: &'a str,
     /// The step's disk limit: the size of the private `/tmp` and `/dev/shm`.
     pub(super) disk_bytes: u64,
+    /// A compiled artifact (judge mode): its host directory and top-level entries, each bound
+    /// read-only into the run directory (row 11).
+    pub(super) artifact: Option<(&'a Path, &'a [ArtifactEntry])>,
 }
 
 const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
@@ -146,6 +149,10 @@ pub(super) fn plan(inputs: &MountInputs<'_>) -> Result<Vec<MountOp>, JailError> 
     )?);
     // Row 10: the run directory, read-write, at the path Jobe uses.
     p.run_dir(inputs.run_dir_host, inputs.run_dir_jail)?;
+    // Row 11 (judge mode): the compiled artifact's entries, read-only, in the run directory.
+    if let Some((host, entries)) = inputs.artifact {
+        p.artifact(host, entries, inputs.run_dir_jail)?;
+    }
     Ok(p.ops)
 }
 
@@ -256,6 +263,39 @@ impl Planner<'_> {
     }
 }
 
+impl Planner<'_> {
+    /// Row 11: each top-level entry of the artifact at `host` bound at the same name in the run
+    /// directory `run_jail` (a mount point made first: an empty file or directory), then made
+    /// read-only, nosuid and nodev all the way down. A bind mount cannot be unlinked or renamed
+    /// by the program, and a read-only one cannot be written: the compiled program stays as the
+    /// compile step left it, for every case.
+    fn artifact(
+        &mut self,
+        host: &Path,
+        entries: &[ArtifactEntry],
+        run_jail: &str,
+    ) -> Result<(), JailError> {
+        for e in entries {
+            let target = self.in_jail(&format!("{run_jail}/{}", e.name))?;
+            self.ops.push(if e.is_dir {
+                MountOp::Mkdir(target.clone())
+            } else {
+                MountOp::Touch(target.clone())
+            });
+            let src = host.join(&e.name);
+            self.ops.push(mount(
+                Some(path_str(&src)?),
+                target.clone(),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?);
+            self.ops.push(MountOp::ReadOnlyTree(target));
+        }
+        Ok(())
+    }
+}
+
 fn mount(
     src: Option<&str>,
     target: CString,
@@ -345,6 +385,7 @@ mod tests {
             run_dir_host: Path::new(RUN_HOST),
             run_dir_jail: RUN_JAIL,
             disk_bytes,
+            artifact: None,
         })
         .expect("plan");
         ops.iter().map(line).collect()
@@ -446,6 +487,48 @@ mod tests {
     }
 
     #[test]
+    fn test_artifact_entries_bound_read_only_after_the_run_dir() {
+        let entries = [
+            ArtifactEntry {
+                name: "prog.c".into(),
+                is_dir: false,
+            },
+            ArtifactEntry {
+                name: "pkg".into(),
+                is_dir: true,
+            },
+        ];
+        let ops = plan(&MountInputs {
+            root: Path::new(ROOT),
+            system: &[],
+            extra_ro: &[],
+            run_dir_host: Path::new(RUN_HOST),
+            run_dir_jail: RUN_JAIL,
+            disk_bytes: 1 << 20,
+            artifact: Some((Path::new("/data/artifacts/art_X"), &entries)),
+        })
+        .expect("plan");
+        let got: Vec<String> = ops.iter().map(line).collect();
+        let tail = &got[got.len() - 6..];
+        assert_eq!(
+            tail,
+            [
+                format!("touch {RUN_JAIL}/prog.c"),
+                format!("mount - /data/artifacts/art_X/prog.c on {RUN_JAIL}/prog.c [bind,rec] -"),
+                format!("readonly-tree {RUN_JAIL}/prog.c"),
+                format!("mkdir {RUN_JAIL}/pkg"),
+                format!("mount - /data/artifacts/art_X/pkg on {RUN_JAIL}/pkg [bind,rec] -"),
+                format!("readonly-tree {RUN_JAIL}/pkg"),
+            ],
+            "\n{}",
+            got.join("\n")
+        );
+        // After the run directory's own bind (row 10), so they land inside it.
+        let run = at(&got, &format!("mount - {RUN_HOST} on {RUN_JAIL} [bind] -"));
+        assert!(run < got.len() - 6);
+    }
+
+    #[test]
     fn test_private_tmp_and_shm_sized_by_disk_limit() {
         let got = lines(&[], &[], 3 << 20);
         for dir in PRIVATE_TMPFS {
@@ -540,6 +623,7 @@ mod tests {
             run_dir_host: Path::new(RUN_HOST),
             run_dir_jail: RUN_JAIL,
             disk_bytes: 1 << 20,
+            artifact: None,
         });
         assert!(matches!(r, Err(JailError::Nul)), "{r:?}");
     }

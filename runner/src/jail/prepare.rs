@@ -14,7 +14,7 @@ use super::child::{ChildFds, Prepared};
 use super::landlock::{self, Ruleset};
 use super::mount::{self, MountInputs, PRIVATE_TMPFS};
 use super::seccomp::Policy;
-use super::{Jail, JailError, JailSpec, cstr, io_err, sys_err};
+use super::{Artifact, Jail, JailError, JailSpec, cstr, io_err, sys_err};
 use crate::profile::plan::Limits;
 use crate::sys;
 
@@ -61,8 +61,12 @@ pub(super) struct DaemonEnds {
 }
 
 /// Step 3: the go, error, status, stdout and stderr pipes, the socketpair for the seccomp
-/// listener, and stdin: a memfd holding `stdin`, or `/dev/null`.
-pub(super) fn pipes(stdin: Option<&[u8]>) -> Result<(ChildEnds, DaemonEnds), JailError> {
+/// listener, and stdin: a duplicate of `stdin_file`'s descriptor, else a memfd holding `stdin`,
+/// else `/dev/null`.
+pub(super) fn pipes(
+    stdin: Option<&[u8]>,
+    stdin_file: Option<&std::fs::File>,
+) -> Result<(ChildEnds, DaemonEnds), JailError> {
     let pipe = || sys::pipe().map_err(sys_err("pipe"));
     let (go_r, go_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -70,9 +74,17 @@ pub(super) fn pipes(stdin: Option<&[u8]>) -> Result<(ChildEnds, DaemonEnds), Jai
     let (out_r, out_w) = pipe()?;
     let (errout_r, errout_w) = pipe()?;
     let (notify_r, notify_w) = sys::socketpair().map_err(sys_err("socketpair"))?;
-    let stdin = match stdin {
-        Some(data) => sys::memfd_with(data).map_err(sys_err("memfd_create"))?,
-        None => sys::open_owned(c"/dev/null", libc::O_RDONLY).map_err(sys_err("open"))?,
+    let stdin = match (stdin_file, stdin) {
+        // Judge mode: the case's input file, opened read-only by the daemon (its path is never
+        // inside the jail; the program has only this descriptor).
+        (Some(file), _) => {
+            OwnedFd::from(file.try_clone().map_err(|source| JailError::Syscall {
+                call: "dup(stdin file)",
+                source,
+            })?)
+        }
+        (None, Some(data)) => sys::memfd_with(data).map_err(sys_err("memfd_create"))?,
+        (None, None) => sys::open_owned(c"/dev/null", libc::O_RDONLY).map_err(sys_err("open"))?,
     };
     let child = ChildEnds {
         go_r,
@@ -141,6 +153,7 @@ impl Jail {
         ruleset: &Ruleset,
         fds: ChildFds,
         extra_ro: &[&Path],
+        artifact: Option<&Artifact>,
     ) -> Result<Prepared, JailError> {
         let step = spec.step;
         let argv0 = step.argv.first().ok_or(JailError::EmptyCommand)?;
@@ -162,6 +175,7 @@ impl Jail {
             run_dir_host: &spec.run_dir.host,
             run_dir_jail: &spec.run_dir.jail,
             disk_bytes: step.limits.disk_bytes,
+            artifact: artifact.map(|a| (a.host(), a.entries())),
         })?;
         Ok(Prepared {
             root: super::cpath(&self.root)?,

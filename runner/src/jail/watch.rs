@@ -41,6 +41,8 @@ pub(super) struct Watched<'a> {
     pub(super) ncpu: u32,
     /// The job's eBPF monitor events (`None` in the no-eBPF mode).
     pub(super) events: Option<&'a mut JobWatch>,
+    /// Kill the job once this reads `true` (judge mode's cancel; `StepExtras::cancel`).
+    pub(super) cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Why the daemon (or the kernel's OOM killer) ended the job, and when `cgroup.kill` was
@@ -131,6 +133,9 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
                     killed.kill(w.cg, End::Memory);
                 }
             }
+            () = cancelled(&mut w.cancel), if running => {
+                killed.kill(w.cg, End::Signaled(libc::SIGKILL));
+            }
         }
     }
 }
@@ -174,6 +179,20 @@ async fn next_event(events: &mut Option<&mut JobWatch>) -> JobEvent {
     }
 }
 
+/// Resolves once the cancel flag reads `true`; pending forever without one (or once its sender
+/// is gone without cancelling).
+async fn cancelled(cancel: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match cancel {
+        Some(rx) => {
+            if rx.wait_for(|c| *c).await.is_err() {
+                *cancel = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn readable(fd: &Option<AsyncFd<BorrowedFd<'_>>>) -> bool {
     match fd {
         Some(fd) => match fd.readable().await {
@@ -213,21 +232,31 @@ pub(super) async fn read_status(fd: OwnedFd) -> Option<i32> {
     Some(i32::from_ne_bytes(b))
 }
 
+/// What [`read_capped`] kept of a pipe, and whether it dropped anything beyond the cap.
+#[derive(Debug, Default)]
+pub(super) struct Captured {
+    pub(super) bytes: Vec<u8>,
+    /// More than `cap` bytes arrived (judge mode's output limit, OLE).
+    pub(super) dropped: bool,
+}
+
 /// Reads a pipe to EOF, keeping the first `cap` bytes and discarding the rest (as Jobe's
-/// runguard: output beyond the limit is silently dropped while the program keeps running).
-pub(super) async fn read_capped(fd: OwnedFd, cap: u64) -> Vec<u8> {
+/// runguard: output beyond the limit is silently dropped while the program keeps running), and
+/// says whether it dropped any.
+pub(super) async fn read_capped(fd: OwnedFd, cap: u64) -> Captured {
+    let mut got = Captured::default();
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-        return Vec::new();
+        return got;
     };
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-    let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => return out,
+            Ok(0) | Err(_) => return got,
             Ok(n) => {
-                let room = cap.saturating_sub(out.len());
-                out.extend_from_slice(&buf[..n.min(room)]);
+                let room = cap.saturating_sub(got.bytes.len());
+                got.dropped |= n > room;
+                got.bytes.extend_from_slice(&buf[..n.min(room)]);
             }
         }
     }

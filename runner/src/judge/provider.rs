@@ -102,6 +102,12 @@ impl Testsets {
         &self.inner.store
     }
 
+    /// Whether missing versions are fetched from an origin (without one, a missing version is
+    /// `unknown test set` at once).
+    pub fn has_origin(&self) -> bool {
+        self.inner.origin.is_some()
+    }
+
     pub fn counters(&self) -> TestsetCounters {
         let i = &self.inner;
         TestsetCounters {

@@ -139,6 +139,31 @@ impl SubmissionRequest {
     }
 }
 
+impl SubmissionRequest {
+    /// The request as a JSON object that [`from_object`](Self::from_object) reads back to the
+    /// same request (the journal keeps it; queue mode may publish it).
+    pub fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("problem".into(), self.testset.problem().into());
+        obj.insert("version".into(), self.testset.version().into());
+        obj.insert("language_id".into(), self.language_id.clone().into());
+        obj.insert("sourcecode".into(), self.sourcecode.clone().into());
+        if let Some(name) = &self.sourcefilename {
+            obj.insert("sourcefilename".into(), name.clone().into());
+        }
+        let limits = serde_json::to_value(self.limits).expect("plain data serialises");
+        obj.insert("limits".into(), limits);
+        obj.insert(
+            "stop_on_first_failure".into(),
+            self.stop_on_first_failure.into(),
+        );
+        if let Some(id) = &self.id {
+            obj.insert("id".into(), id.clone().into());
+        }
+        Value::Object(obj)
+    }
+}
+
 fn required_str<'a>(
     obj: &'a Map<String, Value>,
     field: &'static str,
@@ -365,6 +390,21 @@ mod tests {
         assert_eq!(r.limits.memorylimit, Some(64.0));
         assert!(r.stop_on_first_failure);
         assert_eq!(r.id.as_deref(), Some("sub-1"));
+    }
+
+    #[test]
+    fn test_to_json_round_trips() {
+        let mut v = minimal();
+        v["sourcefilename"] = "main.c".into();
+        v["limits"] = serde_json::json!({"cputime": 0.5});
+        v["stop_on_first_failure"] = true.into();
+        v["id"] = "sub-1".into();
+        for req in [parse(minimal()).unwrap(), parse(v).unwrap()] {
+            let Value::Object(obj) = req.to_json() else {
+                panic!("an object")
+            };
+            assert_eq!(SubmissionRequest::from_object(&obj).unwrap(), req);
+        }
     }
 
     #[test]

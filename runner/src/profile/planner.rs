@@ -207,6 +207,12 @@ impl Profile {
         }
     }
 
+    /// The largest stdout (and stderr) a run of this language may keep, in bytes: the profile's
+    /// `streamsize_max` (judge mode clamps a test set's `output_limit` to it).
+    pub fn stream_bytes_max(&self) -> u64 {
+        mb_to_bytes(self.params.streamsize_max)
+    }
+
     /// The source file name of `job`: the client's, else derived from the code, else the default.
     pub fn source_name(&self, job: &Job) -> String {
         job.source_name

@@ -217,6 +217,16 @@ impl<J: Sandbox> Scheduler<J> {
         &self.inner.registry
     }
 
+    /// The server-wide bounds of every plan (`[limits]`).
+    pub fn plan_config(&self) -> &PlanConfig {
+        &self.inner.cfg.plan
+    }
+
+    /// Slots in the pool.
+    pub fn slots(&self) -> usize {
+        self.inner.slots_total
+    }
+
     /// The metrics registry the scheduler updates (queue, slots); give it to
     /// `AppState::with_metrics` so `GET /metrics` shows one registry.
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -244,6 +254,18 @@ impl<J: Sandbox> Inner<J> {
         // The guard gives the permit back (`add_permits`) when dropped.
         permit?.forget();
         Some(self.claim())
+    }
+
+    /// Waits for a free slot as long as it takes, in the same FIFO as Jobe runs, without
+    /// counting against `max_queue` or `queue_timeout` (judge mode bounds its own queue).
+    async fn acquire_unbounded(&self) -> SlotGuard<'_, J> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the slot semaphore is never closed");
+        permit.forget();
+        self.claim()
     }
 
     /// Takes a slot for a permit already acquired and forgotten.
@@ -308,6 +330,32 @@ impl<J: Sandbox> Inner<J> {
         run_dir: &J::RunDir,
         slot: &J::Slot,
     ) -> Result<RunResult, ExecError> {
+        if let Some(failed) = self.compile_step(plan, run_dir, slot).await? {
+            return Ok(failed);
+        }
+        let out = self
+            .jail
+            .spawn(JailSpec {
+                step: &plan.run,
+                policy: &plan.seccomp,
+                run_dir,
+                slot,
+                stdin: plan.stdin.as_deref(),
+                extra_ro: &plan.extra_ro_paths,
+            })
+            .await
+            .map_err(internal("run step"))?;
+        Ok(verdict(plan, out))
+    }
+
+    /// The plan's compile step, if it has one. `Ok(Some(result))`: the compile failed and
+    /// `result` is the answer (outcome 11, or 19 for an illegal syscall); `Ok(None)`: go on.
+    async fn compile_step(
+        &self,
+        plan: &Plan,
+        run_dir: &J::RunDir,
+        slot: &J::Slot,
+    ) -> Result<Option<RunResult>, ExecError> {
         if let Some(step) = &plan.compile {
             let out = self
                 .jail
@@ -336,28 +384,16 @@ impl<J: Sandbox> Inner<J> {
                 } else {
                     Outcome::CompilationError
                 };
-                return Ok(RunResult {
+                return Ok(Some(RunResult {
                     outcome,
                     cmpinfo: info,
                     stdout: Vec::new(),
                     stderr: Vec::new(),
                     usage: out.usage,
-                });
+                }));
             }
         }
-        let out = self
-            .jail
-            .spawn(JailSpec {
-                step: &plan.run,
-                policy: &plan.seccomp,
-                run_dir,
-                slot,
-                stdin: plan.stdin.as_deref(),
-                extra_ro: &plan.extra_ro_paths,
-            })
-            .await
-            .map_err(internal("run step"))?;
-        Ok(verdict(plan, out))
+        Ok(None)
     }
 }
 
@@ -570,6 +606,10 @@ fn spawn_run<J: Sandbox>(
         result
     })
 }
+
+mod compiled;
+
+pub use self::compiled::{CaseOutput, Compilation, Compiled};
 
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,7 @@ fn plan() -> Plan {
 fn out(end: End, stderr: &str) -> JailOutput {
     JailOutput {
         stdout: b"partial".to_vec(),
+        stdout_truncated: false,
         stderr: stderr.as_bytes().to_vec(),
         end,
         usage: Usage::default(),
@@ -230,6 +231,7 @@ impl Sandbox for FakeJail {
 fn jail_out(end: End, stdout: &str, stderr: &str) -> JailOutput {
     JailOutput {
         stdout: stdout.as_bytes().to_vec(),
+        stdout_truncated: false,
         stderr: stderr.as_bytes().to_vec(),
         end,
         usage: Usage::default(),

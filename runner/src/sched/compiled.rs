@@ -1,0 +1,213 @@
+//! Compile once, run many: what judge mode needs of the scheduler (docs/judge.md, "Running a
+//! submission"). The same slots, profiles, limits and jail as Jobe runs.
+//!
+//! [`Scheduler::compile_once`] plans a job exactly as a Jobe run (the profile's argv, clamped
+//! limits), compiles it in a jail on a slot, and keeps what the compile step left as a read-only
+//! [`Artifact`]; the slot is free again as soon as the compile is over.
+//! [`Scheduler::run_compiled`] then runs it once per test case, each time on a free slot in a
+//! fresh jail with a fresh run directory at the plan's path, the artifact's files bound
+//! read-only into it, stdin from an open file, and stdout kept up to the output limit (with a
+//! flag when more came).
+//!
+//! Slots are shared with Jobe runs (one FIFO), but judge mode's waits are not bounded by
+//! `max_queue` or `queue_timeout`: the judge bounds its own queue. Every step runs in a task of
+//! its own, so a caller that goes away never leaves a half-torn-down jail.
+//!
+//! Must not: know verdicts, test sets or comparison (the judge does).
+
+use std::fs::File;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::{ExecError, Inner, Scheduler, internal, run_dir_size};
+use crate::jail::{Artifact, End, Jail, JailSpec, StepExtras};
+use crate::job::{Job, Outcome, Usage};
+use crate::profile::plan::{Limits, Plan};
+
+/// A program compiled for judge mode: the plan of its run step and the artifact. Cheap to
+/// clone; the artifact is removed when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    parts: Arc<Parts>,
+}
+
+#[derive(Debug)]
+struct Parts {
+    plan: Plan,
+    /// The run directory's path in the jail at compile time: every case runs at the same path.
+    jail_dir: String,
+    artifact: Artifact,
+}
+
+impl Compiled {
+    /// The limits of each run (CPU, wall, memory, and `stream_bytes`: the output limit).
+    pub fn limits(&self) -> Limits {
+        self.parts.plan.run.limits
+    }
+
+    /// Bytes of the compiled artifact.
+    pub fn artifact_bytes(&self) -> u64 {
+        self.parts.artifact.bytes()
+    }
+}
+
+/// How compiling went.
+#[derive(Debug)]
+pub enum Compilation {
+    Compiled(Compiled),
+    /// The compile step refused the program: Jobe's `cmpinfo`, with outcome 11 (or 19 for an
+    /// illegal system call during the compile).
+    Failed {
+        outcome: Outcome,
+        cmpinfo: Vec<u8>,
+        usage: Usage,
+    },
+}
+
+/// What one run of a compiled program did.
+#[derive(Debug, Clone)]
+pub struct CaseOutput {
+    pub end: End,
+    /// At most the output limit.
+    pub stdout: Vec<u8>,
+    /// The program wrote more than the output limit (the rest was dropped).
+    pub stdout_truncated: bool,
+    pub usage: Usage,
+}
+
+impl Scheduler<Jail> {
+    /// Plans `job` (its `input` is ignored: each case brings its own) as a Jobe run of its
+    /// language, with the run step's stdout capped at `output_limit` bytes (clamped to the
+    /// profile's largest stream; `None`: the profile's default), and compiles it on a free slot.
+    /// A `cputime` above the server's maximum is lowered to it (judge mode clamps; a Jobe run is
+    /// refused instead).
+    pub async fn compile_once(
+        &self,
+        mut job: Job,
+        output_limit: Option<u64>,
+    ) -> Result<Compilation, ExecError> {
+        let inner = self.inner.clone();
+        let max = inner.cfg.plan.cputime_max_secs;
+        job.params.cputime = job.params.cputime.map(|c| c.min(max));
+        let task = tokio::spawn(async move { inner.compile_once(job, output_limit).await });
+        task.await
+            .map_err(|e| ExecError::Internal(format!("compile task failed: {e}")))?
+    }
+
+    /// Runs `compiled` once with `stdin` as its standard input, on a free slot in a fresh jail.
+    /// Once `cancel` reads `true` the run is killed (and ends as `End::Signaled(SIGKILL)`).
+    pub async fn run_compiled(
+        &self,
+        compiled: &Compiled,
+        stdin: File,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<CaseOutput, ExecError> {
+        let inner = self.inner.clone();
+        let compiled = compiled.clone();
+        let task = tokio::spawn(async move { inner.run_compiled(&compiled, &stdin, cancel).await });
+        task.await
+            .map_err(|e| ExecError::Internal(format!("run task failed: {e}")))?
+    }
+}
+
+impl Inner<Jail> {
+    async fn compile_once(
+        &self,
+        job: Job,
+        output_limit: Option<u64>,
+    ) -> Result<Compilation, ExecError> {
+        let profile = self
+            .registry
+            .get(&job.language)
+            .ok_or_else(|| ExecError::UnknownLanguage(job.language.clone()))?;
+        let (dir_name, jail_dir) = Jail::new_run_dir_name();
+        let mut plan = profile
+            .plan(&job, &self.cfg.plan, &jail_dir)
+            .map_err(|e| ExecError::BadRequest(e.to_string()))?;
+        plan.stdin = None;
+        if let Some(limit) = output_limit {
+            plan.run.limits.stream_bytes = limit.clamp(1, profile.stream_bytes_max());
+        }
+        let guard = self.acquire_unbounded().await;
+        let slot = guard.slot();
+        let run_dir = self
+            .jail
+            .create_run_dir(slot, &dir_name, run_dir_size(&plan))
+            .map_err(internal("create run directory"))?;
+        for (name, data) in &plan.files {
+            run_dir
+                .write_file(name, data)
+                .map_err(internal("write job file"))?;
+        }
+        if let Some(failed) = self.compile_step(&plan, &run_dir, slot).await? {
+            return Ok(Compilation::Failed {
+                outcome: failed.outcome,
+                cmpinfo: failed.cmpinfo,
+                usage: failed.usage,
+            });
+        }
+        let artifact = self
+            .jail
+            .make_artifact(&run_dir)
+            .map_err(internal("keep the compiled artifact"))?;
+        drop(run_dir);
+        drop(guard);
+        Ok(Compilation::Compiled(Compiled {
+            parts: Arc::new(Parts {
+                plan,
+                jail_dir,
+                artifact,
+            }),
+        }))
+    }
+
+    async fn run_compiled(
+        &self,
+        compiled: &Compiled,
+        stdin: &File,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<CaseOutput, ExecError> {
+        let parts = &compiled.parts;
+        let plan = &parts.plan;
+        let guard = self.acquire_unbounded().await;
+        let slot = guard.slot();
+        let (dir_name, _) = Jail::new_run_dir_name();
+        let size = plan.run.limits.disk_bytes + parts.artifact.entries().len() as u64 * 4096;
+        let mut run_dir = self
+            .jail
+            .create_run_dir(slot, &dir_name, size)
+            .map_err(internal("create run directory"))?;
+        // A fresh directory on the host, seen at the compile step's path in the jail (the
+        // plan's argv and environment name it; parallel cases each have their own mount
+        // namespace).
+        run_dir.jail.clone_from(&parts.jail_dir);
+        let out = self
+            .jail
+            .spawn_with(
+                JailSpec {
+                    step: &plan.run,
+                    policy: &plan.seccomp,
+                    run_dir: &run_dir,
+                    slot,
+                    stdin: None,
+                    extra_ro: &plan.extra_ro_paths,
+                },
+                StepExtras {
+                    stdin_file: Some(stdin),
+                    artifact: Some(&parts.artifact),
+                    cancel: Some(cancel),
+                },
+            )
+            .await
+            .map_err(internal("run a test case"))?;
+        drop(run_dir);
+        drop(guard);
+        Ok(CaseOutput {
+            end: out.end,
+            stdout: out.stdout,
+            stdout_truncated: out.stdout_truncated,
+            usage: out.usage,
+        })
+    }
+}
