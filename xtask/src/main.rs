@@ -2,8 +2,9 @@
 //!
 //! - `serve`: THE set-up and serve command (installs what is missing, builds the release daemon
 //!   with the eBPF object, serves in the foreground); `--smoke` checks it and stops (CI).
-//! - `test`: THE test command (installs what the tests need, the VM included; workspace tests,
-//!   then the `vm_*` subset of `runner-tests` in the VM).
+//! - `test`: THE test command (installs what the tests need, the VM and the RabbitMQ broker
+//!   included, and starts the broker; workspace tests, then the `vm_*` subset of `runner-tests`
+//!   in the VM).
 //! - `build-ebpf`: check the eBPF toolchain, build `runner-ebpf`, copy the object to `target/bpf/`.
 //! - `vm setup` / `vm run`: the pure cgroup v2 QEMU VM used by the `vm_*` tests (assets in `xtask/vm/`).
 //! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`);
@@ -16,6 +17,7 @@
 mod bench;
 mod bench_peers;
 mod bench_verdicts;
+mod broker;
 mod deb;
 mod ebpf;
 mod ebpf_build;

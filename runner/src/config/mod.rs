@@ -3,7 +3,7 @@
 //! at all; `deploy/runner.toml` documents each one and is checked by a test to parse.
 //!
 //! Owns: the file's shape and its validation, assembled from the settings types of the modules
-//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`). Must not: be imported by those
+//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`, `queue`). Must not: be imported by those
 //! modules (the assembler sits above what it assembles; `server` hands each part its section).
 
 use std::collections::HashMap;
@@ -17,6 +17,7 @@ use crate::api::ApiConfig;
 use crate::jail::JailConfig;
 use crate::peer::{InvalidPeerSetting, PeerConfig, RawPeer};
 use crate::profile::PlanConfig;
+use crate::queue::{QueueConfig, QueueConfigError, RawQueue};
 use crate::sched::SchedConfig;
 
 /// Errors reading or validating the configuration. Messages name the setting.
@@ -45,6 +46,12 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
         reason: reason.into(),
+    }
+}
+
+impl From<QueueConfigError> for ConfigError {
+    fn from(e: QueueConfigError) -> Self {
+        invalid(e.setting, e.reason)
     }
 }
 
@@ -78,6 +85,9 @@ pub struct RawConfig {
     pub peer: RawPeer,
     #[serde(default)]
     pub monitor: RawMonitor,
+    /// `[queue]`: queue mode on RabbitMQ (docs/queue.md).
+    #[serde(default)]
+    pub queue: RawQueue,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +144,8 @@ pub struct Config {
     pub sched: SchedConfig,
     pub jail: JailConfig,
     pub peer: PeerConfig,
+    /// Queue mode; `None`: off (no `[queue] url`).
+    pub queue: Option<QueueConfig>,
 }
 
 fn secs(setting: &'static str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
@@ -258,12 +270,14 @@ impl TryFrom<RawConfig> for Config {
             ));
         }
         let peer = PeerConfig::try_from(raw.peer)?;
+        let queue = QueueConfig::new(raw.queue)?;
         let ebpf = match raw.monitor.ebpf.as_deref() {
             None => crate::monitor::EbpfMode::default(),
             Some(v) => v.parse().map_err(|e: String| invalid("monitor.ebpf", e))?,
         };
         Ok(Config {
             peer,
+            queue,
             listen,
             cache_dir: data_dir.join("files"),
             cache_max_bytes: raw.cache.max_bytes.unwrap_or(1 << 30),
@@ -326,6 +340,7 @@ mod tests {
         assert_eq!(c.sched.queue_timeout, Duration::from_secs(10));
         assert!(c.slots >= 1);
         assert!(c.api.api_keys.is_none());
+        assert!(c.queue.is_none(), "queue mode is off without [queue] url");
     }
 
     #[test]
@@ -355,6 +370,11 @@ mod tests {
                 "api.body_read_timeout_secs",
             ),
             ("[api]\nsend_timeout_secs = 1e9", "api.send_timeout_secs"),
+            ("[queue]\nprefetch = 2", "queue.url"),
+            (
+                "[queue]\nurl = \"amqp://h/\"\non_stop = \"later\"",
+                "queue.on_stop",
+            ),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),
