@@ -44,6 +44,28 @@ enum Command {
         #[arg(long)]
         cputime: Option<f64>,
     },
+    /// Judge a program on a local test set (a problem folder or a tar / tar.gz of one): a live
+    /// progress line, then a table of the cases. Exit 0 for AC, 1 otherwise.
+    Judge {
+        /// The test set: a folder of NAME.in with NAME.out (or NAME.ans) and an optional
+        /// problem.toml, or a tar or tar.gz archive of such a folder.
+        #[arg(long)]
+        testset: PathBuf,
+        /// The language id (c, cpp, java, nodejs, octave, pascal, php, python3).
+        #[arg(long)]
+        lang: String,
+        /// The source file (its name is the source file name in the jail).
+        file: PathBuf,
+        /// Compare mode instead of the test set's: text (byte-exact), token or float.
+        #[arg(long, value_parser = ["text", "token", "float"])]
+        compare: Option<String>,
+        /// CPU seconds per case instead of the test set's (clamped to the language's maximum).
+        #[arg(long)]
+        cputime: Option<f64>,
+        /// Stop at the first failing case (the later ones are SK, not run).
+        #[arg(long)]
+        stop_on_first_failure: bool,
+    },
     /// Measure the jail's own cost around /bin/true (used by `cargo xtask bench jail`).
     #[command(hide = true)]
     BenchJail {
@@ -55,7 +77,7 @@ enum Command {
 fn main() -> ExitCode {
     telemetry::init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("runner: {err:#}");
             ExitCode::FAILURE
@@ -67,7 +89,7 @@ fn main() -> ExitCode {
     clippy::print_stdout,
     reason = "CLI commands print their result on stdout"
 )]
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     let mut cfg = Config::load(cli.config.as_deref())?;
     let rt = tokio::runtime::Runtime::new()?;
     let out = match cli.command {
@@ -76,7 +98,36 @@ fn run(cli: Cli) -> Result<()> {
                 tracing::warn!("{warning}");
             }
             cfg.listen = listen.unwrap_or(cfg.listen);
-            return rt.block_on(server::serve(cfg));
+            return rt.block_on(server::serve(cfg)).map(|()| ExitCode::SUCCESS);
+        }
+        Command::Judge {
+            testset,
+            lang,
+            file,
+            compare,
+            cputime,
+            stop_on_first_failure,
+        } => {
+            let compare = compare.map(|c| match c.as_str() {
+                "text" => runner::judge::CompareMode::Text,
+                "float" => runner::judge::CompareMode::Float,
+                _ => runner::judge::CompareMode::Token,
+            });
+            let args = server::LocalJudge {
+                testset,
+                lang: lang.to_lowercase(),
+                file,
+                compare,
+                cputime,
+                stop_on_first_failure,
+            };
+            let (table, accepted) = rt.block_on(server::judge_local(&cfg, args))?;
+            print!("{table}");
+            return Ok(if accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         Command::Check => server::check(&cfg)?,
         Command::CheckConfig => server::check_config(&cfg)?,
@@ -95,5 +146,5 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchJail { iterations } => rt.block_on(server::bench_jail(&cfg, iterations))?,
     };
     println!("{}", out.trim_end());
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

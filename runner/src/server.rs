@@ -2,8 +2,10 @@
 //! parses arguments and calls into here.
 //!
 //! Start-up order: lock the data directory → jail (kernel probes, cgroup subtree; fails closed)
-//! → profiles (version probes) → slots (one netns each) → file cache → listen. Shutdown: SIGTERM
-//! or SIGINT stops accepting; in-flight requests finish within `shutdown_grace_secs`.
+//! → profiles (version probes) → slots (one netns each) → judge (test-set store, journal;
+//! unfinished submissions resume) → file cache → listen. Shutdown: SIGTERM or SIGINT stops
+//! accepting; in-flight requests finish within `shutdown_grace_secs`, then the submissions being
+//! judged get what is left of it (the others stay journaled and run after the restart).
 //!
 //! Under systemd (`Type=notify`, deploy/runner.service) `serve` reports `READY=1` once the
 //! listener is bound, i.e. after the jail, cgroups, profiles and slots are set up, and
@@ -21,6 +23,8 @@ use crate::cache::FileCache;
 use crate::config::Config;
 use crate::jail::{Jail, JailSpec};
 use crate::job::{Job, Params};
+use crate::judge::testset::TESTSETS_DIR;
+use crate::judge::{Backend, Judge, JudgeSettings, Origin, Testsets, TestsetStore};
 use crate::notify;
 use crate::peer::{Dispatcher, Peers};
 use crate::profile::Registry;
@@ -30,6 +34,10 @@ use crate::sched::{Executor, Scheduler};
 pub struct Runtime {
     pub scheduler: Arc<Scheduler>,
     pub jail: Arc<Jail>,
+    /// Judge mode, once [`start_judge`] ran.
+    pub judge: Option<Judge>,
+    /// The data directory in use (a CLI command's private one, or `data_dir`).
+    pub data_dir: std::path::PathBuf,
     _lock: File,
     /// A private data directory of a CLI command, removed on drop.
     temp_dir: Option<std::path::PathBuf>,
@@ -37,6 +45,9 @@ pub struct Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        if let Some(judge) = &self.judge {
+            judge.shutdown();
+        }
         if let Some(dir) = &self.temp_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -111,6 +122,7 @@ fn start_in(cfg: &Config, temp_dir: Option<std::path::PathBuf>) -> Result<Runtim
     }
     let jail = Jail::new(&cfg.jail).context("cannot set up the jail")?;
     jail.remove_stale_run_dirs();
+    jail.remove_stale_artifacts();
     let registry = match &cfg.profiles_dir {
         Some(dir) => Registry::load_dir(dir),
         None => Registry::embedded(),
@@ -137,9 +149,32 @@ fn start_in(cfg: &Config, temp_dir: Option<std::path::PathBuf>) -> Result<Runtim
     Ok(Runtime {
         scheduler,
         jail,
+        judge: None,
+        data_dir: cfg.data_dir.clone(),
         _lock: lock,
         temp_dir,
     })
+}
+
+/// Starts judge mode on `rt` (docs/judge.md): the test-set store under `<data_dir>/testsets`,
+/// the origin, the journal under `<data_dir>/judge` (unfinished submissions are judged again).
+/// Needs a tokio runtime.
+pub async fn start_judge(cfg: &Config, rt: &mut Runtime) -> Result<Judge> {
+    let j = &cfg.judge;
+    let store = TestsetStore::open(
+        rt.data_dir.join(TESTSETS_DIR),
+        j.testset_cache_max_bytes,
+        j.archive,
+    )
+    .context("cannot open the test-set store")?;
+    let testsets = Testsets::new(store, j.origin.clone().map(Origin::new));
+    let backend: Arc<dyn Backend> = rt.scheduler.clone();
+    let settings = JudgeSettings::new(j, cfg.slots);
+    let judge = Judge::start(backend, testsets, &rt.data_dir, settings)
+        .await
+        .context("cannot open the judge's journal")?;
+    rt.judge = Some(judge.clone());
+    Ok(judge)
 }
 
 /// `runner serve`.
@@ -147,7 +182,8 @@ pub async fn serve(cfg: Config) -> Result<()> {
     // Handlers first: a SIGTERM that arrives during start-up, or right after READY=1, must
     // drain and exit 0, not kill the daemon with the default action.
     let stop = StopSignals::install().context("cannot install the SIGTERM/SIGINT handlers")?;
-    let rt = start(&cfg, Mode::Daemon)?;
+    let mut rt = start(&cfg, Mode::Daemon)?;
+    let judge = start_judge(&cfg, &mut rt).await?;
     for line in rt.jail.describe() {
         tracing::info!("{line}");
     }
@@ -167,7 +203,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
         api::bind(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
     tracing::info!(
         listen = %cfg.listen,
-        "serving the Jobe API at /jobe/index.php/restapi/ (and GET /metrics, GET /health)"
+        "serving the Jobe API at /jobe/index.php/restapi/, judge mode at /judge/v1/ (and GET /metrics, GET /health)"
     );
     // Ready only now: a start-up failure above exits non-zero before systemd hears READY=1.
     let bound = listener.local_addr().unwrap_or(cfg.listen);
@@ -176,9 +212,18 @@ pub async fn serve(cfg: Config) -> Result<()> {
         stop.recv().await;
         notify::notify_or_log(notify::STOPPING);
     };
+    let drain_started = std::sync::Arc::new(std::sync::OnceLock::new());
+    let started = drain_started.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = started.set(Instant::now());
+    };
     api::serve(listener, state, shutdown)
         .await
         .context("server failed")?;
+    let spent = drain_started.get().map_or(Duration::ZERO, Instant::elapsed);
+    judge.drain(cfg.shutdown_grace.saturating_sub(spent)).await;
+    judge.shutdown();
     tracing::info!("stopped");
     Ok(())
 }
@@ -188,7 +233,12 @@ pub async fn serve(cfg: Config) -> Result<()> {
 pub fn app_state(cfg: &Config, rt: &Runtime, cache: Arc<FileCache>) -> AppState {
     let peers = Peers::from_config(&cfg.peer, &cfg.sched);
     let dispatcher = Dispatcher::new(rt.scheduler.clone(), cache.clone(), peers);
-    AppState::new(dispatcher, cache, cfg.api.clone()).with_metrics(rt.scheduler.metrics())
+    let state =
+        AppState::new(dispatcher, cache, cfg.api.clone()).with_metrics(rt.scheduler.metrics());
+    match &rt.judge {
+        Some(judge) => state.with_judge(judge.clone()),
+        None => state,
+    }
 }
 
 /// Descriptors a running job holds in the daemon (pipes, pidfd, cgroup and run directory fds),
@@ -404,4 +454,153 @@ pub fn check_config(cfg: &Config) -> Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     ))
+}
+
+/// `runner judge`'s arguments.
+#[derive(Debug, Clone)]
+pub struct LocalJudge {
+    /// A problem folder, or a tar / tar.gz of one.
+    pub testset: std::path::PathBuf,
+    pub lang: String,
+    pub file: std::path::PathBuf,
+    pub compare: Option<crate::judge::CompareMode>,
+    pub cputime: Option<f64>,
+    pub stop_on_first_failure: bool,
+}
+
+/// `runner judge`: judges `args.file` on a local test set in a private data directory, with a
+/// live progress line on stderr (one mark per finished case). Returns the table for stdout and
+/// whether the verdict is AC.
+#[allow(
+    clippy::print_stderr,
+    reason = "the progress line of a CLI command goes to stderr"
+)]
+pub async fn judge_local(cfg: &Config, args: LocalJudge) -> Result<(String, bool)> {
+    use std::io::{IsTerminal, Write};
+
+    use crate::judge::testset::PutStatus;
+    use crate::judge::{Event, SubmissionRequest, SubmitMode, TestsetId, Verdict};
+
+    let mut rt = start(cfg, Mode::Cli)?;
+    let judge = start_judge(cfg, &mut rt).await?;
+    let source = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let spool_path = rt.data_dir.join("testset.tar");
+    let mut spool = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&spool_path)
+        .with_context(|| format!("cannot create {}", spool_path.display()))?;
+    crate::judge::local::testset_archive(&args.testset, args.compare, &mut spool)
+        .with_context(|| format!("test set {}", args.testset.display()))?;
+    std::io::Seek::rewind(&mut spool)?;
+    let problem = args
+        .testset
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(|s| s.trim_end_matches(".tar"))
+        .filter(|s| crate::judge::testset::is_valid_name(s))
+        .unwrap_or("local")
+        .to_owned();
+    let id = TestsetId::new(&problem, "local")?;
+    let store = judge.testsets().store().clone();
+    let key = id.clone();
+    let put = tokio::task::spawn_blocking(move || store.put_archive(&key, spool))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{}", crate::telemetry::error_chain(&e)))?;
+    debug_assert_eq!(put.status, PutStatus::Created);
+    let total = put.manifest().cases.len();
+    drop(put);
+    let _ = std::fs::remove_file(&spool_path);
+    let mut req = serde_json::json!({
+        "problem": problem, "version": "local", "language_id": args.lang,
+        "sourcecode": source, "stop_on_first_failure": args.stop_on_first_failure,
+    });
+    if let Some(name) = args.file.file_name().and_then(|n| n.to_str()) {
+        req["sourcefilename"] = name.into();
+    }
+    if let Some(c) = args.cputime {
+        req["limits"] = serde_json::json!({ "cputime": c });
+    }
+    let req = SubmissionRequest::from_json(req.to_string().as_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let submitted = judge
+        .submit(req, SubmitMode::Idempotent)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut events = judge
+        .subscribe(&submitted.accepted.id, None)
+        .await
+        .context("the submission is gone")?;
+    let tty = std::io::stderr().is_terminal();
+    let mut marks = String::new();
+    let mut err = std::io::stderr();
+    let mut result = None;
+    while let Some((_, event)) = events.next().await {
+        match event {
+            Event::Status(s) => {
+                if tty {
+                    let _ = write!(err, "\r\x1b[K{problem}: {s:?}");
+                }
+            }
+            Event::Case(c) => {
+                marks.push(mark(c.verdict));
+                if tty {
+                    let _ = write!(err, "\r\x1b[K{problem} [{marks}] {}/{total}", marks.len());
+                } else {
+                    let _ = write!(err, "{}", mark(c.verdict));
+                }
+            }
+            Event::Compile(c) if c.verdict != Verdict::Ac => {
+                let _ = write!(err, "\r\x1b[K");
+                eprintln!("compile {}:\n{}", c.verdict, c.output.trim_end());
+            }
+            Event::Compile(_) => {}
+            Event::Done(r) => result = Some(*r),
+        }
+        let _ = err.flush();
+    }
+    eprintln!();
+    let r = result.context("the judge stopped before the submission finished")?;
+    let mut out = format!(
+        "{:<24} {:<7} {:>7} {:>10}  {}\n",
+        "case", "verdict", "cpu ms", "memory KB", "message"
+    );
+    for c in &r.cases {
+        out.push_str(&format!(
+            "{:<24} {:<7} {:>7} {:>10}  {}\n",
+            c.name,
+            c.verdict.code(),
+            c.cpu_ms,
+            c.memory_kb,
+            c.message.as_deref().unwrap_or("")
+        ));
+    }
+    let verdict = r.verdict.unwrap_or(Verdict::Ie);
+    let s = &r.summary;
+    out.push_str(&format!(
+        "verdict: {verdict} ({}/{} passed; max cpu {} ms, max wall {} ms, max memory {} KB)\n",
+        s.passed, s.total, s.max_cpu_ms, s.max_wall_ms, s.max_memory_kb
+    ));
+    judge.drain(Duration::from_secs(5)).await;
+    Ok((out, verdict == Verdict::Ac))
+}
+
+/// The progress mark of a case: `.` for AC, else a letter of its verdict (`-` for SK).
+fn mark(v: crate::judge::Verdict) -> char {
+    use crate::judge::Verdict::*;
+    match v {
+        Ac => '.',
+        Wa => 'W',
+        Pe => 'P',
+        Ce => 'C',
+        Re => 'R',
+        Tle => 'T',
+        Mle => 'M',
+        Ole => 'O',
+        Sv => 'S',
+        Ie => 'I',
+        Sk => '-',
+    }
 }

@@ -17,6 +17,7 @@ mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod io;
+mod judge;
 mod keys;
 mod router;
 mod runs;
@@ -46,9 +47,11 @@ use tracing::Instrument;
 
 use crate::cache::FileCache;
 use crate::dispatch::{Caller, Dispatch};
+use crate::judge::Judge;
 use crate::metrics::Metrics;
 
 use self::error::ApiError;
+use self::judge::ApiBody;
 use self::keys::RateLimiter;
 use self::router::Route;
 
@@ -106,6 +109,8 @@ pub struct AppState {
     pub config: ApiConfig,
     /// The daemon's registry; share the scheduler's with [`AppState::with_metrics`].
     pub metrics: Arc<Metrics>,
+    /// Judge mode (`/judge/v1/`); `None`: those routes answer 503.
+    pub judge: Option<Judge>,
     rate_limiter: RateLimiter,
     request_seq: AtomicU64,
     draining: AtomicBool,
@@ -119,6 +124,7 @@ impl AppState {
             cache,
             config,
             metrics: Arc::new(Metrics::new()),
+            judge: None,
             rate_limiter: RateLimiter::default(),
             request_seq: AtomicU64::new(1),
             draining: AtomicBool::new(false),
@@ -132,11 +138,22 @@ impl AppState {
         self
     }
 
-    /// Marks the daemon as draining: `GET /health` answers 503 and `runner_draining` is 1.
-    /// `serve` calls it when its `shutdown` future resolves, before draining connections.
+    /// Serves judge mode's API with `judge`.
+    #[must_use]
+    pub fn with_judge(mut self, judge: Judge) -> Self {
+        self.judge = Some(judge);
+        self
+    }
+
+    /// Marks the daemon as draining: `GET /health` answers 503 and `runner_draining` is 1; the
+    /// judge stops accepting submissions (503) and ends its event streams. `serve` calls it when
+    /// its `shutdown` future resolves, before draining connections.
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
         self.metrics.set_draining(true);
+        if let Some(j) = &self.judge {
+            j.begin_drain();
+        }
     }
 
     /// Whether shutdown has begun.
@@ -237,7 +254,7 @@ async fn handle(
     state: Arc<AppState>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Response<ApiBody> {
     let seq = state.request_seq.fetch_add(1, Ordering::Relaxed);
     // Logged only if it looks like CodeRunner's 8-hex id, so clients cannot inject log text.
     let job_id = req
@@ -258,10 +275,10 @@ async fn handle(
     );
     async move {
         let start = Instant::now();
-        let (route, result) = dispatch(&state, req).await;
+        let (route, result) = dispatch(&state, req, seq).await;
         let mut resp = match result {
             Ok(r) => r,
-            Err(e) => json_response(e.status(), &e.message(seq)),
+            Err(e) => json_response(e.status(), &e.message(seq)).map(BodyExt::boxed),
         };
         state.dispatch.response_headers(resp.headers_mut());
         state.metrics.record_http(route, resp.status().as_u16());
@@ -280,12 +297,26 @@ async fn handle(
 async fn dispatch(
     state: &Arc<AppState>,
     req: Request<Incoming>,
-) -> (&'static str, Result<Response<Full<Bytes>>, ApiError>) {
+    seq: u64,
+) -> (&'static str, Result<Response<ApiBody>, ApiError>) {
     let preflight = req
         .headers()
         .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     match router::route(req.method(), req.uri().path(), preflight) {
-        Ok(route) => (route.label(), handle_route(state, route, req).await),
+        Ok(Route::Judge(j)) => {
+            let label = Route::Judge(j.clone()).label();
+            // Judge mode is never forwarded to peers; a peer's headers still must be proven.
+            if state.dispatch.admit(req.headers()).is_err() {
+                return (label, Err(ApiError::UnknownPeerKey));
+            }
+            (label, Ok(judge::handle(state, j, req, seq).await))
+        }
+        Ok(route) => (
+            route.label(),
+            handle_route(state, route, req)
+                .await
+                .map(|r| r.map(BodyExt::boxed)),
+        ),
         Err(e) => (router::UNROUTED, Err(e)),
     }
 }
@@ -305,6 +336,9 @@ async fn handle_route(
             state.metrics.set_cache_bytes(state.cache.size_bytes());
             let mut text = state.metrics.render();
             state.dispatch.render_metrics(&mut text);
+            if let Some(j) = &state.judge {
+                j.render_metrics(&mut text);
+            }
             let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -355,6 +389,8 @@ async fn handle_route(
             files::put_file(state, id, &body).await?;
             Ok(no_content())
         }
+        // Routed to `judge::handle` by `dispatch`.
+        Route::Judge(_) => Err(ApiError::NoRoute),
         Route::HeadFile(id) => {
             let found = files::head_file(state, id).await;
             state.metrics.cache_lookup(found);

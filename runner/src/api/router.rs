@@ -4,7 +4,9 @@
 //! `jobe_host` with a trailing `/`) and a trailing slash both work. Everything not routed is
 //! 404 `""`, as in Jobe (not 405).
 //!
-//! Not Jobe: `GET`/`HEAD /metrics` and `/health` at the root, outside Jobe's base path.
+//! Not Jobe: `GET`/`HEAD /metrics` and `/health` at the root, outside Jobe's base path, and
+//! judge mode under `/judge/v1/` (docs/judge.md, "HTTP API"; names in its paths are checked by
+//! the handler, so that a bad one gets a 400 naming it).
 //!
 //! Must not: read bodies or touch state; this is pure and unit-tested.
 
@@ -29,7 +31,45 @@ pub(crate) enum Route {
     Health,
     /// `GET /peer/status` (capacity and local languages, for peers). Not Jobe.
     PeerStatus,
+    /// Judge mode (`/judge/v1/...`). Not Jobe.
+    Judge(JudgeRoute),
 }
+
+/// The routes of judge mode's API. Names are as written in the path (checked by the handler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JudgeRoute {
+    /// `PUT /judge/v1/problems/{problem}/testsets/{version}`
+    PutTestset(String, String),
+    /// `GET` (or `HEAD`) of the same path.
+    GetTestset(String, String),
+    /// `DELETE` of the same path.
+    DeleteTestset(String, String),
+    /// `POST /judge/v1/submissions`
+    Submit,
+    /// `GET /judge/v1/submissions/{id}`
+    GetSubmission(String),
+    /// `GET /judge/v1/submissions/{id}/events` (Server-Sent Events)
+    Events(String),
+    /// `DELETE /judge/v1/submissions/{id}`
+    Cancel(String),
+}
+
+impl JudgeRoute {
+    fn label(&self) -> &'static str {
+        match self {
+            JudgeRoute::PutTestset(..) => "judge_put_testset",
+            JudgeRoute::GetTestset(..) => "judge_get_testset",
+            JudgeRoute::DeleteTestset(..) => "judge_delete_testset",
+            JudgeRoute::Submit => "judge_submit",
+            JudgeRoute::GetSubmission(_) => "judge_get_submission",
+            JudgeRoute::Events(_) => "judge_events",
+            JudgeRoute::Cancel(_) => "judge_cancel",
+        }
+    }
+}
+
+/// Judge mode's base path.
+pub(crate) const JUDGE_BASE: [&str; 2] = ["judge", "v1"];
 
 impl Route {
     /// The fixed name used as the `route` label of `runner_http_requests_total`.
@@ -43,6 +83,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Health => "health",
             Route::PeerStatus => "peer_status",
+            Route::Judge(j) => j.label(),
         }
     }
 }
@@ -75,6 +116,9 @@ pub(crate) fn route(method: &Method, path: &str, preflight: bool) -> Result<Rout
         ["peer", "status"] if get_or_head => return Ok(Route::PeerStatus),
         _ => {}
     }
+    if let Some(rest) = segments.strip_prefix(&JUDGE_BASE[..]) {
+        return judge_route(method, rest).map(Route::Judge);
+    }
     let Some(rest) = segments.strip_prefix(&BASE[..]) else {
         return Err(ApiError::NoRoute);
     };
@@ -83,6 +127,26 @@ pub(crate) fn route(method: &Method, path: &str, preflight: bool) -> Result<Rout
         (&Method::POST, ["runs"]) => Ok(Route::Runs),
         (&Method::PUT, ["files", id]) if is_valid_id(id) => Ok(Route::PutFile((*id).to_owned())),
         (&Method::HEAD, ["files", id]) if is_valid_id(id) => Ok(Route::HeadFile((*id).to_owned())),
+        _ => Err(ApiError::NoRoute),
+    }
+}
+
+fn judge_route(method: &Method, rest: &[&str]) -> Result<JudgeRoute, ApiError> {
+    let s = |x: &&str| (*x).to_owned();
+    match (method, rest) {
+        (&Method::PUT, ["problems", p, "testsets", v]) => Ok(JudgeRoute::PutTestset(s(p), s(v))),
+        (&Method::GET | &Method::HEAD, ["problems", p, "testsets", v]) => {
+            Ok(JudgeRoute::GetTestset(s(p), s(v)))
+        }
+        (&Method::DELETE, ["problems", p, "testsets", v]) => {
+            Ok(JudgeRoute::DeleteTestset(s(p), s(v)))
+        }
+        (&Method::POST, ["submissions"]) => Ok(JudgeRoute::Submit),
+        (&Method::GET | &Method::HEAD, ["submissions", id]) => {
+            Ok(JudgeRoute::GetSubmission(s(id)))
+        }
+        (&Method::GET, ["submissions", id, "events"]) => Ok(JudgeRoute::Events(s(id))),
+        (&Method::DELETE, ["submissions", id]) => Ok(JudgeRoute::Cancel(s(id))),
         _ => Err(ApiError::NoRoute),
     }
 }
@@ -136,6 +200,49 @@ mod tests {
     }
 
     #[test]
+    fn test_judge_routes() {
+        let j = |m: Method, p: &str| r(m, p);
+        let t = || ("sum".to_owned(), "v1".to_owned());
+        assert_eq!(
+            j(Method::PUT, "/judge/v1/problems/sum/testsets/v1"),
+            Ok(Route::Judge(JudgeRoute::PutTestset(t().0, t().1)))
+        );
+        assert_eq!(
+            j(Method::GET, "/judge/v1/problems/sum/testsets/v1/"),
+            Ok(Route::Judge(JudgeRoute::GetTestset(t().0, t().1)))
+        );
+        assert_eq!(
+            j(Method::DELETE, "/judge/v1/problems/sum/testsets/v1"),
+            Ok(Route::Judge(JudgeRoute::DeleteTestset(t().0, t().1)))
+        );
+        assert_eq!(
+            j(Method::POST, "/judge/v1/submissions"),
+            Ok(Route::Judge(JudgeRoute::Submit))
+        );
+        assert_eq!(
+            j(Method::GET, "/judge/v1/submissions/a-1"),
+            Ok(Route::Judge(JudgeRoute::GetSubmission("a-1".into())))
+        );
+        assert_eq!(
+            j(Method::GET, "/judge/v1/submissions/a-1/events"),
+            Ok(Route::Judge(JudgeRoute::Events("a-1".into())))
+        );
+        assert_eq!(
+            j(Method::DELETE, "/judge/v1/submissions/a-1"),
+            Ok(Route::Judge(JudgeRoute::Cancel("a-1".into())))
+        );
+        for (m, p) in [
+            (Method::POST, "/judge/v1/problems/sum/testsets/v1"),
+            (Method::GET, "/judge/v1/submissions"),
+            (Method::PUT, "/judge/v1/submissions/a"),
+            (Method::GET, "/judge/v2/submissions/a"),
+            (Method::GET, "/judge/v1/problems/sum"),
+        ] {
+            assert_eq!(j(m.clone(), p), Err(ApiError::NoRoute), "{m} {p}");
+        }
+    }
+
+    #[test]
     fn test_root_metrics_and_health() {
         for m in [Method::GET, Method::HEAD] {
             assert_eq!(r(m.clone(), "/metrics"), Ok(Route::Metrics));
@@ -149,6 +256,7 @@ mod tests {
     /// Every route's label (and the unrouted one) is in the operator's reference.
     #[test]
     fn test_route_labels_are_documented() {
+        let e = String::new;
         let all = [
             Route::Languages,
             Route::Runs,
@@ -158,6 +266,13 @@ mod tests {
             Route::Metrics,
             Route::Health,
             Route::PeerStatus,
+            Route::Judge(JudgeRoute::PutTestset(e(), e())),
+            Route::Judge(JudgeRoute::GetTestset(e(), e())),
+            Route::Judge(JudgeRoute::DeleteTestset(e(), e())),
+            Route::Judge(JudgeRoute::Submit),
+            Route::Judge(JudgeRoute::GetSubmission(e())),
+            Route::Judge(JudgeRoute::Events(e())),
+            Route::Judge(JudgeRoute::Cancel(e())),
         ];
         // Exhaustive on purpose: a new variant breaks this match, a reminder to list it above.
         for r in &all {
@@ -170,6 +285,15 @@ mod tests {
                 | Route::Metrics
                 | Route::Health
                 | Route::PeerStatus => {}
+                Route::Judge(j) => match j {
+                    JudgeRoute::PutTestset(..)
+                    | JudgeRoute::GetTestset(..)
+                    | JudgeRoute::DeleteTestset(..)
+                    | JudgeRoute::Submit
+                    | JudgeRoute::GetSubmission(_)
+                    | JudgeRoute::Events(_)
+                    | JudgeRoute::Cancel(_) => {}
+                },
             }
         }
         let doc = include_str!("../../../docs/operations.md");

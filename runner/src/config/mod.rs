@@ -3,8 +3,9 @@
 //! at all; `deploy/runner.toml` documents each one and is checked by a test to parse.
 //!
 //! Owns: the file's shape and its validation, assembled from the settings types of the modules
-//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`, `queue`). Must not: be imported by those
-//! modules (the assembler sits above what it assembles; `server` hands each part its section).
+//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`, `judge`, `queue`). Must not: be
+//! imported by those modules (the assembler sits above what it assembles; `server` hands each
+//! part its section).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 
 use crate::api::ApiConfig;
 use crate::jail::JailConfig;
+use crate::judge::{JudgeConfig, JudgeConfigError, RawJudge};
 use crate::peer::{InvalidPeerSetting, PeerConfig, RawPeer};
 use crate::profile::PlanConfig;
 use crate::queue::{QueueConfig, QueueConfigError, RawQueue};
@@ -55,6 +57,12 @@ impl From<QueueConfigError> for ConfigError {
     }
 }
 
+impl From<JudgeConfigError> for ConfigError {
+    fn from(e: JudgeConfigError) -> Self {
+        invalid(e.setting, e.reason)
+    }
+}
+
 impl From<InvalidPeerSetting> for ConfigError {
     fn from(e: InvalidPeerSetting) -> Self {
         invalid(e.setting, e.reason)
@@ -85,6 +93,9 @@ pub struct RawConfig {
     pub peer: RawPeer,
     #[serde(default)]
     pub monitor: RawMonitor,
+    /// `[judge]`: judge mode (docs/judge.md).
+    #[serde(default)]
+    pub judge: RawJudge,
     /// `[queue]`: queue mode on RabbitMQ (docs/queue.md).
     #[serde(default)]
     pub queue: RawQueue,
@@ -144,6 +155,7 @@ pub struct Config {
     pub sched: SchedConfig,
     pub jail: JailConfig,
     pub peer: PeerConfig,
+    pub judge: JudgeConfig,
     /// Queue mode; `None`: off (no `[queue] url`).
     pub queue: Option<QueueConfig>,
 }
@@ -270,6 +282,7 @@ impl TryFrom<RawConfig> for Config {
             ));
         }
         let peer = PeerConfig::try_from(raw.peer)?;
+        let judge = JudgeConfig::new(raw.judge, slots)?;
         let queue = QueueConfig::new(raw.queue)?;
         let ebpf = match raw.monitor.ebpf.as_deref() {
             None => crate::monitor::EbpfMode::default(),
@@ -277,6 +290,7 @@ impl TryFrom<RawConfig> for Config {
         };
         Ok(Config {
             peer,
+            judge,
             queue,
             listen,
             cache_dir: data_dir.join("files"),
@@ -370,6 +384,7 @@ mod tests {
                 "api.body_read_timeout_secs",
             ),
             ("[api]\nsend_timeout_secs = 1e9", "api.send_timeout_secs"),
+            ("[judge]\nmax_cases = 0", "judge.max_cases"),
             ("[queue]\nprefetch = 2", "queue.url"),
             (
                 "[queue]\nurl = \"amqp://h/\"\non_stop = \"later\"",

@@ -28,6 +28,7 @@ pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod journal;
+pub mod local;
 mod lru;
 pub mod metrics;
 pub mod origin;
