@@ -48,16 +48,16 @@ pub const FAMILIES: &[&str] = &[
     "runner_ebpf_active",
     "runner_ebpf_events_total",
     "runner_draining",
-    "runner_queue_connected",
-    "runner_queue_window",
-    "runner_queue_unacked",
-    "runner_queue_deliveries_total",
-    "runner_queue_redelivered_total",
-    "runner_queue_acks_total",
-    "runner_queue_nacks_total",
-    "runner_queue_dead_lettered_total",
-    "runner_queue_results_dropped_total",
-    "runner_queue_publish_confirm_seconds",
+    "runner_amqp_connected",
+    "runner_amqp_window",
+    "runner_amqp_unacked",
+    "runner_amqp_deliveries_total",
+    "runner_amqp_redelivered_total",
+    "runner_amqp_acks_total",
+    "runner_amqp_nacks_total",
+    "runner_amqp_dead_lettered_total",
+    "runner_amqp_results_dropped_total",
+    "runner_amqp_publish_confirm_seconds",
 ];
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -305,62 +305,62 @@ impl QueueCounters {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         gauge(
             o,
-            "runner_queue_connected",
+            "runner_amqp_connected",
             "1 while queue mode is connected to the broker and consuming, else 0.",
             i64::from(self.connected()),
         );
         gauge(
             o,
-            "runner_queue_window",
+            "runner_amqp_window",
             "Most deliveries held at once: judge capacity plus prefetch headroom.",
             self.window.load(Ordering::Relaxed),
         );
         gauge(
             o,
-            "runner_queue_unacked",
+            "runner_amqp_unacked",
             "Deliveries held now (judging, waiting for a slot, or publishing), not yet settled.",
             self.unacked(),
         );
         counter(
             o,
-            "runner_queue_deliveries_total",
+            "runner_amqp_deliveries_total",
             "Submissions delivered by the broker.",
             load(&self.deliveries),
         );
         counter(
             o,
-            "runner_queue_redelivered_total",
+            "runner_amqp_redelivered_total",
             "Deliveries the broker had delivered before (redelivered flag or x-delivery-count).",
             load(&self.redelivered),
         );
         counter(
             o,
-            "runner_queue_acks_total",
+            "runner_amqp_acks_total",
             "Deliveries acknowledged after their result was confirmed by the broker.",
             load(&self.acks),
         );
         counter(
             o,
-            "runner_queue_nacks_total",
+            "runner_amqp_nacks_total",
             "Deliveries given back to their queue (nack with requeue).",
             load(&self.nacks),
         );
         counter(
             o,
-            "runner_queue_dead_lettered_total",
+            "runner_amqp_dead_lettered_total",
             "Deliveries rejected without requeue, to the dead-letter exchange (bad messages).",
             load(&self.dead_lettered),
         );
         counter(
             o,
-            "runner_queue_results_dropped_total",
+            "runner_amqp_results_dropped_total",
             "Finished results not published because the connection was lost (redelivered).",
             load(&self.results_dropped),
         );
         hist(
             o,
             &self.confirm,
-            "runner_queue_publish_confirm_seconds",
+            "runner_amqp_publish_confirm_seconds",
             "Time from publishing a result to the broker's confirm, in seconds.",
         );
     }
@@ -483,7 +483,7 @@ impl Metrics {
         let _ = self.ebpf.set(counters);
     }
 
-    /// Renders queue mode's `counters` from now on (`runner_queue_*`), and lets `GET /health`
+    /// Renders queue mode's `counters` from now on (`runner_amqp_*`), and lets `GET /health`
     /// report the broker connection. Wired once, at start-up; a second call is ignored.
     pub fn attach_queue(&self, counters: Arc<QueueCounters>) {
         let _ = self.queue.set(counters);
@@ -863,8 +863,8 @@ mod tests {
     fn test_queue_counters_render_once_attached() {
         let m = Metrics::new();
         let t = m.render();
-        assert_eq!(sample(&t, "runner_queue_connected"), Some("0"));
-        assert_eq!(sample(&t, "runner_queue_deliveries_total"), Some("0"));
+        assert_eq!(sample(&t, "runner_amqp_connected"), Some("0"));
+        assert_eq!(sample(&t, "runner_amqp_deliveries_total"), Some("0"));
         assert!(m.queue().is_none());
         let q = Arc::new(QueueCounters::default());
         m.attach_queue(q.clone());
@@ -882,18 +882,18 @@ mod tests {
         q.observe_confirm(Duration::from_millis(2));
         let t = m.render();
         for (k, v) in [
-            ("runner_queue_connected", "1"),
-            ("runner_queue_window", "3"),
-            ("runner_queue_unacked", "1"),
-            ("runner_queue_deliveries_total", "5"),
-            ("runner_queue_redelivered_total", "1"),
-            ("runner_queue_acks_total", "1"),
-            ("runner_queue_nacks_total", "1"),
-            ("runner_queue_dead_lettered_total", "1"),
-            ("runner_queue_results_dropped_total", "1"),
-            ("runner_queue_publish_confirm_seconds_count", "1"),
-            ("runner_queue_publish_confirm_seconds_bucket{le=\"0.001\"}", "0"),
-            ("runner_queue_publish_confirm_seconds_bucket{le=\"0.0025\"}", "1"),
+            ("runner_amqp_connected", "1"),
+            ("runner_amqp_window", "3"),
+            ("runner_amqp_unacked", "1"),
+            ("runner_amqp_deliveries_total", "5"),
+            ("runner_amqp_redelivered_total", "1"),
+            ("runner_amqp_acks_total", "1"),
+            ("runner_amqp_nacks_total", "1"),
+            ("runner_amqp_dead_lettered_total", "1"),
+            ("runner_amqp_results_dropped_total", "1"),
+            ("runner_amqp_publish_confirm_seconds_count", "1"),
+            ("runner_amqp_publish_confirm_seconds_bucket{le=\"0.001\"}", "0"),
+            ("runner_amqp_publish_confirm_seconds_bucket{le=\"0.0025\"}", "1"),
         ] {
             assert_eq!(sample(&t, k), Some(v), "{k} in\n{t}");
         }

@@ -3,9 +3,11 @@
 //!
 //! Start-up order: lock the data directory → jail (kernel probes, cgroup subtree; fails closed)
 //! → profiles (version probes) → slots (one netns each) → judge (test-set store, journal;
-//! unfinished submissions resume) → file cache → listen. Shutdown: SIGTERM or SIGINT stops
-//! accepting; in-flight requests finish within `shutdown_grace_secs`, then the submissions being
-//! judged get what is left of it (the others stay journaled and run after the restart).
+//! unfinished submissions resume) → file cache → listen → queue mode (with `[queue]`; it
+//! connects in the background). Shutdown: SIGTERM or SIGINT stops accepting; in-flight requests
+//! finish within `shutdown_grace_secs` while queue mode stops as its `on_stop` says, then the
+//! submissions being judged get what is left of the grace (the others stay journaled and run
+//! after the restart).
 //!
 //! Under systemd (`Type=notify`, deploy/runner.service) `serve` reports `READY=1` once the
 //! listener is bound, i.e. after the jail, cgroups, profiles and slots are set up, and
@@ -25,9 +27,12 @@ use crate::jail::{Jail, JailSpec};
 use crate::job::{Job, Params};
 use crate::judge::testset::TESTSETS_DIR;
 use crate::judge::{Backend, Judge, JudgeSettings, Origin, Testsets, TestsetStore};
+use crate::metrics::QueueCounters;
 use crate::notify;
 use crate::peer::{Dispatcher, Peers};
 use crate::profile::Registry;
+use crate::queue::QueueMode;
+use crate::queue::engine::EngineJudger;
 use crate::sched::{Executor, Scheduler};
 
 /// Everything a running daemon is made of.
@@ -208,9 +213,13 @@ pub async fn serve(cfg: Config) -> Result<()> {
     // Ready only now: a start-up failure above exits non-zero before systemd hears READY=1.
     let bound = listener.local_addr().unwrap_or(cfg.listen);
     notify::notify_or_log(&notify::ready_message(langs.len(), &bound));
+    // Queue mode: connects in the background (retrying while the broker is down).
+    let queue = start_queue(&cfg, &rt, &judge);
+    let (stopping, mut stop_seen) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         stop.recv().await;
         notify::notify_or_log(notify::STOPPING);
+        stopping.send_replace(true);
     };
     let drain_started = std::sync::Arc::new(std::sync::OnceLock::new());
     let started = drain_started.clone();
@@ -218,14 +227,44 @@ pub async fn serve(cfg: Config) -> Result<()> {
         shutdown.await;
         let _ = started.set(Instant::now());
     };
-    api::serve(listener, state, shutdown)
-        .await
-        .context("server failed")?;
+    // On the stop signal queue mode stops as `on_stop` says, while HTTP drains; the judge
+    // drains after both (queue mode's running submissions need it).
+    let queue_stopped = async move {
+        if let Some(q) = queue {
+            let _ = stop_seen.wait_for(|s| *s).await;
+            q.stop().await;
+        }
+    };
+    let (served, ()) = tokio::join!(api::serve(listener, state, shutdown), queue_stopped);
+    served.context("server failed")?;
     let spent = drain_started.get().map_or(Duration::ZERO, Instant::elapsed);
     judge.drain(cfg.shutdown_grace.saturating_sub(spent)).await;
     judge.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts queue mode (docs/queue.md) when `[queue]` is configured: judging on `judge`, consuming
+/// the queues of the languages this runner serves, its counters in the daemon's metrics (and
+/// `GET /health`).
+pub fn start_queue(cfg: &Config, rt: &Runtime, judge: &Judge) -> Option<QueueMode> {
+    let q = cfg.queue.clone()?;
+    let languages: Vec<String> = rt
+        .scheduler
+        .languages()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let counters = Arc::new(QueueCounters::default());
+    rt.scheduler.metrics().attach_queue(counters.clone());
+    tracing::info!(
+        broker = %q.url.host(),
+        vhost = %q.url.vhost(),
+        on_stop = ?q.on_stop,
+        "queue mode: on"
+    );
+    let judger = Arc::new(EngineJudger::new(judge.clone(), languages));
+    Some(QueueMode::start(q, judger, counters))
 }
 
 /// The API's state for `cfg`: the scheduler behind peer mode's dispatcher (every run local

@@ -15,6 +15,7 @@
 
 pub mod config;
 mod delivery;
+pub mod engine;
 pub mod judger;
 pub mod message;
 mod session;
