@@ -892,8 +892,14 @@ mod tests {
             ("runner_amqp_dead_lettered_total", "1"),
             ("runner_amqp_results_dropped_total", "1"),
             ("runner_amqp_publish_confirm_seconds_count", "1"),
-            ("runner_amqp_publish_confirm_seconds_bucket{le=\"0.001\"}", "0"),
-            ("runner_amqp_publish_confirm_seconds_bucket{le=\"0.0025\"}", "1"),
+            (
+                "runner_amqp_publish_confirm_seconds_bucket{le=\"0.001\"}",
+                "0",
+            ),
+            (
+                "runner_amqp_publish_confirm_seconds_bucket{le=\"0.0025\"}",
+                "1",
+            ),
         ] {
             assert_eq!(sample(&t, k), Some(v), "{k} in\n{t}");
         }

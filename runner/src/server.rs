@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::jail::{Jail, JailSpec};
 use crate::job::{Job, Params};
 use crate::judge::testset::TESTSETS_DIR;
-use crate::judge::{Backend, Judge, JudgeSettings, Origin, Testsets, TestsetStore};
+use crate::judge::{Backend, Judge, JudgeSettings, Origin, TestsetStore, Testsets};
 use crate::metrics::QueueCounters;
 use crate::notify;
 use crate::peer::{Dispatcher, Peers};

@@ -35,7 +35,8 @@ pub fn broker() -> bool {
     )
     .is_ok();
     if !up {
-        let why = "no RabbitMQ broker on 127.0.0.1:5672 (`cargo xtask test` installs and starts one)";
+        let why =
+            "no RabbitMQ broker on 127.0.0.1:5672 (`cargo xtask test` installs and starts one)";
         if std::env::var_os("RUNNER_REQUIRE_ALL").is_some() {
             panic!("{why} (RUNNER_REQUIRE_ALL is set)");
         }
@@ -118,29 +119,8 @@ impl Vhost {
         format!("amqp://guest:guest@127.0.0.1:{}/{}", self.port, self.name)
     }
 
-    /// `(ready, unacknowledged)` messages of `queue`; `None` if it does not exist.
-    pub fn queue_counts(&self, queue: &str) -> Option<(u64, u64)> {
-        let out = self.ctl.run(&[
-            "list_queues",
-            "-p",
-            &self.name,
-            "--no-table-headers",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-        ]);
-        out.lines().find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 3 && f[0] == queue).then(|| {
-                (
-                    f[1].parse().unwrap_or(u64::MAX),
-                    f[2].parse().unwrap_or(u64::MAX),
-                )
-            })
-        })
-    }
-
-    /// Unacknowledged messages over every channel of the vhost, as the broker counts them.
+    /// Unacknowledged messages over every channel of the vhost, as the broker counts them (a
+    /// live count of each channel).
     pub fn unacked(&self) -> u64 {
         let out = self.ctl.run(&[
             "list_channels",
@@ -194,6 +174,11 @@ pub struct Node {
 impl Node {
     /// Starts a node and waits until it accepts AMQP connections (bounded: 120 s).
     pub fn start() -> Node {
+        Node::start_on(crate::daemon::free_port())
+    }
+
+    /// As [`start`](Self::start), on AMQP port `port`.
+    pub fn start_on(port: u16) -> Node {
         let n = VHOSTS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("runner-rabbit-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -204,7 +189,6 @@ impl Node {
         std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400)).expect("chmod");
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins file");
         let name = format!("runner-test-{}-{n}@localhost", std::process::id());
-        let port = crate::daemon::free_port();
         let node = Node {
             ctl: Ctl {
                 own: Some((name.clone(), dir.clone())),
@@ -229,9 +213,15 @@ impl Node {
             .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
             .env("RABBITMQ_PID_FILE", self.dir.join("pid"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.dir.join("enabled_plugins"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                self.dir.join("enabled_plugins"),
+            )
             .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq"))
-            .env("RABBITMQ_ADVANCED_CONFIG_FILE", self.dir.join("advanced.config"))
+            .env(
+                "RABBITMQ_ADVANCED_CONFIG_FILE",
+                self.dir.join("advanced.config"),
+            )
             .env("RABBITMQ_CONF_ENV_FILE", self.dir.join("rabbitmq-env.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -289,7 +279,9 @@ impl Client {
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
         let ch = conn.create_channel().await.expect("channel");
-        ch.confirm_select(Default::default()).await.expect("confirms");
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
         Client { conn, ch }
     }
 
@@ -357,6 +349,25 @@ impl Client {
         assert!(c.is_ack(), "the broker took the submission");
     }
 
+    /// Ready messages in `queue`, from a passive declare (live; `rabbitmqctl list_queues`
+    /// reports a quorum queue's counts with a delay). Panics if the queue does not exist.
+    pub async fn ready(&self, queue: &str) -> u64 {
+        let ch = self.conn.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue}: {e}"));
+        let _ = ch.close(200, "".into()).await;
+        u64::from(q.message_count())
+    }
+
     /// Consumes `queue` (auto-ack off, acked here as they come).
     pub async fn consume(&self, queue: &str) -> Reader {
         let ch = self.conn.create_channel().await.expect("channel");
@@ -400,7 +411,10 @@ impl Reader {
         while out.len() < n {
             match self.next(within).await {
                 Some(d) => out.push(d),
-                None => panic!("got {} of {n} messages, then nothing for {within:?}", out.len()),
+                None => panic!(
+                    "got {} of {n} messages, then nothing for {within:?}",
+                    out.len()
+                ),
             }
         }
         out

@@ -101,15 +101,7 @@ impl Daemon {
             ..RawConfig::default()
         };
         let cfg = Config::try_from(raw).expect("valid config");
-        let (runtime, cgroups) = {
-            let _g = START.lock().unwrap_or_else(|e| e.into_inner());
-            let before = own_cgroups(std::process::id());
-            let runtime = server::start(&cfg, server::Mode::Daemon).expect("daemon start");
-            let after = own_cgroups(std::process::id());
-            let mine: Vec<PathBuf> = after.into_iter().filter(|p| !before.contains(p)).collect();
-            (runtime, mine)
-        };
-        assert!(!cgroups.is_empty(), "the daemon created no cgroup subtree");
+        let (runtime, cgroups) = start_runtime(&cfg);
         let cache = Arc::new(
             FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes).expect("file cache"),
         );
@@ -183,6 +175,18 @@ impl Drop for Daemon {
             let _ = s.send(());
         }
     }
+}
+
+/// `server::start` for a daemon of a test: start-ups are serialised so that each daemon knows
+/// which of this process's `runner-<pid>-*` cgroups are its own (returned, for the clean-up check).
+pub fn start_runtime(cfg: &Config) -> (Runtime, Vec<PathBuf>) {
+    let _g = START.lock().unwrap_or_else(|e| e.into_inner());
+    let before = own_cgroups(std::process::id());
+    let runtime = server::start(cfg, server::Mode::Daemon).expect("daemon start");
+    let after = own_cgroups(std::process::id());
+    let mine: Vec<PathBuf> = after.into_iter().filter(|p| !before.contains(p)).collect();
+    assert!(!mine.is_empty(), "the daemon created no cgroup subtree");
+    (runtime, mine)
 }
 
 /// `runner-<pid>-*` directories in the cgroup trees (depth ≤ 4 below /sys/fs/cgroup).
@@ -292,12 +296,18 @@ impl BinDaemon {
     /// Writes a config for `data_dir` and uid base, starts `runner serve` and waits until
     /// `GET languages` answers 200.
     pub async fn start(data_dir: &Path, uid_base: u32, slots: u32) -> BinDaemon {
+        BinDaemon::start_with(data_dir, uid_base, slots, "").await
+    }
+
+    /// As [`start`](Self::start), with `extra` appended to the config file (whole sections,
+    /// e.g. `[queue]`).
+    pub async fn start_with(data_dir: &Path, uid_base: u32, slots: u32, extra: &str) -> BinDaemon {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let config = data_dir.join("runner.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\nslots = {slots}\nshutdown_grace_secs = 20.0\n[jail]\nuid_base = {uid_base}\n",
+                "data_dir = \"{}\"\nslots = {slots}\nshutdown_grace_secs = 20.0\n[jail]\nuid_base = {uid_base}\n{extra}",
                 data_dir.display()
             ),
         )

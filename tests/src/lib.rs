@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod daemon;
+pub mod queued;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -253,7 +253,9 @@ async fn put_testset(
     let too_large = || {
         err(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("test set {id}: the archive is larger than {max} bytes (judge.max_testset_bytes)"),
+            format!(
+                "test set {id}: the archive is larger than {max} bytes (judge.max_testset_bytes)"
+            ),
         )
     };
     let declared = req
@@ -268,7 +270,12 @@ async fn put_testset(
     let timeout = state.config.body_read_timeout * 10;
     let put = tokio::time::timeout(timeout, judge.testsets().put_body(&id, req.into_body()))
         .await
-        .map_err(|_| err(StatusCode::REQUEST_TIMEOUT, "Request body not received in time"))?;
+        .map_err(|_| {
+            err(
+                StatusCode::REQUEST_TIMEOUT,
+                "Request body not received in time",
+            )
+        })?;
     match put {
         Ok(put) => {
             let status = match put.status {
@@ -327,7 +334,9 @@ async fn submit(
                 field_err("language_id", crate::job::wire::unknown_language(&l))
             }
             SubmitError::UnknownTestset(_) => err(StatusCode::NOT_FOUND, e.to_string()),
-            SubmitError::Invalid { field, reason } => field_err(field, format!("{field}: {reason}")),
+            SubmitError::Invalid { field, reason } => {
+                field_err(field, format!("{field}: {reason}"))
+            }
             SubmitError::Journal(j) => {
                 tracing::error!(error = %error_chain(&j), "journaling a submission failed");
                 internal(request)
@@ -373,7 +382,11 @@ fn last_event_id(req: &Request<Incoming>) -> Option<EventId> {
 fn sse(mut sub: crate::judge::Subscription) -> Response<ApiBody> {
     let (tx, rx) = mpsc::channel::<Bytes>(SSE_BUFFER);
     tokio::spawn(async move {
-        if tx.send(Bytes::from_static(b"retry: 2000\n\n")).await.is_err() {
+        if tx
+            .send(Bytes::from_static(b"retry: 2000\n\n"))
+            .await
+            .is_err()
+        {
             return;
         }
         loop {

@@ -142,9 +142,7 @@ fn judge_route(method: &Method, rest: &[&str]) -> Result<JudgeRoute, ApiError> {
             Ok(JudgeRoute::DeleteTestset(s(p), s(v)))
         }
         (&Method::POST, ["submissions"]) => Ok(JudgeRoute::Submit),
-        (&Method::GET | &Method::HEAD, ["submissions", id]) => {
-            Ok(JudgeRoute::GetSubmission(s(id)))
-        }
+        (&Method::GET | &Method::HEAD, ["submissions", id]) => Ok(JudgeRoute::GetSubmission(s(id))),
         (&Method::GET, ["submissions", id, "events"]) => Ok(JudgeRoute::Events(s(id))),
         (&Method::DELETE, ["submissions", id]) => Ok(JudgeRoute::Cancel(s(id))),
         _ => Err(ApiError::NoRoute),

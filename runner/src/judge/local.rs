@@ -45,7 +45,9 @@ pub fn testset_archive(
     if !meta.is_dir() {
         let mut input = File::open(path).map_err(read_err(path))?;
         return match compare {
-            None => io::copy(&mut input, out).map(|_| ()).map_err(LocalError::Write),
+            None => io::copy(&mut input, out)
+                .map(|_| ())
+                .map_err(LocalError::Write),
             Some(mode) => rewrite_archive(path, input, mode, out),
         };
     }
@@ -175,7 +177,11 @@ mod tests {
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join("1.in"), "1 2\n").unwrap();
         fs::write(dir.join("1.out"), "3\n").unwrap();
-        fs::write(dir.join("problem.toml"), "compare = \"float\"\nfloat_abs_eps = 0.1\n").unwrap();
+        fs::write(
+            dir.join("problem.toml"),
+            "compare = \"float\"\nfloat_abs_eps = 0.1\n",
+        )
+        .unwrap();
         let out_path = tmp.path().join("a.tar");
         let mut out = File::options()
             .read(true)

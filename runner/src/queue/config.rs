@@ -143,9 +143,11 @@ impl BrokerUrl {
             .parse()
             .map_err(|e: String| format!("not an AMQP URL ({})", redact_error(&e, url)))?;
         if uri.scheme == AMQPScheme::AMQPS {
-            return Err("amqps:// is not supported (runner has no TLS client): use amqp:// on a \
+            return Err(
+                "amqps:// is not supported (runner has no TLS client): use amqp:// on a \
                  private network, or a TLS-terminating proxy on localhost"
-                .into());
+                    .into(),
+            );
         }
         if uri.authority.host.is_empty() {
             return Err("has no host".into());
@@ -268,7 +270,11 @@ impl QueueConfig {
                 defaults.events_exchange,
             )?,
             dead_letter: name("queue.dead_letter", raw.dead_letter, defaults.dead_letter)?,
-            queue_prefix: name("queue.queue_prefix", raw.queue_prefix, defaults.queue_prefix)?,
+            queue_prefix: name(
+                "queue.queue_prefix",
+                raw.queue_prefix,
+                defaults.queue_prefix,
+            )?,
         };
         let prefetch = raw.prefetch.unwrap_or(DEFAULT_PREFETCH);
         if prefetch > 1000 {
@@ -276,7 +282,10 @@ impl QueueConfig {
         }
         let delivery_limit = raw.delivery_limit.unwrap_or(DEFAULT_DELIVERY_LIMIT);
         if !(1..=1000).contains(&delivery_limit) {
-            return Err(invalid("queue.delivery_limit", "must be between 1 and 1000"));
+            return Err(invalid(
+                "queue.delivery_limit",
+                "must be between 1 and 1000",
+            ));
         }
         let on_stop = match raw.on_stop.as_deref() {
             None => OnStop::Finish,
@@ -284,22 +293,19 @@ impl QueueConfig {
         };
         let drain_timeout = secs(
             "queue.drain_timeout_secs",
-            raw.drain_timeout_secs
-                .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
+            raw.drain_timeout_secs.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
             0.0,
             86_400.0,
         )?;
         let reconnect_min = secs(
             "queue.reconnect_min_secs",
-            raw.reconnect_min_secs
-                .unwrap_or(DEFAULT_RECONNECT_MIN_SECS),
+            raw.reconnect_min_secs.unwrap_or(DEFAULT_RECONNECT_MIN_SECS),
             0.01,
             3600.0,
         )?;
         let reconnect_max = secs(
             "queue.reconnect_max_secs",
-            raw.reconnect_max_secs
-                .unwrap_or(DEFAULT_RECONNECT_MAX_SECS),
+            raw.reconnect_max_secs.unwrap_or(DEFAULT_RECONNECT_MAX_SECS),
             0.01,
             3600.0,
         )?;
@@ -309,9 +315,7 @@ impl QueueConfig {
                 "must be at least queue.reconnect_min_secs",
             ));
         }
-        let max_message_bytes = raw
-            .max_message_bytes
-            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        let max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if !(1024..=1 << 30).contains(&max_message_bytes) {
             return Err(invalid(
                 "queue.max_message_bytes",
@@ -472,9 +476,11 @@ mod tests {
 
     #[test]
     fn test_password_never_shows() {
-        let c = parse("url = \"amqp://judge:s3cr3t-pw@mq.internal:5673/contest\"\non_stop = \"requeue\"")
-            .unwrap()
-            .unwrap();
+        let c = parse(
+            "url = \"amqp://judge:s3cr3t-pw@mq.internal:5673/contest\"\non_stop = \"requeue\"",
+        )
+        .unwrap()
+        .unwrap();
         for text in [format!("{c:?}"), c.url.to_string()] {
             assert!(!text.contains("s3cr3t-pw"), "{text}");
             assert!(text.contains("judge@mq.internal:5673/contest"), "{text}");

@@ -53,7 +53,11 @@ pub(super) struct Publisher {
 
 impl Publisher {
     /// `channel` must already be in confirm mode.
-    pub(super) fn new(channel: Channel, cfg: Arc<QueueConfig>, counters: Arc<QueueCounters>) -> Self {
+    pub(super) fn new(
+        channel: Channel,
+        cfg: Arc<QueueConfig>,
+        counters: Arc<QueueCounters>,
+    ) -> Self {
         Publisher {
             channel,
             cfg,
@@ -137,6 +141,8 @@ pub(super) struct Ctx {
     /// the publish channel fails (the session then closes the connection, so that nothing it
     /// holds stays unacknowledged on a live channel).
     pub(super) lost: Arc<watch::Sender<bool>>,
+    /// True once the session cancelled its consumers for a stop.
+    pub(super) cancelled: Arc<watch::Sender<bool>>,
 }
 
 impl Ctx {
@@ -215,41 +221,42 @@ async fn settle_delivery(ctx: &Ctx, d: &Delivery, settle: Settle) {
     }
 }
 
-/// Waits until `phase` is no longer `Run` (returns it).
-async fn stopping(phase: &mut watch::Receiver<Phase>) -> Phase {
+/// Resolves once `rx` reads `true` (never, if its sender goes without).
+async fn until_true(rx: &mut watch::Receiver<bool>) {
     loop {
-        let now = *phase.borrow_and_update();
-        if now != Phase::Run {
-            return now;
+        if *rx.borrow_and_update() {
+            return;
         }
-        if phase.changed().await.is_err() {
-            return Phase::Abort;
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
 
-/// Waits until `phase` is `Abort`.
-async fn aborting(phase: &mut watch::Receiver<Phase>) {
+/// Resolves once the stop began and every consumer of this session is cancelled, or the session
+/// is lost. A delivery given back before its session's consumers are cancelled could come
+/// straight back to one of them.
+async fn stopped(ctx: &Ctx) {
+    let mut cancelled = ctx.cancelled.subscribe();
+    let mut lost = ctx.lost.subscribe();
+    tokio::select! {
+        () = until_true(&mut cancelled) => {}
+        () = until_true(&mut lost) => {}
+    }
+}
+
+/// Resolves once the stop is an abort and [`stopped`] holds.
+async fn aborted(ctx: &Ctx) {
+    let mut phase = ctx.phase.clone();
     loop {
         if *phase.borrow_and_update() == Phase::Abort {
-            return;
+            break;
         }
         if phase.changed().await.is_err() {
-            return;
+            break;
         }
     }
-}
-
-/// Waits until the session is lost.
-async fn lost(lost: &mut watch::Receiver<bool>) {
-    loop {
-        if *lost.borrow_and_update() {
-            return;
-        }
-        if lost.changed().await.is_err() {
-            return;
-        }
-    }
+    stopped(ctx).await;
 }
 
 async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
@@ -259,16 +266,16 @@ async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
         tracing::warn!(id, language, "language not served here: requeued");
         return Settle::Requeue;
     }
-    let mut phase = ctx.phase.clone();
     let mut lost_rx = ctx.lost.subscribe();
     // A slot of the judge's capacity; a stop before one frees up gives the delivery back.
     let permit = tokio::select! {
+        biased;
+        () = until_true(&mut lost_rx) => return Settle::Abandon(false),
+        () = stopped(ctx) => return Settle::Requeue,
         p = ctx.permits.clone().acquire_owned() => match p {
             Ok(p) => p,
             Err(_) => return Settle::Requeue,
         },
-        _ = stopping(&mut phase) => return Settle::Requeue,
-        () = lost(&mut lost_rx) => return Settle::Abandon(false),
     };
     let mut judging = loop {
         match ctx.judger.judge(id.clone(), request.clone()).await {
@@ -298,7 +305,7 @@ async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
                 tracing::debug!(id, %why, "judge busy: retrying");
                 tokio::select! {
                     () = tokio::time::sleep(BUSY_RETRY) => {}
-                    _ = stopping(&mut phase) => return Settle::Requeue,
+                    () = stopped(ctx) => return Settle::Requeue,
                 }
             }
         }
@@ -315,7 +322,7 @@ async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
                 Some(e) => ctx.publisher.event(&id, &e).await,
                 None => break None,
             },
-            () = aborting(&mut phase) => {
+            () = aborted(ctx) => {
                 judging.cancel();
                 tracing::info!(id, "stopping: judging aborted, requeued");
                 return Settle::Requeue;

@@ -62,6 +62,9 @@ pub trait Judger: Send + Sync + 'static {
     fn capacity(&self) -> usize;
     /// Starts judging `request` under `id`, anew even if `id` was judged before (a redelivered
     /// message is judged again).
-    fn judge(&self, id: String, request: SubmissionRequest)
-    -> BoxFuture<'_, Result<Judging, Refusal>>;
+    fn judge(
+        &self,
+        id: String,
+        request: SubmissionRequest,
+    ) -> BoxFuture<'_, Result<Judging, Refusal>>;
 }

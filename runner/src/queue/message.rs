@@ -102,8 +102,7 @@ pub fn decode(m: &Incoming<'_>, max_bytes: u64) -> Decoded {
             return bad(
                 m,
                 Some(&obj),
-                "id: is required in queue mode (in the body, or as the message_id property)"
-                    .into(),
+                "id: is required in queue mode (in the body, or as the message_id property)".into(),
             );
         }
     };
@@ -352,7 +351,9 @@ mod tests {
             (missing.to_string().into_bytes(), "sourcecode:", true),
             (wrong_lang.to_string().into_bytes(), "language_id:", true),
             (
-                serde_json::json!({"id": "x", "problem": 5}).to_string().into_bytes(),
+                serde_json::json!({"id": "x", "problem": 5})
+                    .to_string()
+                    .into_bytes(),
                 "problem:",
                 true,
             ),
@@ -418,7 +419,10 @@ mod tests {
                 correlation_id: Some("c-1".into()),
             },
         );
-        assert_eq!((o.exchange.as_str(), o.routing_key.as_str()), ("", "replies"));
+        assert_eq!(
+            (o.exchange.as_str(), o.routing_key.as_str()),
+            ("", "replies")
+        );
         assert_eq!(
             o.properties.correlation_id().as_ref().map(|s| s.as_str()),
             Some("c-1")

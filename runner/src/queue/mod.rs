@@ -188,9 +188,6 @@ mod tests {
             seen.push(b.as_millis());
             b = next_backoff(b, max);
         }
-        assert_eq!(
-            seen,
-            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]
-        );
+        assert_eq!(seen, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
     }
 }

@@ -14,17 +14,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_core::Stream;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::Phase;
 use super::Shared;
 use super::delivery::{self, Ctx, Publisher};
 use super::topology;
 use super::window::{self, UnitView};
-use super::Phase;
 
 /// Longest wait for the TCP connection and the AMQP handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -102,9 +104,8 @@ pub(super) async fn run(
         Ok(Ok(c)) => c,
     };
     let setup = async {
-        let control = conn.create_channel().await?;
         let languages = shared.judger.languages();
-        topology::declare(&control, &cfg.names, cfg.delivery_limit, &languages).await?;
+        let control = topology::declare(&conn, &cfg.names, cfg.delivery_limit, &languages).await?;
         let publish = conn.create_channel().await?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
@@ -124,6 +125,7 @@ pub(super) async fn run(
         }
     };
     let lost = Arc::new(watch::channel(false).0);
+    let cancelled = Arc::new(watch::channel(false).0);
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         judger: shared.judger.clone(),
@@ -132,6 +134,7 @@ pub(super) async fn run(
         publisher: Publisher::new(publish, cfg.clone(), shared.counters.clone()),
         phase: phase.clone(),
         lost: lost.clone(),
+        cancelled: cancelled.clone(),
     });
     let session = SESSION_SEQ.fetch_add(1, Ordering::Relaxed);
     let mut s = Units {
@@ -161,9 +164,7 @@ pub(super) async fn run(
         "queue mode: connected, consuming"
     );
     on_connected();
-    let result = s
-        .run(&control, &languages, &mut phase, &lost, &conn)
-        .await;
+    let result = s.run(&control, &languages, &mut phase, &lost, &conn).await;
     match result {
         Ok(()) => {
             let _ = conn.close(200, ShortString::from("runner stopping")).await;
@@ -171,7 +172,9 @@ pub(super) async fn run(
         }
         Err(e) => {
             lost.send_replace(true);
-            let _ = conn.close(320, ShortString::from("runner reconnecting")).await;
+            let _ = conn
+                .close(320, ShortString::from("runner reconnecting"))
+                .await;
             Err((e, Some(Orphans(s.tasks))))
         }
     }
@@ -287,6 +290,7 @@ impl Units {
                         for id in ids {
                             self.cancel(id, None).await.map_err(SessionError::Lost)?;
                         }
+                        self.ctx.cancelled.send_replace(true);
                         tracing::info!(held, "queue mode: consumers cancelled");
                     }
                 }
@@ -312,7 +316,11 @@ impl Units {
     }
 
     /// Moves idle units to languages with ready messages and no idle unit.
-    async fn rebalance(&mut self, control: &Channel, languages: &[String]) -> Result<(), SessionError> {
+    async fn rebalance(
+        &mut self,
+        control: &Channel,
+        languages: &[String],
+    ) -> Result<(), SessionError> {
         let views: Vec<UnitView> = self
             .units
             .values()
@@ -343,7 +351,9 @@ impl Units {
                 .map(|(id, _)| *id);
             if let Some(id) = id {
                 tracing::debug!(from = %m.from, to = %m.to, "queue mode: moving an idle unit");
-                self.cancel(id, Some(m.to)).await.map_err(SessionError::Lost)?;
+                self.cancel(id, Some(m.to))
+                    .await
+                    .map_err(SessionError::Lost)?;
             }
         }
         Ok(())

@@ -12,8 +12,9 @@
 //! Owns: the declarations and the queue arguments. Must not: consume or publish.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use super::config::Names;
 
@@ -43,14 +44,58 @@ fn durable() -> ExchangeDeclareOptions {
     }
 }
 
+/// Whether `e` is the broker's `PRECONDITION_FAILED` (406): a queue or exchange exists with
+/// other arguments or another type.
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    )
+}
+
+/// Declares `queue` with `args`. If it exists with other arguments (the broker refuses and
+/// closes the channel), it is used as it is: a warning says so, and `channel` is replaced by a
+/// fresh one.
+async fn queue(
+    conn: &Connection,
+    channel: &mut Channel,
+    queue: &str,
+    args: FieldTable,
+) -> lapin::Result<()> {
+    match channel
+        .queue_declare(
+            ShortString::from(queue),
+            QueueDeclareOptions::durable(),
+            args,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_precondition_failed(&e) => {
+            *channel = conn.create_channel().await?;
+            ready(channel, queue).await?;
+            tracing::warn!(
+                queue,
+                "queue mode: the queue exists with other arguments; used as it is (its own \
+                 type, delivery limit and dead-lettering apply)"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Declares the exchanges, the dead-letter queue, and the queue of each of `languages` with its
-/// binding. Safe to repeat: every runner does it on every connect.
+/// binding. Safe to repeat: every runner does it on every connect. Returns an open channel for
+/// later queue-depth polls.
 pub async fn declare(
-    channel: &Channel,
+    conn: &Connection,
     names: &Names,
     delivery_limit: u32,
     languages: &[String],
-) -> lapin::Result<()> {
+) -> lapin::Result<Channel> {
+    let mut channel = conn.create_channel().await?;
     let exchanges = [
         (&names.judge_exchange, ExchangeKind::Direct),
         (&names.results_exchange, ExchangeKind::Topic),
@@ -72,43 +117,27 @@ pub async fn declare(
         "x-queue-type".into(),
         AMQPValue::LongString("quorum".into()),
     );
-    channel
-        .queue_declare(
-            ShortString::from(names.dead_letter.as_str()),
-            QueueDeclareOptions::durable(),
-            dead_args,
-        )
-        .await?;
+    queue(conn, &mut channel, &names.dead_letter, dead_args).await?;
+    bind(&channel, &names.dead_letter, &names.dead_letter, "").await?;
+    let args = judge_queue_arguments(names, delivery_limit);
+    for language in languages {
+        let name = names.queue_of(language);
+        queue(conn, &mut channel, &name, args.clone()).await?;
+        bind(&channel, &name, &names.judge_exchange, language).await?;
+    }
+    Ok(channel)
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
     channel
         .queue_bind(
-            ShortString::from(names.dead_letter.as_str()),
-            ShortString::from(names.dead_letter.as_str()),
-            ShortString::from(""),
+            ShortString::from(queue),
+            ShortString::from(exchange),
+            ShortString::from(key),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
-        .await?;
-    let args = judge_queue_arguments(names, delivery_limit);
-    for language in languages {
-        let queue = names.queue_of(language);
-        channel
-            .queue_declare(
-                ShortString::from(queue.as_str()),
-                QueueDeclareOptions::durable(),
-                args.clone(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                ShortString::from(queue.as_str()),
-                ShortString::from(names.judge_exchange.as_str()),
-                ShortString::from(language.as_str()),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    Ok(())
+        .await
 }
 
 /// Ready messages in `queue` (a passive declare: it creates nothing).
