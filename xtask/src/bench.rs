@@ -7,6 +7,7 @@
 //!   concurrency. Target: ratio >= 0.8 at concurrency = CPUs.
 //! - `peers` (only when named; root): peer mode vs one runner vs random spreading, see
 //!   `bench_peers.rs`.
+//! - `queue` (only when named; root): queue mode on RabbitMQ, see `bench_queue.rs`.
 //! - `jail`: `runner bench-jail --iterations N` prints one JSON line
 //!   `{"jail_p50_ms":..,"jail_p99_ms":..,"forkexec_p50_ms":..,"forkexec_p99_ms":..}`.
 //!   Target: jail cost <= 2 ms over fork+exec (p50).
@@ -43,6 +44,9 @@ pub(crate) struct BenchArgs {
     /// `verdicts`: runs per (mode, processes, budget).
     #[arg(long, default_value_t = 10)]
     pub(crate) verdict_runs: usize,
+    /// `queue`: submissions per phase.
+    #[arg(long, default_value_t = 300)]
+    submissions: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -53,6 +57,9 @@ enum Which {
     Peers,
     /// CPU-limit overshoot and kill → response time, eBPF vs no-eBPF (only when named).
     Verdicts,
+    /// Queue mode on RabbitMQ: 3 runners vs 1, a runner killed and one stopped halfway (root;
+    /// only when named).
+    Queue,
 }
 
 const PY_SRC: &str = "print(\"hello world\")\n";
@@ -62,6 +69,9 @@ const EXPECTED: &str = "hello world\n";
 pub(crate) const JOBE: &str = "/jobe/index.php/restapi";
 
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
+    if args.which == Some(Which::Queue) {
+        return crate::bench_queue::run(args.submissions);
+    }
     let runner = match &args.runner {
         Some(r) => r.clone(),
         None => {

@@ -9,6 +9,7 @@
 //! - `vm setup` / `vm run`: the pure cgroup v2 QEMU VM used by the `vm_*` tests (assets in `xtask/vm/`).
 //! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`);
 //!   `bench verdicts`: CPU-limit overshoot and kill → response, eBPF vs no-eBPF.
+//!   `bench queue`: queue mode on RabbitMQ (3 runners vs 1, a kill and a stop halfway).
 //! - `deb` / `deb-test`: the Debian package (cargo-deb), and an install → serve → purge round
 //!   trip of it on this machine (root).
 //! - `fuzz`: build the cargo-fuzz targets in `fuzz/` and run each for a bounded time.
@@ -16,6 +17,7 @@
 
 mod bench;
 mod bench_peers;
+mod bench_queue;
 mod bench_verdicts;
 mod broker;
 mod deb;
@@ -60,7 +62,8 @@ enum Cmd {
     Test(test::TestArgs),
     /// Benchmarks (not run in CI): `http` (runs/s vs a no-sandbox floor), `jail` (jail cost),
     /// `peers` (peer mode vs one runner vs random spreading; root, only when named), `verdicts`
-    /// (CPU-limit overshoot and kill → response, eBPF vs no-eBPF; only when named).
+    /// (CPU-limit overshoot and kill → response, eBPF vs no-eBPF; only when named), `queue`
+    /// (queue mode on RabbitMQ: 3 runners vs 1, a kill and a stop halfway; root, only when named).
     Bench(bench::BenchArgs),
     /// Build the Debian package into target/debian/ (installs cargo-deb and the eBPF toolchain if
     /// missing; fails unless the packaged binary embeds the eBPF object).
