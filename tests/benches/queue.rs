@@ -114,17 +114,16 @@ async fn publish(c: &Client, tag: &str, n: usize) {
     }
 }
 
-/// Reads results until every id `<tag>-0..n` has one; `at_half` runs once half are in.
-/// Returns (elapsed from `start`, results by id).
+/// Reads results until every id `<tag>-0..n` has one; `tick` is called with the number of ids
+/// in so far after every message or second. Returns (elapsed from `start`, results by id).
 async fn collect(
     results: &mut Reader,
     tag: &str,
     n: usize,
     start: Instant,
-    mut at_half: impl FnMut(),
+    mut tick: impl FnMut(usize),
 ) -> (Duration, BTreeMap<String, usize>) {
     let mut got: BTreeMap<String, usize> = BTreeMap::new();
-    let mut halved = false;
     let deadline = Instant::now() + Duration::from_secs(60 + (n as u64) * 2);
     while got.len() < n {
         assert!(
@@ -132,7 +131,7 @@ async fn collect(
             "{tag}: only {} of {n} results arrived",
             got.len()
         );
-        if let Some(d) = results.next(Duration::from_secs(5)).await {
+        if let Some(d) = results.next(Duration::from_secs(1)).await {
             let id = message_id(&d);
             let v: serde_json::Value = serde_json::from_slice(&d.data).expect("JSON");
             assert_eq!(v["verdict"], "AC", "{id}: {v}");
@@ -140,10 +139,7 @@ async fn collect(
                 *got.entry(id).or_default() += 1;
             }
         }
-        if !halved && got.len() >= n / 2 {
-            halved = true;
-            at_half();
-        }
+        tick(got.len());
     }
     let elapsed = start.elapsed();
     // Late duplicates (a redelivered submission judged again after its first result).
@@ -154,6 +150,18 @@ async fn collect(
         }
     }
     (elapsed, got)
+}
+
+/// Deliveries a runner took so far (`runner_amqp_deliveries_total`).
+async fn deliveries(d: &BinDaemon) -> u64 {
+    let m = request(d.addr, "GET", "/metrics", None)
+        .await
+        .expect("metrics")
+        .text();
+    m.lines()
+        .find_map(|l| l.strip_prefix("runner_amqp_deliveries_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn floor(n: usize) -> Duration {
@@ -205,7 +213,7 @@ async fn main() {
     let (r1, _) = runner(&vh.url(), &tar, "r1").await;
     let t = Instant::now();
     publish(&c, "one", n).await;
-    let (t1, got) = collect(&mut results, "one", n, t, || {}).await;
+    let (t1, got) = collect(&mut results, "one", n, t, |_| {}).await;
     let one_dups: usize = got.values().map(|k| k - 1).sum();
     println!(
         "1 runner × 1 slot:  {n} results in {:.1} s ({:.2}/s, {:.0} ms per submission; floor {:.0} ms; duplicates {one_dups})",
@@ -220,11 +228,21 @@ async fn main() {
     let (r3, _) = runner(&vh.url(), &tar, "r3").await;
     let t = Instant::now();
     publish(&c, "three", n).await;
-    let (t3, got) = collect(&mut results, "three", n, t, || {}).await;
+    let before = [
+        deliveries(&r1).await,
+        deliveries(&r2).await,
+        deliveries(&r3).await,
+    ];
+    let (t3, got) = collect(&mut results, "three", n, t, |_| {}).await;
+    let share = [
+        deliveries(&r1).await - before[0],
+        deliveries(&r2).await - before[1],
+        deliveries(&r3).await - before[2],
+    ];
     let three_dups: usize = got.values().map(|k| k - 1).sum();
     let ratio = t1.as_secs_f64() / t3.as_secs_f64();
     println!(
-        "3 runners × 1 slot: {n} results in {:.1} s ({:.2}/s); ratio to 1 runner {ratio:.2} (target ≥ {TARGET_RATIO}); duplicates {three_dups}",
+        "3 runners × 1 slot: {n} results in {:.1} s ({:.2}/s); ratio to 1 runner {ratio:.2} (target ≥ {TARGET_RATIO}); duplicates {three_dups}; deliveries per runner {share:?}",
         t3.as_secs_f64(),
         n as f64 / t3.as_secs_f64()
     );
@@ -233,9 +251,11 @@ async fn main() {
     let t = Instant::now();
     publish(&c, "kill", n).await;
     let mut killed_at = None;
-    let (tk, got) = collect(&mut results, "kill", n, t, || {
-        r2.signal("-KILL");
-        killed_at = Some(t.elapsed());
+    let (tk, got) = collect(&mut results, "kill", n, t, |k| {
+        if k >= n / 2 && killed_at.is_none() {
+            r2.signal("-KILL");
+            killed_at = Some(t.elapsed());
+        }
     })
     .await;
     let _ = r2.wait(Duration::from_secs(10)).await;
@@ -252,18 +272,26 @@ async fn main() {
     let (mut r4, _) = runner(&vh.url(), &tar, "r4").await;
     let t = Instant::now();
     publish(&c, "finish", n).await;
-    let mut stopped = None;
-    let (tf, got) = collect(&mut results, "finish", n, t, || {
-        r4.signal("-TERM");
-        stopped = Some(Instant::now());
+    let mut stopped: Option<Instant> = None;
+    let mut exit_after = None;
+    let (tf, got) = collect(&mut results, "finish", n, t, |k| {
+        if k >= n / 2 && stopped.is_none() {
+            r4.signal("-TERM");
+            stopped = Some(Instant::now());
+        }
+        if let (Some(s), None) = (stopped, exit_after)
+            && let Ok(Some(_)) = r4.child.try_wait()
+        {
+            exit_after = Some(s.elapsed());
+        }
     })
     .await;
     let st = r4.wait(Duration::from_secs(60)).await;
-    let exit_after = stopped.map(|s| s.elapsed());
+    let exit_after = exit_after.or_else(|| stopped.map(|s| s.elapsed()));
     let lost = n - got.len();
     let finish_dups: usize = got.values().map(|k| k - 1).sum();
     println!(
-        "3 runners, one stopped (finish) halfway: {}/{n} results ({lost} lost), {finish_dups} duplicate(s), {:.1} s; the stopped runner exited with {st} (within {:.1} s of SIGTERM, at most)",
+        "3 runners, one stopped (finish) halfway: {}/{n} results ({lost} lost), {finish_dups} duplicate(s), {:.1} s; the stopped runner exited with {st}, {:.1} s after SIGTERM",
         got.len(),
         tf.as_secs_f64(),
         exit_after.unwrap_or_default().as_secs_f64()

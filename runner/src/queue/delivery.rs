@@ -37,6 +37,10 @@ pub(super) enum PublishError {
     /// The broker refused to take the message (a negative confirm).
     #[error("the broker nacked the result")]
     Nacked,
+    /// The daemon stopped with an abort while the publish waited (the broker blocked
+    /// publishers, say): the delivery goes back; the result may still reach the broker.
+    #[error("aborted while publishing")]
+    Aborted,
     /// No queue is bound where the result was sent (a missing `reply_to` queue, or nothing bound
     /// to the results exchange for this language): the broker returned it.
     #[error("the result was unroutable ({0})")]
@@ -149,6 +153,23 @@ impl Ctx {
     fn mark_lost(&self) {
         self.lost.send_replace(true);
     }
+
+    /// Publishes a result and waits for its confirm, unless the daemon aborts first.
+    async fn publish_result(
+        &self,
+        result: &SubmissionResult,
+        reply: &Reply,
+    ) -> Result<(), PublishError> {
+        tokio::select! {
+            r = self.publisher.result(result, reply) => {
+                if matches!(r, Err(PublishError::Lost(_))) {
+                    self.mark_lost();
+                }
+                r
+            }
+            () = aborted(self) => Err(PublishError::Aborted),
+        }
+    }
 }
 
 /// Handles one delivery of the queue of `language`, to its settlement.
@@ -167,18 +188,16 @@ pub(super) async fn handle(ctx: &Ctx, language: &str, d: Delivery) {
         Decoded::Bad(bad) => {
             tracing::warn!(
                 queue = %ctx.cfg.names.queue_of(language),
-                reason = %bad.reason,
+                reason = ?bad.reason,
                 "bad message: dead-lettered"
             );
             match bad.result {
-                Some((result, reply)) => match ctx.publisher.result(&result, &reply).await {
+                Some((result, reply)) => match ctx.publish_result(&result, &reply).await {
                     Ok(()) | Err(PublishError::Unroutable(_) | PublishError::Nacked) => {
                         Settle::DeadLetter
                     }
-                    Err(PublishError::Lost(_)) => {
-                        ctx.mark_lost();
-                        Settle::Abandon(false)
-                    }
+                    Err(PublishError::Aborted) => Settle::Requeue,
+                    Err(PublishError::Lost(_)) => Settle::Abandon(false),
                 },
                 None => Settle::DeadLetter,
             }
@@ -293,12 +312,12 @@ async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
                     language.clone(),
                     &reason,
                 );
-                return match ctx.publisher.result(&result, &reply).await {
-                    Err(PublishError::Lost(_)) => {
-                        ctx.mark_lost();
-                        Settle::Abandon(false)
+                return match ctx.publish_result(&result, &reply).await {
+                    Err(PublishError::Lost(_)) => Settle::Abandon(false),
+                    Err(PublishError::Aborted) => Settle::Requeue,
+                    Ok(()) | Err(PublishError::Nacked | PublishError::Unroutable(_)) => {
+                        Settle::DeadLetter
                     }
-                    _ => Settle::DeadLetter,
                 };
             }
             Err(Refusal::Busy(why)) => {
@@ -341,12 +360,15 @@ async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
         );
         return Settle::Abandon(true);
     }
-    match ctx.publisher.result(&result, &reply).await {
+    match ctx.publish_result(&result, &reply).await {
         Ok(()) => Settle::Ack,
         Err(PublishError::Lost(e)) => {
             tracing::warn!(id, error = %e, "result not published: connection lost (redelivered)");
-            ctx.mark_lost();
             Settle::Abandon(true)
+        }
+        Err(PublishError::Aborted) => {
+            tracing::info!(id, "stopping: publish aborted, requeued");
+            Settle::Requeue
         }
         Err(PublishError::Nacked) => {
             tracing::warn!(id, "the broker nacked the result: requeued");

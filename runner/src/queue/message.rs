@@ -111,9 +111,10 @@ pub fn decode(m: &Incoming<'_>, max_bytes: u64) -> Decoded {
             m,
             Some(&obj),
             format!(
-                "language_id: {} does not match the queue's language {} (publish with routing \
+                "language_id: {:?} does not match the queue's language {} (publish with routing \
                  key = language_id)",
-                request.language_id, m.queue_language
+                cut(&request.language_id, 64),
+                m.queue_language
             ),
         );
     }
@@ -124,6 +125,15 @@ pub fn decode(m: &Incoming<'_>, max_bytes: u64) -> Decoded {
         r => r,
     };
     Decoded::Submission(Box::new(Submission { id, request, reply }))
+}
+
+/// At most `max` bytes of `s`, on a character boundary (client text quoted in a reason).
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn reply_of(m: &Incoming<'_>, language: Option<&str>) -> Reply {

@@ -33,6 +33,9 @@ use crate::metrics::QueueCounters;
 pub use self::config::{BrokerUrl, Names, OnStop, QueueConfig, QueueConfigError, RawQueue};
 pub use self::judger::{BoxFuture, Judger, Judging, Refusal};
 
+/// How long an abort may take before the connection is dropped regardless.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
+
 /// Where the daemon is in its life, as every held delivery sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -113,8 +116,18 @@ impl QueueMode {
                 self.phase.send_replace(Phase::Abort);
             }
         }
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "queue mode: supervisor failed");
+        // Everything held is given back within moments of the abort; a broker that no longer
+        // answers must not hold the daemon's exit hostage.
+        match tokio::time::timeout(ABORT_GRACE, &mut self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "queue mode: supervisor failed"),
+            Err(_) => {
+                tracing::error!(
+                    "queue mode: not stopped {ABORT_GRACE:?} after the abort (broker not \
+                     answering?): dropping the connection; the broker redelivers what it held"
+                );
+                self.task.abort();
+            }
         }
     }
 }
