@@ -14,6 +14,7 @@ mod enums;
 pub mod jail;
 pub mod job;
 pub mod judge;
+pub(crate) mod lru;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

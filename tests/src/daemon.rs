@@ -51,6 +51,10 @@ pub struct Opts {
     pub peer: Option<runner::peer::RawPeer>,
     /// `profiles_dir` (extra or overriding language profiles).
     pub profiles_dir: Option<PathBuf>,
+    /// `[judge]` (judge mode: origin, caps…).
+    pub judge: runner::judge::RawJudge,
+    /// `[api.keys]`; `None`: keys not required.
+    pub api_keys: Option<HashMap<String, u32>>,
 }
 
 impl Default for Opts {
@@ -60,6 +64,8 @@ impl Default for Opts {
             queue_timeout_secs: 10.0,
             peer: None,
             profiles_dir: None,
+            judge: runner::judge::RawJudge::default(),
+            api_keys: None,
         }
     }
 }
@@ -98,10 +104,19 @@ impl Daemon {
             },
             peer: opts.peer.clone().unwrap_or_default(),
             profiles_dir: opts.profiles_dir.clone(),
+            judge: opts.judge.clone(),
+            api: runner::config::RawApi {
+                keys: opts.api_keys.clone(),
+                ..runner::config::RawApi::default()
+            },
             ..RawConfig::default()
         };
         let cfg = Config::try_from(raw).expect("valid config");
         let (runtime, cgroups) = start_runtime(&cfg);
+        let mut runtime = runtime;
+        server::start_judge(&cfg, &mut runtime)
+            .await
+            .expect("judge start");
         let cache = Arc::new(
             FileCache::open(cfg.cache_dir.clone(), cfg.cache_max_bytes).expect("file cache"),
         );
@@ -148,6 +163,14 @@ impl Daemon {
         self.stop().await;
     }
 
+    /// The judge engine of this daemon.
+    pub fn judge(&self) -> runner::judge::Judge {
+        self.runtime
+            .as_ref()
+            .and_then(|rt| rt.judge.clone())
+            .expect("the judge runs")
+    }
+
     /// Stops serving, drops the runtime and asserts that no cgroup and no jailed process of this
     /// daemon is left.
     pub async fn stop(mut self) {
@@ -160,6 +183,17 @@ impl Daemon {
                 .expect("server drains within 20 s")
                 .expect("server task")
                 .expect("server result");
+        }
+        if let Some(rt) = &self.runtime {
+            // Judging tasks hold the scheduler (and so the jail): let them go first.
+            if let Some(judge) = &rt.judge {
+                judge.drain(Duration::from_secs(20)).await;
+                judge.shutdown();
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Arc::strong_count(&rt.scheduler) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         drop(self.runtime.take());
         let left: Vec<&PathBuf> = self.cgroups.iter().filter(|p| p.exists()).collect();
@@ -290,6 +324,8 @@ pub struct BinDaemon {
     pub data_dir: PathBuf,
     pub uids: std::ops::Range<u32>,
     pub log: PathBuf,
+    /// Leave the data directory when dropped (a restart on it follows).
+    pub keep_data_dir: bool,
 }
 
 impl BinDaemon {
@@ -300,7 +336,7 @@ impl BinDaemon {
     }
 
     /// As [`start`](Self::start), with `extra` appended to the config file (whole sections,
-    /// e.g. `[queue]`).
+    /// e.g. `[judge]` or `[queue]`).
     pub async fn start_with(data_dir: &Path, uid_base: u32, slots: u32, extra: &str) -> BinDaemon {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let config = data_dir.join("runner.toml");
@@ -334,6 +370,7 @@ impl BinDaemon {
             data_dir: data_dir.to_owned(),
             uids: uid_base..uid_base + slots,
             log: data_dir.join("daemon.log"),
+            keep_data_dir: false,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -405,7 +442,9 @@ impl Drop for BinDaemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
@@ -444,9 +483,20 @@ pub async fn request(
     path: &str,
     body: Option<&[u8]>,
 ) -> std::io::Result<Resp> {
+    request_with(addr, method, path, &[], body).await
+}
+
+/// As `request`, with `headers` added (e.g. `Last-Event-ID`).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Resp> {
     tokio::time::timeout(
         Duration::from_secs(60),
-        request_inner(addr, method, path, body),
+        request_inner(addr, method, path, headers, body),
     )
     .await
     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out"))?
@@ -456,6 +506,7 @@ async fn request_inner(
     addr: SocketAddr,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<Resp> {
     let mut s = TcpStream::connect(addr).await?;
@@ -466,6 +517,9 @@ async fn request_inner(
          Connection: close\r\n",
         job_id()
     );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
         head.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }

@@ -255,6 +255,32 @@ impl Bench {
         out
     }
 
+    /// One jailed step in an existing run directory with judge mode's extras (stdin from a
+    /// file, a read-only artifact, kill on stdout overflow).
+    pub fn spawn_with(
+        &self,
+        dir: &RunDir,
+        slot: usize,
+        argv: &[&str],
+        limits: Limits,
+        extras: runner::jail::StepExtras<'_>,
+    ) -> JailOutput {
+        let step = step(argv, limits);
+        self.rt
+            .block_on(self.env.jail.spawn_with(
+                JailSpec {
+                    step: &step,
+                    policy: "default",
+                    run_dir: dir,
+                    slot: &self.env.slots[slot],
+                    stdin: None,
+                    extra_ro: &[],
+                },
+                extras,
+            ))
+            .expect("spawn")
+    }
+
     /// A fresh run directory with `files`, one step, the directory removed afterwards.
     pub fn run(
         &self,

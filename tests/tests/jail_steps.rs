@@ -592,6 +592,130 @@ fn environment_cwd_and_stdin() {
     assert_eq!(text(&out.stdout), "/dev/null\neof\n");
 }
 
+/// Judge mode's additions, from inside the jail: the compiled artifact is bound read-only into
+/// a fresh run directory (which stays writable), stdin is exactly an open file's content, the
+/// file itself cannot be reopened through its descriptor, and the directory it lives in (like
+/// the test-set store) is not in the jail at all.
+#[test]
+fn artifact_read_only_stdin_from_a_file_store_invisible() {
+    if !privileged() {
+        return;
+    }
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let b = Bench::new();
+    // The compile step's run directory: a file and an executable script, made in a jail.
+    let compile_dir = b.run_dir(0);
+    let out = b.spawn(
+        &compile_dir,
+        0,
+        &[
+            "/bin/sh",
+            "-c",
+            "printf 'compiled\\n' > prog.txt && printf '#!/bin/sh\\necho ran\\n' > run.sh \
+             && chmod 755 run.sh && mkdir -p pkg && echo inner > pkg/a.txt",
+        ],
+        limits(),
+        None,
+    );
+    assert_eq!(out.end, End::Exited(0));
+    let artifact = b.env.jail.make_artifact(&compile_dir).expect("artifact");
+    drop(compile_dir);
+    let names: Vec<&str> = artifact.entries().iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["pkg", "prog.txt", "run.sh"]);
+    // A private store: root's 0700 directory with a 0600 file, as <data_dir>/testsets.
+    let store = b.env.data_dir.join("store-like");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&store)
+        .unwrap();
+    let input_path = store.join("input");
+    let input = b"line one\n\0binary\xff\nlast";
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&input_path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, input))
+        .unwrap();
+    let script = format!(
+        "cat prog.txt; ./run.sh; cat pkg/a.txt; \
+         (echo x >> prog.txt) 2>/dev/null && echo prog-writable || echo prog-ro; \
+         rm -f prog.txt 2>/dev/null; test -e prog.txt && echo prog-kept; \
+         mv run.sh moved.sh 2>/dev/null || echo run-kept; \
+         touch pkg/new 2>/dev/null && echo pkg-writable || echo pkg-ro; \
+         touch new.txt && echo cwd-writable; \
+         cat /proc/self/fd/0 >/dev/null 2>&1 && echo reopened || echo no-reopen; \
+         ls {} >/dev/null 2>&1 && echo store-visible || echo store-absent; \
+         ls {} >/dev/null 2>&1 && echo data-visible || echo data-absent",
+        store.display(),
+        b.env.data_dir.display()
+    );
+    let dir = b.run_dir(1);
+    let stdin = std::fs::File::open(&input_path).unwrap();
+    let out = b.spawn_with(
+        &dir,
+        1,
+        &["/bin/sh", "-c", &script],
+        limits(),
+        runner::jail::StepExtras {
+            stdin_file: Some(&stdin),
+            artifact: Some(&artifact),
+            ..Default::default()
+        },
+    );
+    assert_eq!(out.end, End::Exited(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "compiled\nran\ninner\nprog-ro\nprog-kept\nrun-kept\npkg-ro\ncwd-writable\n\
+         no-reopen\nstore-absent\ndata-absent\n"
+    );
+    // On the host the artifact is as it was.
+    assert_eq!(
+        std::fs::read(artifact.host().join("prog.txt")).unwrap(),
+        b"compiled\n"
+    );
+    // Stdin is exactly the file, binary bytes included.
+    let stdin = std::fs::File::open(&input_path).unwrap();
+    let out = b.spawn_with(
+        &dir,
+        1,
+        &["/bin/cat"],
+        limits(),
+        runner::jail::StepExtras {
+            stdin_file: Some(&stdin),
+            ..Default::default()
+        },
+    );
+    assert_eq!(out.end, End::Exited(0));
+    assert_eq!(out.stdout, input);
+    // Past the stdout cap: the capped reader says so, and with the judge's flag the step is
+    // killed rather than left running.
+    let mut l = limits();
+    l.stream_bytes = 1000;
+    let out = b.spawn_with(
+        &dir,
+        1,
+        &["/bin/sh", "-c", "while :; do echo spam; done"],
+        l,
+        runner::jail::StepExtras {
+            kill_on_stdout_overflow: true,
+            ..Default::default()
+        },
+    );
+    assert!(out.stdout_truncated);
+    assert_eq!(out.stdout.len(), 1000);
+    assert_eq!(out.end, End::Signaled(libc::SIGKILL));
+    let out = b.spawn(&dir, 1, &["/bin/sh", "-c", "echo short"], l, None);
+    assert!(!out.stdout_truncated);
+    drop(dir);
+    let host = artifact.host().to_owned();
+    drop(artifact);
+    assert!(
+        !host.exists(),
+        "the artifact is removed with its last owner"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cgroups and verdicts (also run in the pure cgroup v2 VM)
 

@@ -7,6 +7,8 @@
 //!   concurrency. Target: ratio >= 0.8 at concurrency = CPUs.
 //! - `peers` (only when named; root): peer mode vs one runner vs random spreading, see
 //!   `bench_peers.rs`.
+//! - `judge` (only when named; root): judge mode's submissions/s and cases/s against compiling
+//!   once and running the cases directly, see `bench_judge.rs`.
 //! - `queue` (only when named; root): queue mode on RabbitMQ, see `bench_queue.rs`.
 //! - `jail`: `runner bench-jail --iterations N` prints one JSON line
 //!   `{"jail_p50_ms":..,"jail_p99_ms":..,"forkexec_p50_ms":..,"forkexec_p99_ms":..}`.
@@ -57,6 +59,8 @@ enum Which {
     Peers,
     /// CPU-limit overshoot and kill → response time, eBPF vs no-eBPF (only when named).
     Verdicts,
+    /// Judge mode against compile once + direct runs (root; only when named).
+    Judge,
     /// Queue mode on RabbitMQ: 3 runners vs 1, a runner killed and one stopped halfway (root;
     /// only when named).
     Queue,
@@ -87,6 +91,9 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if args.which == Some(Which::Verdicts) {
         return crate::bench_verdicts::run(args, &runner);
     }
+    if args.which == Some(Which::Judge) {
+        return crate::bench_judge::run(&runner, args.runs.min(20), args.warmup.min(2));
+    }
     if args.which != Some(Which::Jail) {
         http(args, &runner)?;
     }
@@ -101,7 +108,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
 
 /// The daemon we started; stopped by its pid (SIGTERM, then SIGKILL) when dropped, so that it
 /// removes its cgroups and run directories itself.
-struct Daemon(Child);
+pub(crate) struct Daemon(pub(crate) Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -131,11 +138,11 @@ impl Lang {
 }
 
 /// One (language, concurrency) measurement.
-struct Sample {
-    runs_per_s: f64,
+pub(crate) struct Sample {
+    pub(crate) runs_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
-    errors: usize,
+    pub(crate) errors: usize,
 }
 
 fn http(args: &BenchArgs, runner: &Path) -> Result<()> {
@@ -217,7 +224,7 @@ pub(crate) fn wait_ready(addr: &str, child: &mut Child, log: &Path) -> Result<()
 
 /// Run `warmup` then `runs` calls of `one` over `conc` threads; `one(i)` returns an error message
 /// for a wrong result (counted, first one printed) and `Err` only when it cannot run at all.
-fn measure(
+pub(crate) fn measure(
     conc: usize,
     warmup: usize,
     runs: usize,

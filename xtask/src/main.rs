@@ -8,7 +8,8 @@
 //! - `build-ebpf`: check the eBPF toolchain, build `runner-ebpf`, copy the object to `target/bpf/`.
 //! - `vm setup` / `vm run`: the pure cgroup v2 QEMU VM used by the `vm_*` tests (assets in `xtask/vm/`).
 //! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`);
-//!   `bench verdicts`: CPU-limit overshoot and kill → response, eBPF vs no-eBPF.
+//!   `bench verdicts`: CPU-limit overshoot and kill → response, eBPF vs no-eBPF; `bench judge`:
+//!   judge mode against compile once + direct runs.
 //!   `bench queue`: queue mode on RabbitMQ (3 runners vs 1, a kill and a stop halfway).
 //! - `deb` / `deb-test`: the Debian package (cargo-deb), and an install → serve → purge round
 //!   trip of it on this machine (root).
@@ -16,6 +17,7 @@
 //! - `soak`: 10 000 mixed runs through the API of the release daemon, leak checks (root).
 
 mod bench;
+mod bench_judge;
 mod bench_peers;
 mod bench_queue;
 mod bench_verdicts;

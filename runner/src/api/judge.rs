@@ -343,7 +343,7 @@ async fn submit(
             }
         })?;
     let accepted = submitted.accepted;
-    tracing::info!(submission = %accepted.id, existing = submitted.existing, "submission accepted");
+    tracing::debug!(submission = %accepted.id, existing = submitted.existing, "submission accepted");
     if wait {
         let max = judge.settings().wait_max;
         if let Some(r) = judge.wait(&accepted.id, max).await

@@ -17,7 +17,7 @@
 //! must agree with the index (rename into place, unlink of evicted files), never across the data
 //! write, fsync or read, so it stays short and is never held across an `.await`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
+
+use crate::lru::Lru;
 
 /// Prefix of in-flight temp files; never a valid id (ids are alphanumeric), removed at `open`.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -56,47 +58,34 @@ pub enum CacheError {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    size: u64,
-    /// Recency stamp: a larger tick is more recently used. Key into `Index::lru`.
-    tick: u64,
-}
-
 #[derive(Debug, Default)]
 struct Index {
-    entries: HashMap<String, Entry>,
-    /// tick → id, oldest first.
-    lru: BTreeMap<u64, String>,
+    /// id → size in bytes.
+    entries: HashMap<String, u64>,
+    /// Recency, oldest first (`crate::lru`, shared with the test-set store).
+    lru: Lru<String>,
     total: u64,
-    next_tick: u64,
 }
 
 impl Index {
     fn touch(&mut self, id: &str) {
-        let tick = self.next_tick;
-        if let Some(e) = self.entries.get_mut(id) {
-            self.lru.remove(&e.tick);
-            e.tick = tick;
-            self.lru.insert(tick, id.to_owned());
-            self.next_tick += 1;
+        if self.entries.contains_key(id) {
+            self.lru.touch(&id.to_owned());
         }
     }
 
     fn insert(&mut self, id: &str, size: u64) {
         self.remove(id);
-        let tick = self.next_tick;
-        self.next_tick += 1;
-        self.entries.insert(id.to_owned(), Entry { size, tick });
-        self.lru.insert(tick, id.to_owned());
+        self.entries.insert(id.to_owned(), size);
+        self.lru.touch(&id.to_owned());
         self.total += size;
     }
 
-    fn remove(&mut self, id: &str) -> Option<Entry> {
-        let e = self.entries.remove(id)?;
-        self.lru.remove(&e.tick);
-        self.total -= e.size;
-        Some(e)
+    fn remove(&mut self, id: &str) -> Option<u64> {
+        let size = self.entries.remove(id)?;
+        self.lru.remove(&id.to_owned());
+        self.total -= size;
+        Some(size)
     }
 }
 
@@ -289,7 +278,7 @@ impl FileCache {
         while idx.total > self.max_bytes {
             let victim = idx
                 .lru
-                .values()
+                .oldest_first()
                 .find(|id| Some(id.as_str()) != keep)
                 .cloned();
             let Some(victim) = victim else { break };

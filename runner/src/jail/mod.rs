@@ -199,6 +199,10 @@ pub struct StepExtras<'a> {
     /// Once it reads `true`, the step is killed (a cancelled submission); it then ends as
     /// `End::Signaled(SIGKILL)`.
     pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Kill the step as soon as its stdout passes `stream_bytes` (judge mode's output limit):
+    /// it ends as `End::Signaled(SIGKILL)` with `stdout_truncated` set, rather than running on
+    /// while its output is dropped (a Jobe run's behaviour).
+    pub kill_on_stdout_overflow: bool,
 }
 
 /// The host-level jail: cgroup subtree, Landlock ABI, compiled seccomp policies.
@@ -393,7 +397,13 @@ impl Jail {
         sys::write_all(daemon.go_w.as_raw_fd(), b"g").map_err(sys_err("write go"))?;
         drop(daemon.go_w);
         // 18. The output readers, running concurrently with everything below.
-        let stdout = tokio::spawn(watch::read_capped(daemon.stdout, limits.stream_bytes));
+        let (overflow_tx, overflow_rx) = tokio::sync::watch::channel(false);
+        let overflow_tx = extras.kill_on_stdout_overflow.then_some(overflow_tx);
+        let stdout = tokio::spawn(watch::read_capped_flagged(
+            daemon.stdout,
+            limits.stream_bytes,
+            overflow_tx,
+        ));
         let stderr = tokio::spawn(watch::read_capped(daemon.stderr, limits.stream_bytes));
         // 31. The child's setup report: EOF at exec, or the step that failed.
         let exec_failed = match setup_report(daemon.err_r).await {
@@ -418,6 +428,7 @@ impl Jail {
             ncpu: self.ncpu,
             events: events.as_mut(),
             cancel: extras.cancel,
+            overflow: extras.kill_on_stdout_overflow.then_some(overflow_rx),
         };
         let killed = watch::watch(watched, listener).await;
         // 34. The program's wait status, init reaped, the wall clock stopped. Init is gone, so

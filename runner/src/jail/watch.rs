@@ -43,6 +43,9 @@ pub(super) struct Watched<'a> {
     pub(super) events: Option<&'a mut JobWatch>,
     /// Kill the job once this reads `true` (judge mode's cancel; `StepExtras::cancel`).
     pub(super) cancel: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Kill the job once this reads `true`: its stdout passed the cap
+    /// (`StepExtras::kill_on_stdout_overflow`).
+    pub(super) overflow: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Why the daemon (or the kernel's OOM killer) ended the job, and when `cgroup.kill` was
@@ -134,6 +137,9 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
                 }
             }
             () = cancelled(&mut w.cancel), if running => {
+                killed.kill(w.cg, End::Signaled(libc::SIGKILL));
+            }
+            () = cancelled(&mut w.overflow), if running => {
                 killed.kill(w.cg, End::Signaled(libc::SIGKILL));
             }
         }
@@ -244,6 +250,16 @@ pub(super) struct Captured {
 /// runguard: output beyond the limit is silently dropped while the program keeps running), and
 /// says whether it dropped any.
 pub(super) async fn read_capped(fd: OwnedFd, cap: u64) -> Captured {
+    read_capped_flagged(fd, cap, None).await
+}
+
+/// [`read_capped`]; with `overflow`, the first byte beyond `cap` also sets it to `true` (the
+/// watcher then kills the job) and the rest is still read and dropped until EOF.
+pub(super) async fn read_capped_flagged(
+    fd: OwnedFd,
+    cap: u64,
+    overflow: Option<tokio::sync::watch::Sender<bool>>,
+) -> Captured {
     let mut got = Captured::default();
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
         return got;
@@ -255,7 +271,12 @@ pub(super) async fn read_capped(fd: OwnedFd, cap: u64) -> Captured {
             Ok(0) | Err(_) => return got,
             Ok(n) => {
                 let room = cap.saturating_sub(got.bytes.len());
-                got.dropped |= n > room;
+                if n > room && !got.dropped {
+                    got.dropped = true;
+                    if let Some(o) = &overflow {
+                        o.send_replace(true);
+                    }
+                }
                 got.bytes.extend_from_slice(&buf[..n.min(room)]);
             }
         }

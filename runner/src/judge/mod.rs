@@ -5,7 +5,7 @@
 //!
 //! Owns: the verdicts and their rules (`verdict`), `problem.toml` (`problem`), the compare modes
 //! (`compare`), reading test-set archives (`archive`), the test-set store on disk (`testset`,
-//! with its recency order in `lru`), the wire form of submissions, results and events shared by
+//! with its recency order in the crate's `lru`), the wire form of submissions, results and events shared by
 //! the HTTP API and queue mode (`submission`), the origin's HTTP client and body spooling
 //! (`origin`), the async front that callers use, with single flight for fetches
 //! (`provider::Testsets`), and the `[judge]` settings (`config`).
@@ -29,7 +29,6 @@ pub mod config;
 pub mod engine;
 pub mod journal;
 pub mod local;
-mod lru;
 pub mod metrics;
 pub mod origin;
 pub mod problem;

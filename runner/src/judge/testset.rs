@@ -42,8 +42,8 @@ use sha2::{Digest, Sha256};
 
 use super::archive::{self, ArchiveError, ArchiveLimits, StagedCase, create_private};
 use super::compare::CompareSpec;
-use super::lru::Lru;
 use super::problem::{Limits, Problem};
+use crate::lru::Lru;
 use crate::sync::lock;
 
 /// The store's directory under the data directory.

@@ -126,6 +126,15 @@ impl Inner<Jail> {
             .plan(&job, &self.cfg.plan, &jail_dir)
             .map_err(|e| ExecError::BadRequest(e.to_string()))?;
         plan.stdin = None;
+        // The limits a submission or a test set chooses are per case: the compile step keeps
+        // the language's own (a 0.5 s problem must not make javac fail).
+        let mut defaults = job.clone();
+        defaults.params.cputime = None;
+        defaults.params.memorylimit = None;
+        plan.compile = profile
+            .plan(&defaults, &self.cfg.plan, &jail_dir)
+            .map_err(|e| ExecError::BadRequest(e.to_string()))?
+            .compile;
         if let Some(limit) = output_limit {
             plan.run.limits.stream_bytes = limit.clamp(1, profile.stream_bytes_max());
         }
@@ -197,6 +206,7 @@ impl Inner<Jail> {
                     stdin_file: Some(stdin),
                     artifact: Some(&parts.artifact),
                     cancel: Some(cancel),
+                    kill_on_stdout_overflow: true,
                 },
             )
             .await

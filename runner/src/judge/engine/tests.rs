@@ -10,7 +10,7 @@ use crate::job::Usage;
 use crate::judge::archive::ArchiveLimits;
 use crate::judge::archive::tests::{file, tar};
 use crate::judge::testset::{TESTSETS_DIR, TestsetStore};
-use crate::sched::BoxFuture;
+use crate::sched::{BoxFuture, CaseOutput};
 
 /// Programs by their source: `cat` echoes its input; `double` prints the input twice (WA);
 /// `tle@<input>` runs out of CPU on that input, else echoes; `sleep` runs until cancelled;

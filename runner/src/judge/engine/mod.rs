@@ -27,7 +27,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::BufReader;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +36,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
+use self::case::{run_case, skipped};
 use super::backend::{Backend, BackendError, CompileOutcome, CompileRequest, Program};
-use super::compare::{CompareSpec, compare};
+use super::compare::CompareSpec;
 use super::config::JudgeConfig;
 use super::journal::{Journal, JournalError, Record, now_unix};
 use super::metrics::JudgeMetrics;
@@ -49,9 +49,6 @@ use super::submission::{
 };
 use super::testset::{Lease, TestsetId};
 use super::verdict::{Progress, Verdict};
-use crate::jail::End;
-use crate::job::Outcome;
-use crate::sched::CaseOutput;
 use crate::sync::lock;
 use crate::telemetry::error_chain;
 
@@ -389,16 +386,21 @@ impl Judge {
         }))
     }
 
-    /// Waits up to `timeout` for the submission to finish; its result then (or what it has at
-    /// the timeout). `None`: unknown.
+    /// Waits up to `timeout` for the submission to finish (or the judge to begin draining); its
+    /// result then (or what it has by then). `None`: unknown.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Option<SubmissionResult> {
         let live = lock(&self.inner.live).get(id).cloned();
         let Some(live) = live else {
             return self.get(id).await;
         };
         let mut rx = live.count.subscribe();
+        let mut draining = self.inner.draining.subscribe();
         let finished = rx.wait_for(|_| live.snapshot().status.is_final());
-        let _ = tokio::time::timeout(timeout, finished).await;
+        // A drain ends the wait too, so that the connection can close.
+        tokio::select! {
+            _ = tokio::time::timeout(timeout, finished) => {}
+            () = until_true(&mut draining) => {}
+        }
         Some(live.snapshot())
     }
 
@@ -979,161 +981,6 @@ fn emit_released(
     }
 }
 
-fn skipped(index: usize, name: String) -> CaseResult {
-    CaseResult {
-        index,
-        name,
-        verdict: Verdict::Sk,
-        cpu_ms: 0,
-        wall_ms: 0,
-        memory_kb: 0,
-        exit_code: None,
-        signal: None,
-        message: None,
-    }
-}
-
-/// Runs case `index` and decides its verdict.
-async fn run_case(
-    program: Arc<dyn Program>,
-    lease: Lease,
-    spec: CompareSpec,
-    index: usize,
-    name: String,
-    stop: watch::Receiver<bool>,
-) -> CaseResult {
-    let mut case = skipped(index, name);
-    let stdin = match lease.open_input(index) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(error = %error_chain(&e), "cannot open a case's input");
-            case.verdict = Verdict::Ie;
-            case.message = Some("the case's input could not be opened".into());
-            return case;
-        }
-    };
-    let out = match program.run(stdin, stop).await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(error = %error_chain(&e), "a case could not run");
-            case.verdict = Verdict::Ie;
-            case.message = Some("the case could not run (an internal error of the judge)".into());
-            return case;
-        }
-    };
-    let u = &out.usage;
-    case.cpu_ms = ms(u.cpu_secs);
-    case.wall_ms = ms(u.wall_secs);
-    case.memory_kb = u.peak_memory_bytes / 1024;
-    case.exit_code = u.exit_code;
-    case.signal = u.signal;
-    let limits = program.limits();
-    let (outcome, message) = run_outcome(&out, &limits);
-    match Verdict::from_run(outcome, out.stdout_truncated) {
-        Some(Verdict::Ole) => {
-            case.verdict = Verdict::Ole;
-            case.message = Some(format!(
-                "output limit exceeded: more than {} bytes on stdout",
-                limits.stream_bytes
-            ));
-        }
-        Some(v) => {
-            case.verdict = v;
-            case.message = message;
-        }
-        None => {
-            let compared = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-                let expected = lease.open_expected(index).map_err(std::io::Error::other)?;
-                compare(&spec, BufReader::new(expected), out.stdout.as_slice())
-            })
-            .await;
-            match compared {
-                Ok(Ok(c)) => {
-                    case.verdict = c.verdict;
-                    case.message = c.message;
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %error_chain(&e), "comparing an output failed");
-                    case.verdict = Verdict::Ie;
-                    case.message = Some("the expected output could not be read".into());
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "compare task failed");
-                    case.verdict = Verdict::Ie;
-                    case.message = Some("the output could not be compared".into());
-                }
-            }
-        }
-    }
-    case
-}
-
-/// How a run ended, as a Jobe outcome for `Verdict::from_run` and the case's message. Unlike a
-/// Jobe run, stderr does not matter: a program that exits 0 within its limits is judged by its
-/// output, and neither its stderr nor its output is ever shown (they could echo the input).
-fn run_outcome(
-    out: &CaseOutput,
-    limits: &crate::profile::plan::Limits,
-) -> (Outcome, Option<String>) {
-    match &out.end {
-        End::Exited(0) => (Outcome::Success, None),
-        End::Exited(code) => (Outcome::RuntimeError, Some(format!("exit code {code}"))),
-        End::Signaled(sig) => (
-            Outcome::RuntimeError,
-            Some(format!(
-                "killed by signal {sig} ({})",
-                crate::sched::signal_message(*sig)
-            )),
-        ),
-        End::CpuTime => (
-            Outcome::TimeLimit,
-            Some(format!(
-                "CPU time limit exceeded ({} s)",
-                secs(limits.cpu.as_secs_f64())
-            )),
-        ),
-        End::WallTime => (
-            Outcome::TimeLimit,
-            Some(format!(
-                "wall-clock time limit exceeded ({} s)",
-                secs(limits.wall.as_secs_f64())
-            )),
-        ),
-        End::Memory => (
-            Outcome::MemoryLimit,
-            Some(format!(
-                "memory limit exceeded ({} MB)",
-                limits.memory_bytes / 1_024_000
-            )),
-        ),
-        End::Syscall(name) => (
-            Outcome::IllegalSyscall,
-            Some(format!("illegal system call: {name}")),
-        ),
-        End::ExecFailed(errno) => (
-            Outcome::RuntimeError,
-            Some(format!(
-                "the program could not be started: {}",
-                std::io::Error::from_raw_os_error(*errno)
-            )),
-        ),
-    }
-}
-
-fn secs(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    reason = "a non-negative number of milliseconds"
-)]
-fn ms(secs: f64) -> u64 {
-    (secs * 1000.0).round().max(0.0) as u64
-}
-
 /// Runs blocking journal work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
@@ -1142,6 +989,8 @@ async fn blocking<T: Send + 'static>(
         .await
         .unwrap_or_else(|e| Err(JournalError::Task(e.to_string())))
 }
+
+mod case;
 
 #[cfg(test)]
 mod tests;

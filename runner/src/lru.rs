@@ -1,8 +1,8 @@
-//! Recency order of keys for least-recently-used eviction: the same tick scheme as the file
-//! cache's index (`cache::Index`: a tick per use, a `BTreeMap` from tick to key), kept generic
-//! here so that both could share it (see the judge's report: a candidate for `runner/src/lru.rs`).
+//! Recency order of keys for least-recently-used eviction (a tick per use, a `BTreeMap` from
+//! tick to key), shared by the file cache (`cache`) and the test-set store (`judge::testset`).
 //!
-//! Owns: the order only. Must not: know sizes or files (the caller evicts and accounts).
+//! Owns: the order only. Must not: know sizes or files (the caller evicts and accounts), or
+//! import anything from the crate.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;

@@ -1,0 +1,216 @@
+//! `cargo xtask bench judge` (only when named; root): judge mode's throughput against the plain
+//! way to do the same work (docs/judge.md).
+//!
+//! `runner serve` (release) with a private data directory; two problems of 20 small cases each
+//! (`a b` → `a+b`), one judged in C, one in python3. At concurrency 1 and = CPUs, `POST
+//! /judge/v1/submissions?wait=true` (each must be AC) gives submissions/s and cases/s. The floor,
+//! measured in the same run at the same concurrency: compile once, then the 20 runs started
+//! directly (stdin from the case file, output compared), no jail, no server. Target: ratio >= 0.8
+//! at concurrency = CPUs; the per-case overhead is what the judge adds per case, in ms of wall time
+//! per submission slot. `--runs` and `--warmup` apply, capped at 20 and 2 submissions per row
+//! (each is 20 cases).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::{Daemon, http_request, measure, wait_ready};
+use crate::util;
+
+const CASES: usize = 20;
+const C_SRC: &str = "#include <stdio.h>\nint main(void){long a,b;if(scanf(\"%ld %ld\",&a,&b)!=2)return 1;printf(\"%ld\\n\",a+b);return 0;}\n";
+const PY_SRC: &str = "a, b = map(int, input().split())\nprint(a + b)\n";
+
+#[derive(Clone, Copy)]
+struct Lang {
+    id: &'static str,
+    source: &'static str,
+    file: &'static str,
+    compile: &'static [&'static str],
+    run: &'static [&'static str],
+}
+
+const LANGS: [Lang; 2] = [
+    Lang {
+        id: "c",
+        source: C_SRC,
+        file: "prog.c",
+        compile: &[
+            "gcc",
+            "-Wall",
+            "-Werror",
+            "-std=c99",
+            "-x",
+            "c",
+            "-o",
+            "prog.c.exe",
+            "prog.c",
+            "-lm",
+        ],
+        run: &["./prog.c.exe"],
+    },
+    Lang {
+        id: "python3",
+        source: PY_SRC,
+        file: "prog.py",
+        compile: &["/usr/bin/python3", "-m", "py_compile", "prog.py"],
+        run: &["/usr/bin/python3", "-BE", "prog.py"],
+    },
+];
+
+/// The problem folder: `i.in` = `i i+1`, `i.out` = `2i+1`.
+fn write_problem(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for i in 1..=CASES {
+        std::fs::write(dir.join(format!("{i}.in")), format!("{i} {}\n", i + 1))?;
+        std::fs::write(dir.join(format!("{i}.out")), format!("{}\n", 2 * i + 1))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run(runner: &Path, runs: usize, warmup: usize) -> Result<()> {
+    if !util::is_root() {
+        bail!("bench judge needs root (it runs real jails)");
+    }
+    let tmp = tempfile::tempdir().context("temp dir")?;
+    let problem = tmp.path().join("problem");
+    write_problem(&problem)?;
+    // A plain tar of ASCII files is valid UTF-8, which the bench's HTTP client sends.
+    let tar = Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(&problem)
+        .arg(".")
+        .output()
+        .context("tar")?;
+    let tar = String::from_utf8(tar.stdout).context("the tar is not UTF-8")?;
+
+    let data_dir = tmp.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = tmp.path().join("runner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[jail]\nuid_base = {}\n",
+            data_dir.display(),
+            1_990_700 + util::uid_offset()
+        ),
+    )?;
+    let log_path = util::target_dir()?.join("bench-judge-runner.log");
+    let log = std::fs::File::create(&log_path)?;
+    eprintln!(
+        "xtask: starting {} serve --listen {addr} (log: {})",
+        runner.display(),
+        log_path.display()
+    );
+    let child = Command::new(runner)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", &addr])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", runner.display()))?;
+    let mut daemon = Daemon(child);
+    wait_ready(&addr, &mut daemon.0, &log_path)?;
+    let (status, body) = http_request(
+        &addr,
+        "PUT",
+        "/judge/v1/problems/bench/testsets/v1",
+        Some(&tar),
+    )?;
+    if status != 201 && status != 200 {
+        bail!("uploading the test set: HTTP {status}: {body}");
+    }
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load before: {}", load.trim());
+    println!(
+        "{:<8} {:>4} {:>8} {:>8} {:>11} {:>6} {:>14} {:>8}",
+        "lang", "conc", "subs/s", "cases/s", "floor subs/s", "ratio", "overhead ms/case", "errors"
+    );
+    let floor_dir = tmp.path().join("floor");
+    for lang in LANGS {
+        for conc in [1, cpus] {
+            let served = measure(conc, warmup, runs, |_| submit(&addr, lang))?;
+            let floor = measure(conc, warmup, runs, |i| floor(&floor_dir, &problem, lang, i))?;
+            // Wall time one submission takes per concurrent slot, judge minus floor, per case.
+            let per_case_ms = (conc as f64 / served.runs_per_s - conc as f64 / floor.runs_per_s)
+                * 1000.0
+                / CASES as f64;
+            println!(
+                "{:<8} {:>4} {:>8.2} {:>8.1} {:>11.2} {:>6.2} {:>14.1} {:>8}",
+                lang.id,
+                conc,
+                served.runs_per_s,
+                served.runs_per_s * CASES as f64,
+                floor.runs_per_s,
+                served.runs_per_s / floor.runs_per_s,
+                per_case_ms,
+                served.errors + floor.errors
+            );
+        }
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load after: {}", load.trim());
+    println!("target: ratio >= 0.8 at concurrency = CPUs ({cpus})");
+    drop(daemon);
+    Ok(())
+}
+
+/// One submission with `?wait=true`; `Some(msg)` unless it is AC on all cases.
+fn submit(addr: &str, lang: Lang) -> Result<Option<String>> {
+    let body = serde_json::json!({
+        "problem": "bench", "version": "v1", "language_id": lang.id,
+        "sourcecode": lang.source, "sourcefilename": lang.file,
+    })
+    .to_string();
+    let (status, resp) =
+        http_request(addr, "POST", "/judge/v1/submissions?wait=true", Some(&body))?;
+    let v: serde_json::Value = serde_json::from_str(&resp).unwrap_or_default();
+    if status != 200 || v["verdict"] != "AC" || v["summary"]["passed"] != CASES {
+        return Ok(Some(format!("{} HTTP {status}: {resp}", lang.id)));
+    }
+    Ok(None)
+}
+
+/// The floor: compile once in a fresh directory, then the 20 runs directly, each output compared.
+fn floor(base: &Path, problem: &Path, lang: Lang, i: usize) -> Result<Option<String>> {
+    let dir = base.join(format!("{}-{i}", lang.id));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(lang.file), lang.source)?;
+    let c = Command::new(lang.compile[0])
+        .args(&lang.compile[1..])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .context("compile")?;
+    if !c.status.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(Some(format!(
+            "floor compile: {}",
+            String::from_utf8_lossy(&c.stderr)
+        )));
+    }
+    let mut wrong = None;
+    for case in 1..=CASES {
+        let input = std::fs::File::open(problem.join(format!("{case}.in")))?;
+        let out = Command::new(lang.run[0])
+            .args(&lang.run[1..])
+            .current_dir(&dir)
+            .stdin(input)
+            .output()
+            .context("run")?;
+        let expected = std::fs::read(problem.join(format!("{case}.out")))?;
+        if !out.status.success() || out.stdout != expected {
+            wrong = Some(format!("floor {} case {case}: {}", lang.id, out.status));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(wrong)
+}
