@@ -192,7 +192,7 @@ pub(super) async fn handle(ctx: &Ctx, language: &str, d: Delivery) {
                 "bad message: dead-lettered"
             );
             match bad.result {
-                Some((result, reply)) => match ctx.publish_result(&result, &reply).await {
+                Some(x) => match ctx.publish_result(&x.0, &x.1).await {
                     Ok(()) | Err(PublishError::Unroutable(_) | PublishError::Nacked) => {
                         Settle::DeadLetter
                     }

@@ -57,8 +57,8 @@ pub struct Submission {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadMessage {
     pub reason: String,
-    /// The IE result, when the message has a readable id.
-    pub result: Option<(SubmissionResult, Reply)>,
+    /// The IE result and where it goes, when the message has a readable id.
+    pub result: Option<Box<(SubmissionResult, Reply)>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,7 +172,7 @@ fn bad(m: &Incoming<'_>, obj: Option<&serde_json::Map<String, Value>>, reason: S
         );
         // The result goes where the message asked; else by the queue's language (a language
         // read from a bad body is not trusted as a routing key).
-        (result, reply_of(m, None))
+        Box::new((result, reply_of(m, None)))
     });
     Decoded::Bad(BadMessage { reason, result })
 }
@@ -375,7 +375,8 @@ mod tests {
             };
             assert!(b.reason.starts_with(prefix), "{prefix}: {}", b.reason);
             assert_eq!(b.result.is_some(), has_result, "{prefix}");
-            if let Some((r, reply)) = b.result {
+            if let Some(x) = b.result {
+                let (r, reply) = *x;
                 assert_eq!(r.verdict, Some(Verdict::Ie));
                 assert_eq!(r.status, Status::Done);
                 assert_eq!(r.compile.unwrap().output, b.reason);
