@@ -1,10 +1,18 @@
 //! Logging: `tracing` to stderr, one line per event, no colours when stderr is not a terminal
-//! (journald adds its own timestamps and priorities). `RUST_LOG` overrides the level.
+//! (journald adds its own timestamps and priorities). `RUST_LOG` overrides the level; whatever
+//! it says, message bodies the AMQP client would log stay out (`QUIET`).
 
 use tracing_subscriber::EnvFilter;
 
+/// Always added to the filter: the AMQP client logs every message the broker returns (an
+/// unroutable result of queue mode) with its whole body, which holds compiler output and case
+/// messages; queue mode logs the event itself, without the body.
+const QUIET: &str = "lapin::returned_messages=error";
+
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(QUIET.parse().expect("a valid directive"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
