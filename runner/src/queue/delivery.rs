@@ -350,6 +350,8 @@ async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
     };
     drop(permit);
     let Some(result) = result else {
+        // Whatever still runs of it must not hold a slot for a delivery given back.
+        judging.cancel();
         tracing::error!(id, "the judge ended without a result: requeued");
         return Settle::Requeue;
     };

@@ -1,10 +1,10 @@
 //! The judge engine ([`judge::Judge`](crate::judge::Judge)) as queue mode's [`Judger`]: every
 //! delivery is submitted as [`SubmitMode::Redelivered`] (a finished submission with the same id
 //! is judged again, a running one is not started twice), and its events are those of the
-//! engine's subscription.
+//! engine's subscription, read through the daemon's drain (queue mode stops as `on_stop` says,
+//! not when the HTTP side drains).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -14,9 +14,6 @@ use super::judger::{BoxFuture, Judger, Judging, Refusal};
 
 /// Events buffered between the engine and the publisher of one delivery.
 const EVENT_BUFFER: usize = 64;
-/// Longest wait for a result once the engine's event stream ended without `done` (it ends when
-/// the engine begins to drain, while the submission keeps running).
-const RESULT_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// The engine, with the languages the daemon serves (the queues queue mode consumes).
 #[derive(Clone)]
@@ -86,11 +83,13 @@ impl Judger for EngineJudger {
     }
 }
 
-/// Sends the submission's events to `tx` until `done`. Should the engine's stream end first
-/// (it begins to drain on SIGTERM while submissions finish), the final result is waited for and
-/// sent as `done`.
+/// Sends the submission's events to `tx` until `done`. The stream is read through the drain
+/// that a SIGTERM begins (the HTTP API's waits and event streams end then, while queue mode
+/// finishes or aborts what it holds as `on_stop` says). Should it end without `done` (the engine
+/// shut down), a final result is sent as `done` if there is one.
 async fn forward(judge: &Judge, id: &str, tx: &mpsc::Sender<Event>) {
-    if let Some(mut sub) = judge.subscribe(id, None).await {
+    if let Some(sub) = judge.subscribe(id, None).await {
+        let mut sub = sub.through_drain();
         while let Some((_, event)) = sub.next().await {
             let done = matches!(event, Event::Done(_));
             if tx.send(event).await.is_err() || done {
@@ -98,7 +97,7 @@ async fn forward(judge: &Judge, id: &str, tx: &mpsc::Sender<Event>) {
             }
         }
     }
-    if let Some(result) = judge.wait(id, RESULT_WAIT).await
+    if let Some(result) = judge.get(id).await
         && result.status.is_final()
     {
         let _ = tx.send(Event::Done(Box::new(result))).await;
