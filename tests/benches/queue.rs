@@ -19,7 +19,6 @@
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,7 @@ use lapin::BasicProperties;
 use lapin::types::{FieldTable, ShortString};
 use runner_tests::broker::{Client, Reader, Vhost, message_id};
 use runner_tests::daemon::{BinDaemon, request, unique};
+use runner_tests::queued::{Testset, serve_queued};
 
 const SLEEP_SECS: f64 = 0.2;
 const PROGRAM: &str =
@@ -49,58 +49,29 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-/// A tar of problem `sum` v1 (one case).
-fn testset_tar(dir: &Path) -> Vec<u8> {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("1.in"), INPUT).unwrap();
-    std::fs::write(dir.join("1.out"), "3\n").unwrap();
-    let out = Command::new("tar")
-        .arg("-cf")
-        .arg("-")
-        .arg("-C")
-        .arg(dir)
-        .args(["1.in", "1.out"])
-        .output()
-        .expect("tar");
-    assert!(out.status.success());
-    out.stdout
-}
+/// Problem `sum` v1: one case, `INPUT` → `3`.
+const SUM: Testset<'static> = Testset {
+    problem: "sum",
+    version: "v1",
+    cases: &[("1", INPUT, "3\n")],
+};
 
-/// A `runner serve` in queue mode with 1 slot, the test set uploaded.
-async fn runner(url: &str, tar: &[u8], name: &str) -> (BinDaemon, PathBuf) {
+/// A `runner serve` in queue mode with 1 slot, the test set uploaded, connected.
+async fn runner(url: &str, name: &str) -> BinDaemon {
     let (dir, uid_base) = unique();
     let dir = dir.with_file_name(format!(
         "{}-{name}",
         dir.file_name().unwrap().to_string_lossy()
     ));
-    let d = BinDaemon::start_with(
+    serve_queued(
         &dir,
         uid_base,
         1,
-        &format!("[queue]\nurl = \"{url}\"\non_stop = \"finish\"\nreconnect_min_secs = 0.1\n"),
-    )
-    .await;
-    let put = request(
-        d.addr,
-        "PUT",
-        "/judge/v1/problems/sum/testsets/v1",
-        Some(tar),
+        url,
+        "on_stop = \"finish\"\nreconnect_min_secs = 0.1",
+        &[SUM],
     )
     .await
-    .expect("PUT test set");
-    assert!(put.status == 201 || put.status == 200, "{}", put.text());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let h = request(d.addr, "GET", "/health", None)
-            .await
-            .expect("health");
-        if h.json()["queue"] == "connected" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{name} did not connect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (d, dir)
 }
 
 /// Publishes `n` submissions `<tag>-<i>`.
@@ -200,9 +171,6 @@ async fn main() {
         per_floor * n as f64
     );
     let vh = Vhost::new("bench");
-    let tar = testset_tar(
-        &std::env::temp_dir().join(format!("runner-bench-queue-ts-{}", std::process::id())),
-    );
     let c = Client::connect(&vh.url()).await;
     c.declare_exchanges().await;
     c.bind_queue("results", "runner.results", "#", FieldTable::default())
@@ -210,7 +178,7 @@ async fn main() {
     let mut results = c.consume("results").await;
 
     // 2. One runner.
-    let (r1, _) = runner(&vh.url(), &tar, "r1").await;
+    let r1 = runner(&vh.url(), "r1").await;
     let t = Instant::now();
     publish(&c, "one", n).await;
     let (t1, got) = collect(&mut results, "one", n, t, |_| {}).await;
@@ -224,8 +192,8 @@ async fn main() {
     );
 
     // 3. Three runners on the same queue.
-    let (mut r2, _) = runner(&vh.url(), &tar, "r2").await;
-    let (r3, _) = runner(&vh.url(), &tar, "r3").await;
+    let mut r2 = runner(&vh.url(), "r2").await;
+    let r3 = runner(&vh.url(), "r3").await;
     let t = Instant::now();
     publish(&c, "three", n).await;
     let before = [
@@ -269,7 +237,7 @@ async fn main() {
     );
 
     // 5. One of three stopped with SIGTERM (on_stop = "finish") halfway.
-    let (mut r4, _) = runner(&vh.url(), &tar, "r4").await;
+    let mut r4 = runner(&vh.url(), "r4").await;
     let t = Instant::now();
     publish(&c, "finish", n).await;
     let mut stopped: Option<Instant> = None;

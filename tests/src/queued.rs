@@ -2,6 +2,9 @@
 //! jails, the real scheduler and judge engine (`server::start` and `server::start_judge`), queue
 //! mode as `server::start_queue` starts it, and the HTTP API (`/health`, `/metrics`) on
 //! `127.0.0.1` port 0. Its own data directory and uid range; `stop` checks the clean-up.
+//!
+//! And [`serve_queued`]: the `runner serve` binary in queue mode (for what only a process shows:
+//! SIGTERM, SIGKILL, several runners on one queue), with a test set uploaded over HTTP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::daemon::{assert_no_jailed, start_runtime, unique};
+use crate::daemon::{BinDaemon, assert_no_jailed, request, start_runtime, unique};
 
 /// A test set to store: `cases` are `(name, input, expected output)`.
 #[derive(Debug, Clone, Copy)]
@@ -226,4 +229,81 @@ pub fn put_testset(judge: &Judge, problem: &str, version: &str, cases: &[(&str, 
         .store()
         .put_archive(&id, std::io::Cursor::new(out.stdout))
         .expect("test set stored");
+}
+
+/// A tar of `t` (`<name>.in`, `<name>.out`), as `tar -cf` makes it, for an upload over HTTP.
+pub fn testset_tar(t: &Testset<'_>) -> Vec<u8> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "runner-testset-tar-{}-{}-{n}",
+        std::process::id(),
+        t.problem
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut names = Vec::new();
+    for (name, input, output) in t.cases {
+        std::fs::write(dir.join(format!("{name}.in")), input).expect("input");
+        std::fs::write(dir.join(format!("{name}.out")), output).expect("output");
+        names.extend([format!("{name}.in"), format!("{name}.out")]);
+    }
+    let out = Command::new("tar")
+        .arg("-cf")
+        .arg("-")
+        .arg("-C")
+        .arg(&dir)
+        .args(&names)
+        .output()
+        .expect("tar");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "tar failed");
+    out.stdout
+}
+
+/// Starts `runner serve` with `slots` slots on `data_dir` and `uid_base`, queue mode on: the
+/// broker `url`, then `queue_settings` (more `key = value` lines of `[queue]`). Uploads
+/// `testsets` over HTTP (`PUT /judge/v1/problems/…`) and waits until `/health` says
+/// `queue: connected` (bounded). The daemon's log is in `BinDaemon::log`.
+pub async fn serve_queued(
+    data_dir: &Path,
+    uid_base: u32,
+    slots: u32,
+    url: &str,
+    queue_settings: &str,
+    testsets: &[Testset<'_>],
+) -> BinDaemon {
+    let d = BinDaemon::start_with(
+        data_dir,
+        uid_base,
+        slots,
+        &format!("[queue]\nurl = \"{url}\"\n{queue_settings}\n"),
+    )
+    .await;
+    for t in testsets {
+        let path = format!("/judge/v1/problems/{}/testsets/{}", t.problem, t.version);
+        let put = request(d.addr, "PUT", &path, Some(&testset_tar(t)))
+            .await
+            .expect("PUT test set");
+        assert!(
+            put.status == 201 || put.status == 200,
+            "PUT {path}: {} {}",
+            put.status,
+            put.text()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = request(d.addr, "GET", "/health", None)
+            .await
+            .expect("GET /health");
+        if h.json()["queue"] == "connected" {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "runner serve did not connect to the broker within 30 s:\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -3,7 +3,8 @@
 //! runners: the real judge engine and real jails, python3 and php programs. Routing by
 //! language, the flow-control window, ack only after the broker confirmed the result, poison
 //! messages, a broker restart mid-load, a broker down at start, both stop policies and the drain
-//! timeout, SIGKILL, the same id twice, and the Python publisher of docs/queue.md.
+//! timeout (in-process, and by SIGTERM to `runner serve`), SIGKILL, the same id twice, and the
+//! Python publisher of docs/queue.md.
 //!
 //! One test, `test_queue_requeues_a_language_that_went_away`, uses a fake judge instead of the
 //! engine: it is about the broker alone (requeue, the quorum queue's delivery limit, dead
@@ -28,8 +29,8 @@ use runner::metrics::QueueCounters;
 use runner::queue::topology::judge_queue_arguments;
 use runner::queue::{BoxFuture, Judger, Judging, Names, OnStop, QueueMode, Refusal};
 use runner_tests::broker::{self, Client, Node, Reader, Vhost, args, json, message_id};
-use runner_tests::daemon::{BinDaemon, assert_no_jailed, free_port, request, unique};
-use runner_tests::queued::{QueueRunner, SUM_TESTSET, queue_config};
+use runner_tests::daemon::{assert_no_jailed, free_port, request, unique};
+use runner_tests::queued::{QueueRunner, SUM_TESTSET, queue_config, serve_queued};
 use serde_json::{Value, json};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
@@ -835,35 +836,15 @@ async fn test_queue_sigkill_redelivers() {
     bounded(async {
         let vh = Vhost::new("kill");
         let (dir, uid_base) = unique();
-        let mut d = BinDaemon::start_with(
+        let mut d = serve_queued(
             &dir,
             uid_base,
             1,
-            &format!(
-                "[queue]\nurl = \"{}\"\nreconnect_min_secs = 0.1\n",
-                vh.url()
-            ),
+            &vh.url(),
+            "reconnect_min_secs = 0.1",
+            &[SUM_TESTSET],
         )
         .await;
-        let tar = testset_tar();
-        let put = request(
-            d.addr,
-            "PUT",
-            "/judge/v1/problems/sum/testsets/v1",
-            Some(&tar),
-        )
-        .await
-        .unwrap();
-        assert_eq!(put.status, 201, "{}", put.text());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let h = request(d.addr, "GET", "/health", None).await.unwrap();
-            if h.json()["queue"] == "connected" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "runner serve did not connect");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         let (c, mut results) = client_with_results(&vh.url(), FieldTable::default()).await;
         for i in 0..3 {
             c.submit(
@@ -884,6 +865,7 @@ async fn test_queue_sigkill_redelivers() {
                 "the runner never held its window of 2: {now:?}\n{}",
                 d.log_text()
             );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         d.signal("-KILL");
         let st = d.wait(Duration::from_secs(10)).await;
@@ -909,23 +891,114 @@ async fn test_queue_sigkill_redelivers() {
     .await;
 }
 
-/// A tar of problem `sum` v1 (as `tar -cf` makes it), for an upload over HTTP.
-fn testset_tar() -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("runner-queue-tar-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("1.in"), "1 2\n").unwrap();
-    std::fs::write(dir.join("1.out"), "3\n").unwrap();
-    let out = std::process::Command::new("tar")
-        .arg("-cf")
-        .arg("-")
-        .arg("-C")
-        .arg(&dir)
-        .args(["1.in", "1.out"])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success());
-    out.stdout
+/// SIGTERM to `runner serve` in queue mode (1 slot, prefetch 1: a window of 2) while it runs one
+/// submission (`secs` long) and holds another not started, a third waiting in the queue; stopping
+/// as `on_stop` says. Returns how long the process took to exit after the signal, the results
+/// that arrived, and the queue's `(ready, unacknowledged)` afterwards. Checks the exit status
+/// (0) and that no jailed process is left.
+async fn sigterm_serve(
+    tag: &str,
+    on_stop: &str,
+    secs: f64,
+) -> (Duration, BTreeMap<String, (String, usize)>, (u64, u64)) {
+    let vh = Vhost::new(tag);
+    let (dir, uid_base) = unique();
+    let mut d = serve_queued(
+        &dir,
+        uid_base,
+        1,
+        &vh.url(),
+        &format!("on_stop = \"{on_stop}\"\nprefetch = 1\ndrain_timeout_secs = 30"),
+        &[SUM_TESTSET],
+    )
+    .await;
+    let (c, mut results) = client_with_results(&vh.url(), FieldTable::default()).await;
+    c.bind_queue("events", "runner.events", "#", FieldTable::default())
+        .await;
+    let mut events = c.consume("events").await;
+    for i in 0..3 {
+        c.submit(
+            "python3",
+            &submission(&format!("{tag}-{i}"), "python3", &py_sleepy(secs)),
+            props(),
+        )
+        .await;
+    }
+    // One is running: its cases started (`{"status":"running"}`).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(e) = events.next(Duration::from_secs(1)).await
+            && json(&e)["status"] == "running"
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing started running\n{}",
+            d.log_text()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counts(&vh, &c, "judge.python3").await != (1, 2) {
+        assert!(
+            Instant::now() < deadline,
+            "the runner never held its window of 2\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Instant::now();
+    d.signal("-TERM");
+    let st = d.wait(Duration::from_secs(60)).await;
+    let took = t.elapsed();
+    assert!(st.success(), "{st}\n{}", d.log_text());
+    assert_no_jailed(d.uids.clone(), Duration::from_secs(2));
+    let log = d.log_text();
+    assert!(log.contains("queue mode: stopped"), "{log}");
+    let mut ds = Vec::new();
+    while let Some(d) = results.next(Duration::from_secs(2)).await {
+        ds.push(d);
+    }
+    let got = verdicts(&ds);
+    // Read (and ack) the events, so that only the runner's deliveries could count as unacked.
+    while events.next(Duration::from_millis(500)).await.is_some() {}
+    let after = counts(&vh, &c, "judge.python3").await;
+    eprintln!("on_stop {on_stop}: runner serve exited {took:?} after SIGTERM; results {got:?}");
+    (took, got, after)
+}
+
+/// SIGTERM with `on_stop = "finish"` (the default) through `runner serve`: the running submission
+/// finishes, its result is published and acked; the one held but not started goes back at once;
+/// the daemon exits 0 once that is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_queue_sigterm_serve_finish() {
+    if !broker::broker() {
+        return;
+    }
+    bounded(async {
+        let (took, got, after) = sigterm_serve("termfinish", "finish", 3.0).await;
+        assert_eq!(got.len(), 1, "the running one: {got:?}");
+        assert!(got.values().all(|(v, n)| v == "AC" && *n == 1), "{got:?}");
+        assert_eq!(after, (2, 0), "the other two wait in the queue");
+        assert!(took < Duration::from_secs(15), "exit took {took:?}");
+    })
+    .await;
+}
+
+/// SIGTERM with `on_stop = "requeue"` through `runner serve`: the running jail is aborted,
+/// both held deliveries go back, no result is published, and the daemon exits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_queue_sigterm_serve_requeue() {
+    if !broker::broker() {
+        return;
+    }
+    bounded(async {
+        let (took, got, after) = sigterm_serve("termrequeue", "requeue", 20.0).await;
+        assert!(got.is_empty(), "no result: {got:?}");
+        assert_eq!(after, (3, 0), "all three wait in the queue");
+        assert!(took < Duration::from_secs(1), "exit took {took:?}");
+    })
+    .await;
 }
 
 /// The Python publisher of docs/queue.md, as a user runs it (Debian's python3 with pika):
