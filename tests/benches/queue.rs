@@ -194,13 +194,13 @@ async fn main() {
     // 3. Three runners on the same queue.
     let mut r2 = runner(&vh.url(), "r2").await;
     let r3 = runner(&vh.url(), "r3").await;
-    let t = Instant::now();
-    publish(&c, "three", n).await;
     let before = [
         deliveries(&r1).await,
         deliveries(&r2).await,
         deliveries(&r3).await,
     ];
+    let t = Instant::now();
+    publish(&c, "three", n).await;
     let (t3, got) = collect(&mut results, "three", n, t, |_| {}).await;
     let share = [
         deliveries(&r1).await - before[0],
