@@ -3,8 +3,8 @@
 //! runners: the real judge engine and real jails, python3 and php programs. Routing by
 //! language, the flow-control window, ack only after the broker confirmed the result, poison
 //! messages, a broker restart mid-load, a broker down at start, both stop policies and the drain
-//! timeout (in-process, and by SIGTERM to `runner serve`), SIGKILL, the same id twice, and the
-//! Python publisher of docs/queue.md.
+//! timeout (in-process, and by SIGTERM to `runner serve`), a stop while the judge has not started
+//! a delivery, SIGKILL, the same id twice, and the Python publisher of docs/queue.md.
 //!
 //! One test, `test_queue_requeues_a_language_that_went_away`, uses a fake judge instead of the
 //! engine: it is about the broker alone (requeue, the quorum queue's delivery limit, dead
@@ -729,6 +729,60 @@ async fn test_queue_stop_finish() {
         assert_eq!(counts(&vh, &c, "judge.python3").await, (4, 0));
         assert!(took < Duration::from_secs(10), "finish took {took:?}");
         eprintln!("on_stop finish: {took:?}");
+        r.stop().await;
+    })
+    .await;
+}
+
+/// `on_stop = "finish"` while a delivery waits inside the judge behind an HTTP submission (the
+/// slot is the HTTP one's): it was not started, so it goes back at once; the stop does not wait
+/// for the HTTP submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_queue_stop_finish_gives_back_what_the_judge_has_not_started() {
+    if !broker::broker() {
+        return;
+    }
+    bounded(async {
+        let vh = Vhost::new("notstarted");
+        let mut q = queue_config(&vh.url());
+        q.prefetch = 0;
+        q.drain_timeout = Duration::from_secs(60);
+        let mut r = QueueRunner::start(1, q, None, &[SUM_TESTSET]).await;
+        r.connected(Duration::from_secs(30)).await;
+        let http = json!({"id": "http-1", "problem": "sum", "version": "v1",
+            "language_id": "python3", "sourcecode": py_sleepy(4.0)});
+        let posted = request(
+            r.addr,
+            "POST",
+            "/judge/v1/submissions",
+            Some(http.to_string().as_bytes()),
+        )
+        .await
+        .unwrap();
+        assert!(posted.status < 300, "{} {}", posted.status, posted.text());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.judge().get("http-1").await.map(|x| x.status) != Some(Status::Running) {
+            assert!(Instant::now() < deadline, "the HTTP submission never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (c, mut results) = client_with_results(&vh.url(), FieldTable::default()).await;
+        c.submit("python3", &submission("q-1", "python3", PY_SUM), props())
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.judge().get("q-1").await.map(|x| x.status) != Some(Status::Queued) {
+            assert!(
+                Instant::now() < deadline,
+                "the delivery never reached the judge"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = r.stop_queue(OnStop::Finish).await;
+        assert!(took < Duration::from_secs(2), "finish took {took:?}");
+        assert!(results.next(Duration::from_secs(1)).await.is_none());
+        assert_eq!(counts(&vh, &c, "judge.python3").await, (1, 0));
+        let text = runner_metrics(&r).await;
+        assert_eq!(metric(&text, "runner_amqp_nacks_total"), 1.0, "{text}");
+        assert_eq!(metric(&text, "runner_amqp_acks_total"), 0.0, "{text}");
         r.stop().await;
     })
     .await;

@@ -17,7 +17,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, Bas
 use lapin::types::ShortString;
 use tokio::sync::{Semaphore, watch};
 
-use crate::judge::{Event, SubmissionResult};
+use crate::judge::{Event, Status, SubmissionResult};
 use crate::metrics::QueueCounters;
 
 use super::Phase;
@@ -330,7 +330,11 @@ async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
         }
     };
     tracing::info!(id, language, redelivered, "judging");
-    // The events, in order, until `done`; an abort cancels the judging and gives it back.
+    // The events, in order, until `done`; an abort cancels the judging and gives it back, and
+    // so does a stop while the judge has not started it yet (it waits behind other work, HTTP
+    // submissions say): "finish" finishes what runs, and a SIGTERM's drain would leave it
+    // unstarted until the drain timeout.
+    let mut started = false;
     let result = loop {
         tokio::select! {
             ev = judging.events.recv() => match ev {
@@ -338,9 +342,17 @@ async fn judge(ctx: &Ctx, sub: Submission, redelivered: bool) -> Settle {
                     ctx.publisher.event(&id, &Event::Done(r.clone())).await;
                     break Some(*r);
                 }
-                Some(e) => ctx.publisher.event(&id, &e).await,
+                Some(e) => {
+                    started |= e != Event::Status(Status::Queued);
+                    ctx.publisher.event(&id, &e).await;
+                }
                 None => break None,
             },
+            () = stopped(ctx), if !started => {
+                judging.cancel();
+                tracing::info!(id, "stopping: not started by the judge yet, requeued");
+                return Settle::Requeue;
+            }
             () = aborted(ctx) => {
                 judging.cancel();
                 tracing::info!(id, "stopping: judging aborted, requeued");
