@@ -57,8 +57,8 @@ enum Command {
         /// The source file (its name is the source file name in the jail).
         file: PathBuf,
         /// Compare mode instead of the test set's: text (byte-exact), token or float.
-        #[arg(long, value_parser = ["text", "token", "float"])]
-        compare: Option<String>,
+        #[arg(long)]
+        compare: Option<runner::judge::CompareMode>,
         /// CPU seconds per case instead of the test set's (clamped to the language's maximum).
         #[arg(long)]
         cputime: Option<f64>,
@@ -75,8 +75,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    telemetry::init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // `runner judge` draws a progress line on stderr: only warnings and errors beside it.
+    let level = match cli.command {
+        Command::Judge { .. } => "warn",
+        _ => "info",
+    };
+    telemetry::init(level);
+    match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("runner: {err:#}");
@@ -108,11 +114,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cputime,
             stop_on_first_failure,
         } => {
-            let compare = compare.map(|c| match c.as_str() {
-                "text" => runner::judge::CompareMode::Text,
-                "float" => runner::judge::CompareMode::Float,
-                _ => runner::judge::CompareMode::Token,
-            });
             let args = server::LocalJudge {
                 testset,
                 lang: lang.to_lowercase(),

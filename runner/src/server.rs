@@ -521,6 +521,9 @@ pub async fn judge_local(cfg: &Config, args: LocalJudge) -> Result<(String, bool
     use crate::judge::{Event, SubmissionRequest, SubmitMode, TestsetId, Verdict};
 
     let mut rt = start(cfg, Mode::Cli)?;
+    // From here Ctrl-C (or SIGTERM) cancels the submission and cleans up (jails, cgroups, the
+    // private data directory) instead of killing the process mid-case.
+    let stop = StopSignals::install().context("cannot install the SIGTERM/SIGINT handlers")?;
     let judge = start_judge(cfg, &mut rt).await?;
     let source = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -576,13 +579,30 @@ pub async fn judge_local(cfg: &Config, args: LocalJudge) -> Result<(String, bool
     let mut marks = String::new();
     let mut err = std::io::stderr();
     let mut result = None;
-    while let Some((_, event)) = events.next().await {
-        match event {
-            Event::Status(s) => {
-                if tty {
-                    let _ = write!(err, "\r\x1b[K{problem}: {s:?}");
-                }
+    let mut stop = std::pin::pin!(stop.recv());
+    let mut interrupted = false;
+    loop {
+        let next = tokio::select! {
+            next = events.next() => next,
+            () = &mut stop, if !interrupted => {
+                interrupted = true;
+                let _ = write!(err, "{}", if tty { "\r\x1b[K" } else { "\n" });
+                eprintln!("interrupted: cancelling the submission");
+                judge.cancel(&submitted.accepted.id).await;
+                continue;
             }
+        };
+        let Some((_, event)) = next else { break };
+        match event {
+            // Until the first case: what it is doing; then the marks stay on the line.
+            Event::Status(s) if tty && marks.is_empty() => {
+                let _ = write!(
+                    err,
+                    "\r\x1b[K{problem}: {}",
+                    format!("{s:?}").to_lowercase()
+                );
+            }
+            Event::Status(_) => {}
             Event::Case(c) => {
                 marks.push(mark(c.verdict));
                 if tty {
@@ -592,7 +612,7 @@ pub async fn judge_local(cfg: &Config, args: LocalJudge) -> Result<(String, bool
                 }
             }
             Event::Compile(c) if c.verdict != Verdict::Ac => {
-                let _ = write!(err, "\r\x1b[K");
+                let _ = write!(err, "{}", if tty { "\r\x1b[K" } else { "" });
                 eprintln!("compile {}:\n{}", c.verdict, c.output.trim_end());
             }
             Event::Compile(_) => {}
@@ -601,6 +621,11 @@ pub async fn judge_local(cfg: &Config, args: LocalJudge) -> Result<(String, bool
         let _ = err.flush();
     }
     eprintln!();
+    if interrupted {
+        judge.drain(Duration::from_secs(5)).await;
+        settle(&rt).await;
+        bail!("interrupted");
+    }
     let r = result.context("the judge stopped before the submission finished")?;
     let mut out = format!(
         "{:<24} {:<7} {:>7} {:>10}  {}\n",
@@ -624,6 +649,22 @@ pub async fn judge_local(cfg: &Config, args: LocalJudge) -> Result<(String, bool
     ));
     judge.drain(Duration::from_secs(5)).await;
     Ok((out, verdict == Verdict::Ac))
+}
+
+/// Waits (up to a minute) until every slot is free again and no compiled artifact is left, so
+/// that the private data directory can go: a compile step that was running when its
+/// submission was cancelled ends in its own task, within the language's compile limits.
+async fn settle(rt: &Runtime) {
+    let artifacts = rt.data_dir.join(crate::jail::ARTIFACTS_DIR);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let idle = rt.scheduler.load().free == rt.scheduler.slots()
+            && std::fs::read_dir(&artifacts).map_or(true, |mut d| d.next().is_none());
+        if idle || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The progress mark of a case: `.` for AC, else a letter of its verdict (`-` for SK).

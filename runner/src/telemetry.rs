@@ -9,9 +9,10 @@ use tracing_subscriber::EnvFilter;
 /// messages; queue mode logs the event itself, without the body.
 const QUIET: &str = "lapin::returned_messages=error";
 
-pub fn init() {
+/// Logs to stderr at `default_level` (`info` for the daemon), or as `RUST_LOG` says.
+pub fn init(default_level: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .unwrap_or_else(|_| EnvFilter::new(default_level))
         .add_directive(QUIET.parse().expect("a valid directive"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()

@@ -738,6 +738,20 @@ async fn judge_idempotent_post_sse_resume_and_errors() {
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["error"], "unknown test set nosuch/v1");
     assert_eq!(get(a, &format!("{J}/submissions/nope")).await.status, 404);
+    // A path or method this API does not serve: still a JSON object with `error`.
+    for (method, path) in [
+        ("GET", format!("{J}/nothing")),
+        ("POST", format!("{J}/problems/sum/testsets/v1")),
+        ("PUT", format!("{J}/submissions/x")),
+    ] {
+        let r = request(a, method, &path, None).await.unwrap();
+        assert_eq!(r.status, 404, "{method} {path}");
+        assert!(
+            r.json()["error"].is_string(),
+            "{method} {path}: {}",
+            r.text()
+        );
+    }
     let r = request(a, "POST", &format!("{J}/submissions"), Some(b"{nope"))
         .await
         .unwrap();
@@ -750,6 +764,57 @@ async fn judge_idempotent_post_sse_resume_and_errors() {
         "{m}"
     );
     assert!(m.contains("runner_judge_testset_hits_total"));
+    d.stop().await;
+}
+
+/// With `[api.keys]`, every judge request needs a listed key (403 otherwise), and a submission
+/// spends one run of the key's hourly budget (401 once spent), as a Jobe run does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_api_keys_apply() {
+    if !privileged() {
+        return;
+    }
+    // The test client always sends `daemon::API_KEY`: first a daemon that does not list it.
+    let other = Daemon::start(Opts {
+        api_keys: Some([("some-other-key".to_owned(), 0)].into()),
+        ..Opts::default()
+    })
+    .await;
+    let r = put_testset(other.addr, "sum", "v1", &sum_archive("")).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"], "Unknown API key");
+    let r = post(other.addr, &submission("sum", "c", "x"), false).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        get(other.addr, &format!("{J}/submissions/x")).await.status,
+        403
+    );
+    other.stop().await;
+    // Listed with a budget of one run per hour: uploads and reads are free, one submission is
+    // accepted, the next is refused.
+    let d = Daemon::start(Opts {
+        api_keys: Some([(daemon::API_KEY.to_owned(), 1)].into()),
+        ..Opts::default()
+    })
+    .await;
+    assert_eq!(
+        put_testset(d.addr, "sum", "v1", &sum_archive(""))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        get(d.addr, &format!("{J}/problems/sum/testsets/v1"))
+            .await
+            .status,
+        200
+    );
+    let first = post(d.addr, &submission("sum", "python3", LANGS[7].ac), false).await;
+    assert_eq!(first.status, 202, "{}", first.text());
+    let second = post(d.addr, &submission("sum", "python3", LANGS[7].ac), false).await;
+    assert_eq!(second.status, 401, "{}", second.text());
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(judge_final(d.addr, &id).await["verdict"], "AC");
     d.stop().await;
 }
 
@@ -1040,6 +1105,235 @@ async fn judge_sigterm_lets_running_submissions_finish() {
     );
     assert!(events[0].0.starts_with("1-"), "{:?}", events[0]);
     drop(second);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local use: `runner judge`.
+
+/// `runner judge` as a problem setter runs it: `args` after `--config <cfg> judge`. Returns the
+/// exit code, stdout and stderr, after checking that its private data directory is gone.
+fn runner_judge(config: &std::path::Path, args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let child = std::process::Command::new(daemon::runner_binary())
+        .arg("--config")
+        .arg(config)
+        .arg("judge")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run runner judge");
+    let private = std::env::temp_dir().join(format!("runner-cli-{}", child.id()));
+    let out = child.wait_with_output().expect("runner judge output");
+    assert!(
+        !private.exists(),
+        "{} left behind:\n{}",
+        private.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The verdict column of `runner judge`'s table, by case name in the printed order.
+fn table_rows(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("verdict:"))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// `runner judge --testset` on a problem folder and on a tar.gz of it: the table in natural case
+/// order, one progress mark per case on stderr, exit 0 for AC and 1 otherwise, `--compare`
+/// overriding `problem.toml`, `--stop-on-first-failure`, Ctrl-C, and nothing left behind
+/// (private data directory, cgroups, mounts, jailed processes).
+#[test]
+fn judge_cli_on_a_problem_folder() {
+    if !privileged() {
+        return;
+    }
+    let (dir, uid_base) = daemon::unique();
+    let folder = dir.join("sum");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (name, data) in [
+        ("1.in", "1 2\n"),
+        ("1.out", "3\n"),
+        ("2.in", "5 5\n"),
+        ("2.ans", "10\n"),
+        ("10.in", "-4 10\n"),
+        ("10.out", "6\n"),
+        ("problem.toml", "cputime = 2\n"),
+    ] {
+        std::fs::write(folder.join(name), data).unwrap();
+    }
+    let config = dir.join("runner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\nslots = 2\n[jail]\nuid_base = {uid_base}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let src = |name: &str, code: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, code).unwrap();
+        p
+    };
+    let ac = src("ac.py", LANGS[7].ac);
+    // Right within 1e-6 but not token-equal: WA by default, AC with --compare float.
+    let close = src(
+        "close.py",
+        "a, b = map(int, input().split())\nprint(f\"{a + b + 1e-7:.7f}\")\n",
+    );
+    let wa = src("wa.py", LANGS[7].wa);
+    let tgz = dir.join("sum.tgz");
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&dir)
+        .arg("sum")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let os = |p: &std::path::Path| p.as_os_str().to_owned();
+    let py = std::ffi::OsString::from("python3");
+    let (flag_testset, flag_lang) = (
+        std::ffi::OsString::from("--testset"),
+        std::ffi::OsString::from("--lang"),
+    );
+    let judge_args = |testset: &std::path::Path, prog: &std::path::Path, extra: &[&str]| {
+        let mut v: Vec<std::ffi::OsString> = vec![
+            flag_testset.clone(),
+            os(testset),
+            flag_lang.clone(),
+            py.clone(),
+            os(prog),
+        ];
+        v.extend(extra.iter().map(std::ffi::OsString::from));
+        v
+    };
+    let run = |args: Vec<std::ffi::OsString>| {
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsString::as_os_str).collect();
+        runner_judge(&config, &refs)
+    };
+    let cases = |v: &[&str]| -> Vec<(String, String)> {
+        ["1", "2", "10"]
+            .iter()
+            .zip(v)
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+
+    // AC on the folder: exit 0, cases in natural order, three marks on stderr.
+    let (code, out, err) = run(judge_args(&folder, &ac, &[]));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.starts_with("case "), "{out}");
+    assert_eq!(table_rows(&out), cases(&["AC", "AC", "AC"]), "{out}");
+    assert!(out.contains("verdict: AC (3/3 passed;"), "{out}");
+    assert!(err.contains("..."), "one mark per case: {err:?}");
+    // The same on the archive of the folder.
+    let (code, out, err) = run(judge_args(&tgz, &ac, &[]));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(table_rows(&out), cases(&["AC", "AC", "AC"]), "{out}");
+
+    // WA: exit 1, the difference in the message column.
+    let (code, out, err) = run(judge_args(&folder, &wa, &[]));
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(table_rows(&out), cases(&["WA", "WA", "WA"]), "{out}");
+    assert!(out.contains(r#"expected "3", got "42""#), "{out}");
+    assert!(err.contains("WWW"), "{err:?}");
+    // --stop-on-first-failure: the later cases are SK.
+    let (code, out, _) = run(judge_args(&folder, &wa, &["--stop-on-first-failure"]));
+    assert_eq!(code, 1);
+    assert_eq!(table_rows(&out), cases(&["WA", "SK", "SK"]), "{out}");
+
+    // --compare overrides the test set's mode, on the folder and on the archive.
+    let (code, out, _) = run(judge_args(&folder, &close, &[]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("verdict: WA"), "{out}");
+    for testset in [&folder, &tgz] {
+        let (code, out, err) = run(judge_args(testset, &close, &["--compare", "float"]));
+        assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+        assert_eq!(table_rows(&out), cases(&["AC", "AC", "AC"]), "{out}");
+    }
+    let (code, _, err) = run(judge_args(&folder, &close, &["--compare", "floaty"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("one of: text, token, float"), "{err}");
+
+    // Ctrl-C mid-case: the submission is cancelled, and its jails, cgroups, mounts and private
+    // data directory are gone when the command exits (1, "interrupted").
+    let slow = src("slow.py", "import time\ntime.sleep(60)\n");
+    let err_path = dir.join("interrupted.err");
+    let mut child = std::process::Command::new(daemon::runner_binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("judge")
+        .args(judge_args(&folder, &slow, &[]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run runner judge");
+    let pid = child.id();
+    let uids = uid_base..uid_base + 2;
+    let deadline = Instant::now() + Duration::from_secs(60).mul_f64(slowdown());
+    while daemon::jailed_pids(uids.clone()).is_empty() {
+        assert!(Instant::now() < deadline, "no case started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited before a case ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("runner judge did not exit within 20 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("runner: interrupted"), "{err}");
+    let private = std::env::temp_dir().join(format!("runner-cli-{pid}"));
+    assert!(!private.exists(), "{} left behind", private.display());
+    assert_eq!(daemon::own_cgroups(pid), Vec::<std::path::PathBuf>::new());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains(&format!("runner-cli-{pid}/")),
+        "mounts left:\n{mounts}"
+    );
+    daemon::assert_no_jailed(uids, Duration::from_secs(5));
+
+    // A bad folder is refused with the store's message, and exit 1.
+    std::fs::remove_file(folder.join("10.out")).unwrap();
+    let (code, out, err) = run(judge_args(&folder, &ac, &[]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("10.in"), "names the unpaired case: {err}");
+
+    // Nothing left: no jailed process of its uids (each run's private data directory is
+    // checked in `runner_judge`).
+    daemon::assert_no_jailed(uid_base..uid_base + 2, Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The pure cgroup v2 VM: one end-to-end judge run (C, AC and TLE) with its jails there.

@@ -194,6 +194,19 @@ async fn handle_inner(
     }
 }
 
+/// A request under `/judge/v1/` that is none of this API's (an unknown path, a method a path
+/// does not take, characters a URI may not hold): the router's error in this API's form.
+pub(crate) fn unrouted(e: &ApiError) -> Response<ApiBody> {
+    match e {
+        ApiError::BadUri => err(
+            StatusCode::BAD_REQUEST,
+            "the path holds characters that a URI may not hold",
+        ),
+        _ => err(StatusCode::NOT_FOUND, "no such request in the judge API"),
+    }
+    .response()
+}
+
 fn unknown_submission(id: &str) -> JudgeError {
     // The id is echoed only when it is a valid one (no client text of any shape in answers).
     if crate::judge::submission::is_valid_id(id) {

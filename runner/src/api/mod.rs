@@ -302,7 +302,13 @@ async fn dispatch(
     let preflight = req
         .headers()
         .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    match router::route(req.method(), req.uri().path(), preflight) {
+    let routed = router::route(req.method(), req.uri().path(), preflight);
+    if let Err(e) = &routed
+        && router::is_judge_path(req.uri().path())
+    {
+        return (router::UNROUTED, Ok(judge::unrouted(e)));
+    }
+    match routed {
         Ok(Route::Judge(j)) => {
             let label = Route::Judge(j.clone()).label();
             // Judge mode is never forwarded to peers; a peer's headers still must be proven.

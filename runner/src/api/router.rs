@@ -131,6 +131,15 @@ pub(crate) fn route(method: &Method, path: &str, preflight: bool) -> Result<Rout
     }
 }
 
+/// Whether `path` is under judge mode's base path (its errors then take that API's form, also
+/// for a path or method it does not serve).
+pub(crate) fn is_judge_path(path: &str) -> bool {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .take(JUDGE_BASE.len())
+        .eq(JUDGE_BASE)
+}
+
 fn judge_route(method: &Method, rest: &[&str]) -> Result<JudgeRoute, ApiError> {
     let s = |x: &&str| (*x).to_owned();
     match (method, rest) {
@@ -158,6 +167,27 @@ mod tests {
 
     fn r(m: Method, p: &str) -> Result<Route, ApiError> {
         route(&m, p, false)
+    }
+
+    #[test]
+    fn test_judge_paths() {
+        for p in [
+            "/judge/v1",
+            "/judge/v1/",
+            "//judge/v1/submissions",
+            "/judge/v1/nope/x",
+        ] {
+            assert!(is_judge_path(p), "{p}");
+        }
+        for p in [
+            "/judge",
+            "/judge/v2/submissions",
+            "/judgev1",
+            "/x/judge/v1",
+            B,
+        ] {
+            assert!(!is_judge_path(p), "{p}");
+        }
     }
 
     #[test]

@@ -196,8 +196,8 @@ pub struct StepExtras<'a> {
     /// A compiled artifact: each of its entries is bind-mounted read-only into the (fresh) run
     /// directory (docs/jail.md, mount tree row 11).
     pub artifact: Option<&'a Artifact>,
-    /// Once it reads `true`, the step is killed (a cancelled submission); it then ends as
-    /// `End::Signaled(SIGKILL)`.
+    /// Once it reads `true`, or its sender is dropped, the step is killed (a cancelled
+    /// submission, or an aborted judge task); it then ends as `End::Signaled(SIGKILL)`.
     pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
     /// Kill the step as soon as its stdout passes `stream_bytes` (judge mode's output limit):
     /// it ends as `End::Signaled(SIGKILL)` with `stdout_truncated` set, rather than running on

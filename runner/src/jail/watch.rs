@@ -136,10 +136,10 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
                     killed.kill(w.cg, End::Memory);
                 }
             }
-            () = cancelled(&mut w.cancel), if running => {
+            () = cancelled(&mut w.cancel, true), if running => {
                 killed.kill(w.cg, End::Signaled(libc::SIGKILL));
             }
-            () = cancelled(&mut w.overflow), if running => {
+            () = cancelled(&mut w.overflow, false), if running => {
                 killed.kill(w.cg, End::Signaled(libc::SIGKILL));
             }
         }
@@ -185,14 +185,16 @@ async fn next_event(events: &mut Option<&mut JobWatch>) -> JobEvent {
     }
 }
 
-/// Resolves once the cancel flag reads `true`; pending forever without one (or once its sender
-/// is gone without cancelling).
-async fn cancelled(cancel: &mut Option<tokio::sync::watch::Receiver<bool>>) {
-    match cancel {
+/// Resolves once the flag reads `true`, or, with `gone_too`, once its sender is dropped (whoever
+/// could cancel the step is gone: a judge task that was aborted); pending forever without a flag.
+async fn cancelled(flag: &mut Option<tokio::sync::watch::Receiver<bool>>, gone_too: bool) {
+    match flag {
         Some(rx) => {
             if rx.wait_for(|c| *c).await.is_err() {
-                *cancel = None;
-                std::future::pending::<()>().await;
+                *flag = None;
+                if !gone_too {
+                    std::future::pending::<()>().await;
+                }
             }
         }
         None => std::future::pending().await,

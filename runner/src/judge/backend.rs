@@ -46,8 +46,8 @@ pub enum CompileOutcome {
 pub trait Program: Send + Sync + 'static {
     /// The limits of each run (for messages: "CPU time limit (1 s)").
     fn limits(&self) -> Limits;
-    /// Runs the program with `stdin` as its standard input. Once `cancel` reads `true` the run
-    /// is killed.
+    /// Runs the program with `stdin` as its standard input. Once `cancel` reads `true` (or its
+    /// sender is dropped) the run is killed.
     fn run(
         &self,
         stdin: File,

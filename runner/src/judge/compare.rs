@@ -42,6 +42,9 @@ pub enum CompareMode {
 }
 
 impl CompareMode {
+    /// Every mode (the CLI's choices derive from it).
+    pub const ALL: [CompareMode; 3] = [CompareMode::Text, CompareMode::Token, CompareMode::Float];
+
     /// The name used in `problem.toml`, the manifest and the CLI.
     pub fn name(self) -> &'static str {
         match self {
@@ -49,6 +52,23 @@ impl CompareMode {
             CompareMode::Token => "token",
             CompareMode::Float => "float",
         }
+    }
+}
+
+/// A name that is not a compare mode.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown compare mode '{0}' (one of: {names})", names = CompareMode::ALL.map(CompareMode::name).join(", "))]
+pub struct UnknownCompareMode(String);
+
+impl std::str::FromStr for CompareMode {
+    type Err = UnknownCompareMode;
+
+    /// The mode named `s` (as [`CompareMode::name`] writes it).
+    fn from_str(s: &str) -> Result<CompareMode, UnknownCompareMode> {
+        CompareMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| UnknownCompareMode(s.to_owned()))
     }
 }
 
@@ -919,11 +939,18 @@ mod tests {
             r#"{"mode":"token","case_sensitive":true,"float_abs_eps":1e-6,"float_rel_eps":null,"hide_diff":false}"#
         );
         assert_eq!(serde_json::from_str::<CompareSpec>(&json).unwrap(), s);
-        for m in [CompareMode::Text, CompareMode::Token, CompareMode::Float] {
+        for m in CompareMode::ALL {
             assert_eq!(
                 serde_json::to_string(&m).unwrap(),
                 format!("\"{}\"", m.name())
             );
+            assert_eq!(m.name().parse::<CompareMode>().unwrap(), m);
+            assert!(
+                UnknownCompareMode("x".into())
+                    .to_string()
+                    .contains(m.name())
+            );
         }
+        assert!("Token".parse::<CompareMode>().is_err());
     }
 }

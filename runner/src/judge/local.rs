@@ -132,6 +132,10 @@ fn rewrite_archive(
     let mut archive = tar::Archive::new(reader);
     let mut b = tar::Builder::new(out);
     let mut problem = None;
+    // Where the new problem.toml goes: where the old one was, else beside the cases (an archive
+    // of a folder keeps its entries in that folder, and the store wants one layout).
+    let mut problem_name: Option<PathBuf> = None;
+    let mut case_dir: Option<PathBuf> = None;
     for entry in archive.entries().map_err(read_err(path))? {
         let mut entry = entry.map_err(read_err(path))?;
         let name = entry.path().map_err(read_err(path))?.into_owned();
@@ -143,14 +147,22 @@ fn rewrite_archive(
             let mut text = String::new();
             entry.read_to_string(&mut text).map_err(read_err(path))?;
             problem = Some(text);
+            problem_name = Some(name);
             continue;
+        }
+        if case_dir.is_none() && base.ends_with(".in") && !base.starts_with('.') {
+            case_dir = Some(name.parent().map(Path::to_path_buf).unwrap_or_default());
         }
         let mut header = entry.header().clone();
         b.append_data(&mut header, &name, &mut entry)
             .map_err(LocalError::Write)?;
     }
     if let Some(text) = problem_text(problem, Some(mode))? {
-        append_bytes(&mut b, PROBLEM_FILE, text.as_bytes())?;
+        let name = problem_name
+            .unwrap_or_else(|| case_dir.unwrap_or_default().join(PROBLEM_FILE))
+            .to_string_lossy()
+            .into_owned();
+        append_bytes(&mut b, &name, text.as_bytes())?;
     }
     b.finish().map_err(LocalError::Write)
 }
@@ -213,5 +225,59 @@ mod tests {
             .unwrap();
         testset_archive(&out_path, Some(CompareMode::Text), &mut again).unwrap();
         assert_eq!(read_back(&mut again), ["1.in", "1.out", "problem.toml"]);
+    }
+
+    /// An archive of a folder (`tar -czf sum.tgz sum`, every entry under `sum/`): the new
+    /// `problem.toml` goes into that folder too, with or without one there before.
+    #[test]
+    fn test_compare_override_of_an_archive_with_a_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        for with_problem in [false, true] {
+            let mut files: Vec<(&str, &[u8])> = vec![("sum/1.in", b"1 2\n"), ("sum/1.out", b"3\n")];
+            if with_problem {
+                files.push(("sum/problem.toml", b"cputime = 1\n"));
+            }
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            h.set_mode(0o755);
+            b.append_data(&mut h, "sum/", &b""[..]).unwrap();
+            for (name, data) in files {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                b.append_data(&mut h, name, data).unwrap();
+            }
+            let tgz = tmp.path().join(format!("sum-{with_problem}.tgz"));
+            let mut gz = flate2::write::GzEncoder::new(
+                File::create(&tgz).unwrap(),
+                flate2::Compression::fast(),
+            );
+            gz.write_all(&b.into_inner().unwrap()).unwrap();
+            gz.finish().unwrap();
+            let mut out = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(tmp.path().join(format!("out-{with_problem}.tar")))
+                .unwrap();
+            testset_archive(&tgz, Some(CompareMode::Float), &mut out).unwrap();
+            assert_eq!(
+                read_back(&mut out),
+                ["sum/", "sum/1.in", "sum/1.out", "sum/problem.toml"]
+            );
+            out.seek(SeekFrom::Start(0)).unwrap();
+            let stage = tmp.path().join(format!("stage-{with_problem}"));
+            fs::create_dir(&stage).unwrap();
+            let limits = ArchiveLimits {
+                max_bytes: 1 << 20,
+                max_cases: 10,
+            };
+            let staged = read_archive(&mut out, &limits, &stage).expect("the store accepts it");
+            assert_eq!(staged.problem.compare.mode, CompareMode::Float);
+            let cputime = staged.problem.limits.cputime;
+            assert_eq!(cputime, with_problem.then_some(1.0));
+        }
     }
 }

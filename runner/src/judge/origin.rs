@@ -150,6 +150,17 @@ pub enum OriginError {
     Task(#[source] tokio::task::JoinError),
 }
 
+impl OriginError {
+    /// Whether the daemon is at fault (its store or spool) rather than the origin.
+    pub fn is_internal(&self) -> bool {
+        match self {
+            OriginError::Store(e) => e.is_internal(),
+            OriginError::Spool(SpoolError::Write(_)) | OriginError::Task(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// The origin client. Cheap to clone (one connection pool).
 #[derive(Debug, Clone)]
 pub struct Origin {

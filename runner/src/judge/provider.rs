@@ -38,6 +38,20 @@ pub enum EnsureError {
     },
 }
 
+impl EnsureError {
+    /// What the submission's client is told (the `compile.output` of its IE): the whole chain,
+    /// except that a failure of the daemon's own store (whose messages name host paths) is only
+    /// said to have happened; the log has the chain.
+    pub fn public_message(&self) -> String {
+        match self {
+            EnsureError::Origin { source, .. } if source.is_internal() => {
+                format!("{self}: storing it failed (an internal error of the judge)")
+            }
+            _ => error_chain(self),
+        }
+    }
+}
+
 /// Why an uploaded archive was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
@@ -227,6 +241,31 @@ mod tests {
     use crate::judge::testset::{PutStatus, TESTSETS_DIR};
 
     const TOKEN: &str = "s3cret-origin-token";
+
+    /// The store's own failure reaches the client without its host path; the origin's do whole.
+    #[test]
+    fn test_public_message_hides_the_store() {
+        let id = TestsetId::new("sum", "v1").unwrap();
+        let store_failed = EnsureError::Origin {
+            id: id.clone(),
+            source: Arc::new(OriginError::Store(TestsetError::Io {
+                op: "write",
+                path: "/var/lib/runner/testsets/tmp/spool-1".into(),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            })),
+        };
+        let m = store_failed.public_message();
+        assert!(!m.contains("/var/lib"), "{m}");
+        assert!(m.contains("sum/v1") && m.contains("internal error"), "{m}");
+        let refused = EnsureError::Origin {
+            id,
+            source: Arc::new(OriginError::Status(StatusCode::FORBIDDEN)),
+        };
+        assert_eq!(
+            refused.public_message(),
+            "test set sum/v1 could not be fetched from the origin: the origin answered HTTP 403 Forbidden"
+        );
+    }
 
     /// What the test origin answers for every request.
     #[derive(Clone)]

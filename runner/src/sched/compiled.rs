@@ -96,7 +96,8 @@ impl Scheduler<Jail> {
     }
 
     /// Runs `compiled` once with `stdin` as its standard input, on a free slot in a fresh jail.
-    /// Once `cancel` reads `true` the run is killed (and ends as `End::Signaled(SIGKILL)`).
+    /// Once `cancel` reads `true`, or its sender is dropped, the run is killed (and ends as
+    /// `End::Signaled(SIGKILL)`).
     pub async fn run_compiled(
         &self,
         compiled: &Compiled,

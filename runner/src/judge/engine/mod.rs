@@ -472,12 +472,12 @@ impl Judge {
         }
     }
 
-    /// Aborts every judging task (after `drain`, when the daemon exits): what they ran is
-    /// cleaned up by the scheduler's own tasks; the submissions stay journaled.
+    /// Aborts every judging task (after `drain`, when the daemon exits): their running jails
+    /// are killed (a step whose canceller is gone ends) and cleaned up by the scheduler's own
+    /// tasks; the submissions stay journaled as unfinished, to be judged again at the next start.
     pub fn shutdown(&self) {
         self.begin_drain();
         for live in lock(&self.inner.live).values() {
-            live.cancel.send_replace(true);
             if let Some(t) = lock(&live.task).take() {
                 t.abort();
             }
@@ -604,14 +604,21 @@ impl Judge {
     /// Judges one submission to its end.
     async fn judge(&self, live: Arc<Live>) {
         let started = Instant::now();
-        let Ok(_permit) = self.inner.running.acquire().await else {
-            return;
+        // A queued submission can be cancelled without waiting for its turn.
+        let mut cancel = live.cancel.subscribe();
+        let permit = tokio::select! {
+            p = self.inner.running.acquire() => p.ok(),
+            () = until_true(&mut cancel) => None,
         };
+        if permit.is_none() && !live.cancelled() {
+            return;
+        }
         if *self.inner.draining.borrow() {
             // Not started: it stays journaled and runs after the restart.
             return;
         }
         let outcome = self.judge_started(&live).await;
+        drop(permit);
         self.finish(&live, outcome, started).await;
     }
 
@@ -629,8 +636,8 @@ impl Judge {
         let lease = match lease {
             Ok(l) => l,
             Err(e) => {
-                let output = error_chain(&e);
-                tracing::warn!(submission = %live.id, error = %output, "no test set for a submission");
+                tracing::warn!(submission = %live.id, error = %error_chain(&e), "no test set for a submission");
+                let output = e.public_message();
                 live.emit(Event::Compile(CompileResult {
                     verdict: Verdict::Ie,
                     output,

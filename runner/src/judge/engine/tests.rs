@@ -342,6 +342,22 @@ async fn test_cancel_kills_running_cases_and_skips_the_rest() {
     assert_eq!(verdicts(&r), [Verdict::Sk; 4]);
     assert_eq!(j.cancel("c1").await, Some(CancelOutcome::Finished));
     assert_eq!(j.cancel("unknown").await, None);
+    // Queued behind two running ones (two judging places): cancelled without waiting its turn.
+    for id in ["busy1", "busy2", "queued"] {
+        j.submit(request("sleep", Some(id), false), SubmitMode::Idempotent)
+            .await
+            .unwrap();
+    }
+    assert_eq!(j.get("queued").await.unwrap().status, Status::Queued);
+    assert_eq!(j.cancel("queued").await, Some(CancelOutcome::Cancelled));
+    let r = j.wait("queued", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(r.status, Status::Cancelled);
+    assert!(r.cases.is_empty(), "its test set was never opened: {r:?}");
+    for id in ["busy1", "busy2"] {
+        j.cancel(id).await;
+        let r = j.wait(id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(r.status, Status::Cancelled);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
