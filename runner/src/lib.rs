@@ -21,6 +21,7 @@ pub mod monitor;
 pub mod notify;
 pub mod peer;
 pub mod profile;
+pub mod queue;
 pub mod reload;
 pub mod sched;
 pub mod server;

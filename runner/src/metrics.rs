@@ -21,6 +21,9 @@
 //! `server` hands them to the registry when it wires the daemon ([`Metrics::attach_ebpf`]), so
 //! the registry never reaches into the monitor and holds no process-wide state.
 //!
+//! Queue mode's counters are [`QueueCounters`], likewise defined here, updated by `queue` and
+//! attached by `server` ([`Metrics::attach_queue`]); `GET /health` reads its connection state.
+//!
 //! Every family in [`FAMILIES`] is set somewhere and rendered with at least one sample once the
 //! daemon has served a run (checked in `runner/tests/http_api.rs`).
 
@@ -59,6 +62,16 @@ pub const FAMILIES: &[&str] = &[
     "process_resident_memory_bytes",
     "process_open_fds",
     "process_max_fds",
+    "runner_amqp_connected",
+    "runner_amqp_window",
+    "runner_amqp_unacked",
+    "runner_amqp_deliveries_total",
+    "runner_amqp_redelivered_total",
+    "runner_amqp_acks_total",
+    "runner_amqp_nacks_total",
+    "runner_amqp_dead_lettered_total",
+    "runner_amqp_results_dropped_total",
+    "runner_amqp_publish_confirm_seconds",
 ];
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -76,6 +89,9 @@ const MEMORY_BUCKETS: &[f64] = &[
     512.0 * MIB,
     1024.0 * MIB,
     2048.0 * MIB,
+];
+const CONFIRM_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 const QUEUE_WAIT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -225,6 +241,169 @@ impl EbpfCounters {
     }
 }
 
+/// Queue mode's counters (docs/queue.md, docs/operations.md): `queue` updates them, the registry
+/// renders them, `GET /health` reads [`QueueCounters::connected`]. One per daemon, shared by `Arc`.
+#[derive(Debug)]
+pub struct QueueCounters {
+    connected: AtomicBool,
+    window: AtomicI64,
+    unacked: AtomicI64,
+    deliveries: AtomicU64,
+    redelivered: AtomicU64,
+    acks: AtomicU64,
+    nacks: AtomicU64,
+    dead_lettered: AtomicU64,
+    results_dropped: AtomicU64,
+    confirm: Histogram,
+}
+
+impl Default for QueueCounters {
+    fn default() -> Self {
+        QueueCounters {
+            connected: AtomicBool::new(false),
+            window: AtomicI64::new(0),
+            unacked: AtomicI64::new(0),
+            deliveries: AtomicU64::new(0),
+            redelivered: AtomicU64::new(0),
+            acks: AtomicU64::new(0),
+            nacks: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            results_dropped: AtomicU64::new(0),
+            confirm: Histogram::new(CONFIRM_BUCKETS),
+        }
+    }
+}
+
+impl QueueCounters {
+    /// The connection to the broker is up (consuming) or not.
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The most deliveries held at once: judge capacity plus prefetch headroom.
+    pub fn set_window(&self, n: usize) {
+        self.window
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// A delivery arrived (`redelivered`: the broker delivered it before).
+    pub fn delivered(&self, redelivered: bool) {
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+        self.unacked.fetch_add(1, Ordering::Relaxed);
+        if redelivered {
+            self.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A delivery was acknowledged (its result confirmed by the broker).
+    pub fn acked(&self) {
+        self.acks.fetch_add(1, Ordering::Relaxed);
+        self.unacked.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A delivery was given back to its queue (nack with requeue).
+    pub fn nacked(&self) {
+        self.nacks.fetch_add(1, Ordering::Relaxed);
+        self.unacked.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A delivery was rejected without requeue (to the dead-letter exchange).
+    pub fn dead_lettered(&self) {
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.unacked.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A delivery was let go without a settlement: its channel is gone, and the broker
+    /// redelivers it. `with_result`: a finished result was not published for it.
+    pub fn abandoned(&self, with_result: bool) {
+        self.unacked.fetch_sub(1, Ordering::Relaxed);
+        if with_result {
+            self.results_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Time from publishing a result to the broker's confirm.
+    pub fn observe_confirm(&self, d: Duration) {
+        self.confirm.observe(d.as_secs_f64());
+    }
+
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
+    pub fn unacked(&self) -> i64 {
+        self.unacked.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, o: &mut String) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        gauge(
+            o,
+            "runner_amqp_connected",
+            "1 while queue mode is connected to the broker and consuming, else 0.",
+            i64::from(self.connected()),
+        );
+        gauge(
+            o,
+            "runner_amqp_window",
+            "Most deliveries held at once: judge capacity plus prefetch headroom.",
+            self.window.load(Ordering::Relaxed),
+        );
+        gauge(
+            o,
+            "runner_amqp_unacked",
+            "Deliveries held now (judging, waiting for a slot, or publishing), not yet settled.",
+            self.unacked(),
+        );
+        counter(
+            o,
+            "runner_amqp_deliveries_total",
+            "Submissions delivered by the broker.",
+            load(&self.deliveries),
+        );
+        counter(
+            o,
+            "runner_amqp_redelivered_total",
+            "Deliveries the broker had delivered before (redelivered flag or x-delivery-count).",
+            load(&self.redelivered),
+        );
+        counter(
+            o,
+            "runner_amqp_acks_total",
+            "Deliveries acknowledged after their result was confirmed by the broker.",
+            load(&self.acks),
+        );
+        counter(
+            o,
+            "runner_amqp_nacks_total",
+            "Deliveries given back to their queue (nack with requeue).",
+            load(&self.nacks),
+        );
+        counter(
+            o,
+            "runner_amqp_dead_lettered_total",
+            "Deliveries rejected without requeue, to the dead-letter exchange (bad messages).",
+            load(&self.dead_lettered),
+        );
+        counter(
+            o,
+            "runner_amqp_results_dropped_total",
+            "Finished results not published because the connection was lost (redelivered).",
+            load(&self.results_dropped),
+        );
+        hist(
+            o,
+            &self.confirm,
+            "runner_amqp_publish_confirm_seconds",
+            "Time from publishing a result to the broker's confirm, in seconds.",
+        );
+    }
+}
+
 /// The registry. Create one per daemon with [`Metrics::new`] and share it by `Arc`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -245,6 +424,8 @@ pub struct Metrics {
     /// The eBPF monitor's counters, once `server` attached them (none: the no-eBPF mode).
     ebpf: OnceLock<Arc<EbpfCounters>>,
     draining: AtomicI64,
+    /// Queue mode's counters, once `server` attached them (none: queue mode off).
+    queue: OnceLock<Arc<QueueCounters>>,
 }
 
 impl Default for Metrics {
@@ -272,6 +453,7 @@ impl Metrics {
             deferred_checks: Default::default(),
             ebpf: OnceLock::new(),
             draining: AtomicI64::new(0),
+            queue: OnceLock::new(),
         }
     }
 
@@ -347,6 +529,17 @@ impl Metrics {
 
     pub fn attach_ebpf(&self, counters: Arc<EbpfCounters>) {
         let _ = self.ebpf.set(counters);
+    }
+
+    /// Renders queue mode's `counters` from now on (`runner_amqp_*`), and lets `GET /health`
+    /// report the broker connection. Wired once, at start-up; a second call is ignored.
+    pub fn attach_queue(&self, counters: Arc<QueueCounters>) {
+        let _ = self.queue.set(counters);
+    }
+
+    /// Queue mode's counters, when queue mode is on.
+    pub fn queue(&self) -> Option<&Arc<QueueCounters>> {
+        self.queue.get()
     }
 
     pub fn set_draining(&self, draining: bool) {
@@ -510,6 +703,11 @@ impl Metrics {
             if BUILD.ebpf_object { "yes" } else { "no" }
         );
         render_process(&mut o);
+        // Queue mode off: every family still renders, at 0.
+        match self.queue.get() {
+            Some(q) => q.render(&mut o),
+            None => QueueCounters::default().render(&mut o),
+        }
         o
     }
 }
@@ -807,6 +1005,53 @@ mod tests {
         // A monitor that is gone is not active.
         c.set_active(false);
         assert_eq!(sample(&m.render(), "runner_ebpf_active"), Some("0"));
+    }
+
+    #[test]
+    fn test_queue_counters_render_once_attached() {
+        let m = Metrics::new();
+        let t = m.render();
+        assert_eq!(sample(&t, "runner_amqp_connected"), Some("0"));
+        assert_eq!(sample(&t, "runner_amqp_deliveries_total"), Some("0"));
+        assert!(m.queue().is_none());
+        let q = Arc::new(QueueCounters::default());
+        m.attach_queue(q.clone());
+        q.set_connected(true);
+        q.set_window(3);
+        q.delivered(false);
+        q.delivered(true);
+        q.delivered(false);
+        q.delivered(false);
+        q.delivered(false);
+        q.acked();
+        q.nacked();
+        q.dead_lettered();
+        q.abandoned(true);
+        q.observe_confirm(Duration::from_millis(2));
+        let t = m.render();
+        for (k, v) in [
+            ("runner_amqp_connected", "1"),
+            ("runner_amqp_window", "3"),
+            ("runner_amqp_unacked", "1"),
+            ("runner_amqp_deliveries_total", "5"),
+            ("runner_amqp_redelivered_total", "1"),
+            ("runner_amqp_acks_total", "1"),
+            ("runner_amqp_nacks_total", "1"),
+            ("runner_amqp_dead_lettered_total", "1"),
+            ("runner_amqp_results_dropped_total", "1"),
+            ("runner_amqp_publish_confirm_seconds_count", "1"),
+            (
+                "runner_amqp_publish_confirm_seconds_bucket{le=\"0.001\"}",
+                "0",
+            ),
+            (
+                "runner_amqp_publish_confirm_seconds_bucket{le=\"0.0025\"}",
+                "1",
+            ),
+        ] {
+            assert_eq!(sample(&t, k), Some(v), "{k} in\n{t}");
+        }
+        assert!(m.queue().is_some_and(|q| q.connected()));
     }
 
     /// The operator's reference lists every family and every `outcome` label value.

@@ -217,6 +217,7 @@ fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         sched,
         peer,
         judge: _,
+        queue: _,
     } = new;
     let mut out = Vec::new();
     if *api != old.api || *shutdown_grace != old.shutdown_grace {
@@ -257,6 +258,7 @@ fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str> {
         sched: _,
         peer: _,
         judge,
+        queue,
     } = new;
     let mut out = Vec::new();
     let mut check = |changed: bool, name: &'static str| {
@@ -268,6 +270,7 @@ fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str> {
     check(*metrics_listen != started.metrics_listen, "metrics_listen");
     check(*data_dir != started.data_dir, "data_dir");
     check(*slots != started.slots, "slots");
+    check(*queue != started.queue, "queue");
     // `judge.parallel_cases` defaults to the number of slots: a change of `slots` alone is
     // reported as `slots` only.
     let judge_as_started = crate::judge::JudgeConfig {

@@ -4,11 +4,12 @@
 //! Start-up order of `serve`: root → bind the listener(s) (a port in use fails here, before any
 //! jail work) → lock the data directory → jail (kernel probes, cgroup subtree; fails closed) →
 //! profiles (version probes) → slots (one netns each) → judge (test-set store, journal;
-//! unfinished submissions resume) → file cache → `ready`. Shutdown: SIGTERM or SIGINT stops
-//! accepting; in-flight requests finish within `shutdown_grace_secs`, then the submissions being
-//! judged get what is left of it (the others stay journaled and run after the restart). SIGHUP
-//! reloads the config file (`reload`); its handler is installed with the stop handlers, before
-//! start-up, so a SIGHUP never kills the daemon.
+//! unfinished submissions resume) → file cache → `ready` → queue mode (with `[queue]`; it
+//! connects in the background). Shutdown: SIGTERM or SIGINT stops accepting; in-flight requests
+//! finish within `shutdown_grace_secs` while queue mode stops as its `on_stop` says, then the
+//! submissions being judged get what is left of the grace (the others stay journaled and run
+//! after the restart). SIGHUP reloads the config file (`reload`); its handler is installed with
+//! the stop handlers, before start-up, so a SIGHUP never kills the daemon.
 //!
 //! Under systemd (`Type=notify`, deploy/runner.service) `serve` reports `READY=1` once
 //! everything above is set up, `RELOADING=1` … `READY=1` around a reload, and `STOPPING=1`
@@ -35,9 +36,12 @@ use crate::jail::{Jail, JailSpec};
 use crate::job::{Job, Outcome, Params};
 use crate::judge::testset::TESTSETS_DIR;
 use crate::judge::{Backend, Judge, JudgeSettings, Origin, TestsetStore, Testsets};
+use crate::metrics::QueueCounters;
 use crate::notify;
 use crate::peer::{Dispatcher, Peers};
 use crate::profile::{HostProbe, Registry};
+use crate::queue::QueueMode;
+use crate::queue::engine::EngineJudger;
 use crate::reload::{Publishers, Reloader};
 use crate::sched::{Executor, Scheduler};
 
@@ -292,6 +296,8 @@ pub async fn serve(file_cfg: Config, opts: ServeOptions) -> Result<()> {
     );
     // Ready only now: a start-up failure above exits non-zero before systemd hears READY=1.
     notify::notify_or_log(&notify::ready_message(langs.len(), &bound));
+    // Queue mode: connects in the background (retrying while the broker is down).
+    let queue = start_queue(&cfg, &rt, &judge);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -304,21 +310,33 @@ pub async fn serve(file_cfg: Config, opts: ServeOptions) -> Result<()> {
         notify::notify_or_log(notify::STOPPING);
         let _ = stop_tx.send(true);
     });
-    let served = match ops_listener {
-        None => api::serve_on(listener, state, Surface::All, stopped(stop_rx)).await,
-        Some(ops) => {
-            let (a, b) = tokio::join!(
-                api::serve_on(
-                    listener,
-                    state.clone(),
-                    Surface::Jobe,
-                    stopped(stop_rx.clone())
-                ),
-                api::serve_on(ops, state, Surface::Ops, stopped(stop_rx)),
-            );
-            a.and(b)
+    // On the stop signal queue mode stops as `on_stop` says, while HTTP drains; the judge
+    // drains after both (queue mode's running submissions need it).
+    let mut stop_seen = stop_rx.clone();
+    let queue_stopped = async move {
+        if let Some(q) = queue {
+            let _ = stop_seen.wait_for(|s| *s).await;
+            q.stop().await;
         }
     };
+    let serving = async move {
+        match ops_listener {
+            None => api::serve_on(listener, state, Surface::All, stopped(stop_rx)).await,
+            Some(ops) => {
+                let (a, b) = tokio::join!(
+                    api::serve_on(
+                        listener,
+                        state.clone(),
+                        Surface::Jobe,
+                        stopped(stop_rx.clone())
+                    ),
+                    api::serve_on(ops, state, Surface::Ops, stopped(stop_rx)),
+                );
+                a.and(b)
+            }
+        }
+    };
+    let (served, ()) = tokio::join!(serving, queue_stopped);
     reloads.abort();
     log_follower.abort();
     signal_task.abort();
@@ -360,6 +378,29 @@ async fn reload_on_hangup(
         let langs = scheduler.languages().len();
         notify::notify_or_log(&notify::ready_message(langs, &bound));
     }
+}
+
+/// Starts queue mode (docs/queue.md) when `[queue]` is configured: judging on `judge`, consuming
+/// the queues of the languages this runner serves, its counters in the daemon's metrics (and
+/// `GET /health`).
+pub fn start_queue(cfg: &Config, rt: &Runtime, judge: &Judge) -> Option<QueueMode> {
+    let q = cfg.queue.clone()?;
+    let languages: Vec<String> = rt
+        .scheduler
+        .languages()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let counters = Arc::new(QueueCounters::default());
+    rt.scheduler.metrics().attach_queue(counters.clone());
+    tracing::info!(
+        broker = %q.url.host(),
+        vhost = %q.url.vhost(),
+        on_stop = ?q.on_stop,
+        "queue mode: on"
+    );
+    let judger = Arc::new(EngineJudger::new(judge.clone(), languages));
+    Some(QueueMode::start(q, judger, counters))
 }
 
 /// The API's state: the scheduler behind peer mode's dispatcher (every run local while

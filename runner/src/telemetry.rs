@@ -7,6 +7,8 @@
 //! command line or `RUST_LOG` in the environment pins it instead (a reload then says so and
 //! leaves it). The subscriber is process-wide, as `tracing` makes it: [`init`] installs it once.
 //!
+//! Whatever the level, message bodies the AMQP client would log stay out ([`QUIET`]).
+//!
 //! Owns: the subscriber, its format and its level. Must not: log anything a client sent.
 
 use std::sync::OnceLock;
@@ -66,6 +68,18 @@ impl LogConfig {
     }
 }
 
+/// Always added to the filter: the AMQP client logs every message the broker returns (an
+/// unroutable result of queue mode) with its whole body, which holds compiler output and case
+/// messages; queue mode logs the event itself, without the body.
+const QUIET: &str = "lapin::returned_messages=error";
+
+/// `level` as a filter, with [`QUIET`] added.
+fn filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    Ok(EnvFilter::builder()
+        .parse(level)?
+        .add_directive(QUIET.parse().expect("a valid directive")))
+}
+
 /// The handle that changes the level of the installed subscriber, and who pinned it (if anyone).
 struct Installed {
     filter: reload::Handle<EnvFilter, Registry>,
@@ -86,9 +100,7 @@ pub fn init(cfg: &LogConfig, pinned: Option<&str>) {
         (None, Some(p)) => (p, Some("-v on the command line")),
         (None, None) => (cfg.level.as_str(), None),
     };
-    let filter = EnvFilter::builder()
-        .parse(level)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(level).unwrap_or_else(|_| filter("info").expect("a valid level"));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let format = match cfg.format {
@@ -142,7 +154,7 @@ fn set_level(level: &str) {
         tracing::info!(log_level = level, "log level pinned by {by}: not changed");
         return;
     }
-    match EnvFilter::builder().parse(level) {
+    match filter(level) {
         Ok(filter) => match installed.filter.reload(filter) {
             Ok(()) => tracing::info!(log_level = level, "log level changed"),
             Err(e) => tracing::warn!(error = %e, "cannot change the log level"),

@@ -265,6 +265,22 @@ fn test_module_graph_has_no_cycle() {
     }
 }
 
+/// Queue mode reaches the engine through `judge` only: it names neither the HTTP front end nor
+/// peer mode nor the config assembler, nor what runs programs (docs/queue.md).
+#[test]
+fn test_queue_imports_neither_api_nor_peer() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let g = module_graph(&src);
+    let queue = g.get("queue").expect("runner/src/queue exists");
+    for forbidden in ["api", "peer", "config", "dispatch", "sched", "jail"] {
+        assert!(
+            !queue.contains(forbidden),
+            "queue imports crate::{forbidden}: {queue:?}"
+        );
+    }
+    assert!(queue.contains("judge"), "{queue:?}");
+}
+
 /// The scanner itself: references in code count, those in comments and strings do not.
 #[test]
 fn test_crate_refs_scanner() {

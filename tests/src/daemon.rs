@@ -111,15 +111,7 @@ impl Daemon {
             ..RawConfig::default()
         };
         let cfg = Config::try_from(raw).expect("valid config");
-        let (runtime, cgroups) = {
-            let _g = START.lock().unwrap_or_else(|e| e.into_inner());
-            let before = own_cgroups(std::process::id());
-            let runtime = server::start(&cfg, server::Mode::Daemon).expect("daemon start");
-            let after = own_cgroups(std::process::id());
-            let mine: Vec<PathBuf> = after.into_iter().filter(|p| !before.contains(p)).collect();
-            (runtime, mine)
-        };
-        assert!(!cgroups.is_empty(), "the daemon created no cgroup subtree");
+        let (runtime, cgroups) = start_runtime(&cfg);
         let mut runtime = runtime;
         server::start_judge(&cfg, &mut runtime)
             .await
@@ -216,6 +208,18 @@ impl Drop for Daemon {
             let _ = s.send(());
         }
     }
+}
+
+/// `server::start` for a daemon of a test: start-ups are serialised so that each daemon knows
+/// which of this process's `runner-<pid>-*` cgroups are its own (returned, for the clean-up check).
+pub fn start_runtime(cfg: &Config) -> (Runtime, Vec<PathBuf>) {
+    let _g = START.lock().unwrap_or_else(|e| e.into_inner());
+    let before = own_cgroups(std::process::id());
+    let runtime = server::start(cfg, server::Mode::Daemon).expect("daemon start");
+    let after = own_cgroups(std::process::id());
+    let mine: Vec<PathBuf> = after.into_iter().filter(|p| !before.contains(p)).collect();
+    assert!(!mine.is_empty(), "the daemon created no cgroup subtree");
+    (runtime, mine)
 }
 
 /// `runner-<pid>-*` directories in the cgroup trees (depth ≤ 4 below /sys/fs/cgroup).

@@ -5,7 +5,9 @@
 //! no Landlock…); with `RUNNER_REQUIRE_ALL=1` (set by `cargo xtask test` in CI) a skip is a failure.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod daemon;
+pub mod queued;
 
 use std::path::PathBuf;
 use std::time::Duration;

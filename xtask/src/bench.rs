@@ -25,6 +25,7 @@
 //!   `bench_peers.rs`.
 //! - `judge` (only when named; root): judge mode's submissions/s and cases/s against compiling
 //!   once and running the cases directly, see `bench_judge.rs`.
+//! - `queue` (only when named; root): queue mode on RabbitMQ, see `bench_queue.rs`.
 //! - `jail`: `runner bench-jail --iterations N` prints one JSON line
 //!   `{"jail_p50_ms":..,"jail_p99_ms":..,"forkexec_p50_ms":..,"forkexec_p99_ms":..,
 //!   "jail_cpu_ms":..,"forkexec_cpu_ms":..,"steps":[..]}` (the step table on its stderr, passed
@@ -84,6 +85,9 @@ pub(crate) struct BenchArgs {
     /// `verdicts`: runs per (mode, processes, budget).
     #[arg(long, default_value_t = 10)]
     pub(crate) verdict_runs: usize,
+    /// `queue`: submissions per phase.
+    #[arg(long, default_value_t = 300)]
+    submissions: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,12 +117,18 @@ enum Which {
     Verdicts,
     /// Judge mode against compile once + direct runs (root; only when named).
     Judge,
+    /// Queue mode on RabbitMQ: 3 runners vs 1, a runner killed and one stopped halfway (root;
+    /// only when named).
+    Queue,
 }
 
 const EXPECTED: &str = "hello world\n";
 pub(crate) const JOBE: &str = "/jobe/index.php/restapi";
 
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
+    if args.which == Some(Which::Queue) {
+        return crate::bench_queue::run(args.submissions);
+    }
     let runner = match &args.runner {
         Some(r) => r.clone(),
         None => {

@@ -2,7 +2,7 @@
 //! installing only what is missing (a second run only checks) and saying each step.
 //!
 //! Owns: the one list of Debian packages the tasks install ([`LANGUAGES`], one entry per shipped
-//! profile, and [`DEB_TOOLS`]); the eBPF toolchain (the pinned nightly with rust-src and
+//! profile, [`DEB_TOOLS`] and [`BROKER`]); the eBPF toolchain (the pinned nightly with rust-src and
 //! bpf-linker; the pins live in `ebpf_build.rs`); Jobe's optional `/etc/pylintrc`; the test VM
 //! (through `vm::setup`, whose script owns the VM's own packages).
 //! Must not: change apt's sources, overwrite a file it did not create, or pretend: without root
@@ -38,6 +38,11 @@ pub(crate) const LANGUAGES: &[(&str, &[&str])] = &[
 /// What `cargo deb` runs besides cargo: `dpkg-shlibdeps` (the package's `$auto` dependencies).
 const DEB_TOOLS: &[&str] = &["dpkg-dev"];
 
+/// Queue mode's tests and `cargo xtask bench queue` (docs/queue.md): the RabbitMQ broker
+/// (Debian 12: 3.10; `broker::ensure_running` starts it without systemd), and pika for the
+/// Python publisher example of docs/queue.md, which a test runs.
+const BROKER: &[&str] = &["rabbitmq-server", "python3-pika"];
+
 /// Jobe's optional pylint step writes this (pylint reads it when no other config is found).
 const PYLINTRC: &str = "/etc/pylintrc";
 
@@ -52,6 +57,8 @@ pub(crate) enum Piece {
     TestVm,
     /// What `cargo deb` needs besides cargo.
     DebTools,
+    /// The RabbitMQ broker (and pika) of the queue tests and the queue bench.
+    Broker,
 }
 
 /// Installs what `pieces` need and this host lacks; fails naming what it could not install.
@@ -115,6 +122,9 @@ fn packages(pieces: &[Piece]) -> Vec<&'static str> {
     }
     if pieces.contains(&Piece::DebTools) {
         add(DEB_TOOLS);
+    }
+    if pieces.contains(&Piece::Broker) {
+        add(BROKER);
     }
     out
 }
@@ -357,6 +367,10 @@ mod tests {
         assert_eq!(unique.len(), all.len());
         assert_eq!(all.first(), Some(&"gcc"));
         assert_eq!(all.last(), Some(&"dpkg-dev"));
+        assert_eq!(
+            packages(&[Piece::Broker]),
+            ["rabbitmq-server", "python3-pika"]
+        );
         assert!(packages(&[Piece::EbpfToolchain, Piece::TestVm]).is_empty());
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! - `serve`: THE set-up and serve command (installs what is missing, builds the release daemon
 //!   with the eBPF object, serves in the foreground); `--smoke` checks it and stops (CI).
-//! - `test`: THE test command (installs what the tests need, the VM included; workspace tests,
-//!   then the `vm_*` subset of `runner-tests` in the VM).
+//! - `test`: THE test command (installs what the tests need, the VM and the RabbitMQ broker
+//!   included, and starts the broker; workspace tests, then the `vm_*` subset of `runner-tests`
+//!   in the VM).
 //! - `build-ebpf`: check the eBPF toolchain, build `runner-ebpf`, copy the object to `target/bpf/`.
 //! - `vm setup` / `vm run`: the pure cgroup v2 QEMU VM used by the `vm_*` tests (assets in `xtask/vm/`).
 //! - `bench`: HTTP throughput against a no-sandbox floor, and the jail cost (`runner bench-jail`);
 //!   `bench verdicts`: CPU-limit overshoot and kill → response, eBPF vs no-eBPF; `bench judge`:
 //!   judge mode against compile once + direct runs.
+//!   `bench queue`: queue mode on RabbitMQ (3 runners vs 1, a kill and a stop halfway).
 //! - `deb` / `deb-test`: the Debian package (cargo-deb), and an install → serve → purge round
 //!   trip of it on this machine (root).
 //! - `fuzz`: build the cargo-fuzz targets in `fuzz/` and run each for a bounded time.
@@ -17,7 +19,9 @@
 mod bench;
 mod bench_judge;
 mod bench_peers;
+mod bench_queue;
 mod bench_verdicts;
+mod broker;
 mod deb;
 mod ebpf;
 mod ebpf_build;
@@ -60,7 +64,8 @@ enum Cmd {
     Test(test::TestArgs),
     /// Benchmarks (not run in CI): `http` (runs/s vs a no-sandbox floor), `jail` (jail cost),
     /// `peers` (peer mode vs one runner vs random spreading; root, only when named), `verdicts`
-    /// (CPU-limit overshoot and kill → response, eBPF vs no-eBPF; only when named).
+    /// (CPU-limit overshoot and kill → response, eBPF vs no-eBPF; only when named), `queue`
+    /// (queue mode on RabbitMQ: 3 runners vs 1, a kill and a stop halfway; root, only when named).
     Bench(bench::BenchArgs),
     /// Build the Debian package into target/debian/ (installs cargo-deb and the eBPF toolchain if
     /// missing; fails unless the packaged binary embeds the eBPF object).

@@ -1,8 +1,9 @@
 //! `cargo xtask test`: THE test command.
 //!
 //! 0. Install what the tests need and this host lacks (`install::ensure`, as `cargo xtask serve`
-//!    does: the language toolchains, pylint, the pinned nightly and bpf-linker; plus the test VM).
-//!    Without root it installs what needs none and fails naming the rest.
+//!    does: the language toolchains, pylint, the pinned nightly and bpf-linker; plus the test VM
+//!    and the RabbitMQ broker of the queue tests). Without root it installs what needs none and
+//!    fails naming the rest. Then the broker is started when it is not running (`broker`).
 //! 1. `cargo test --workspace --include-ignored` on the host (unit, HTTP and privileged tests; the
 //!    `#[ignore]`d ones need the language toolchains, which step 0 installed). The privileged
 //!    tests skip themselves when not root; with `CI` set, `RUNNER_REQUIRE_ALL=1` turns their skips
@@ -19,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::install::{self, Piece};
-use crate::{ebpf, util, vm};
+use crate::{broker, ebpf, util, vm};
 
 #[derive(Args)]
 pub(crate) struct TestArgs {
@@ -40,11 +41,14 @@ const VM_FILTER: &str = "vm_";
 pub(crate) fn run(args: &TestArgs) -> Result<()> {
     let ci = util::in_ci();
     let vm_step = !args.no_vm;
-    let mut pieces = vec![Piece::Languages, Piece::EbpfToolchain];
+    let mut pieces = vec![Piece::Languages, Piece::EbpfToolchain, Piece::Broker];
     if vm_step {
         pieces.push(Piece::TestVm);
     }
     util::timed("install", || install::ensure(&pieces))?;
+    if !args.vm_only && util::is_root() {
+        util::timed("broker", broker::ensure_running)?;
+    }
     // Installed above; this names the gap should the toolchain still be incomplete.
     ebpf::check()?;
     if !args.vm_only {

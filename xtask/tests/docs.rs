@@ -31,7 +31,15 @@ const OUTSIDE_REFERENCES: [&str; 6] = [
 ];
 
 /// The tier names of docs/testing.md §1, in its order.
-const TIERS: [&str; 6] = ["unit", "kernel", "http", "privileged", "vm", "toolchain"];
+const TIERS: [&str; 7] = [
+    "unit",
+    "kernel",
+    "http",
+    "privileged",
+    "vm",
+    "broker",
+    "toolchain",
+];
 
 /// What a tier header ends with: the definition it refers to.
 const TIER_REF: &str = " (docs/testing.md)";

@@ -407,6 +407,15 @@ async fn handle_route(
             };
             let mut body = version_json(state);
             body["status"] = text.into();
+            // Queue mode on: whether it is connected to its broker (the HTTP APIs serve either way).
+            if let Some(q) = state.metrics.queue() {
+                body["queue"] = if q.connected() {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+                .into();
+            }
             Ok(json_response(status, &body))
         }
         Route::Version => Ok(json_response(StatusCode::OK, &version_json(state))),

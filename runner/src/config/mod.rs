@@ -3,9 +3,9 @@
 //! at all; `deploy/runner.toml` documents each one and is checked by a test to parse.
 //!
 //! Owns: the file's shape and its validation, assembled from the settings types of the modules
-//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`, `judge`, `telemetry`). Must not: be
-//! imported by those modules (the assembler sits above what it assembles; `server` hands each part
-//! its section at start-up, `reload` publishes the reloadable ones again on `SIGHUP`).
+//! they configure (`api`, `sched`, `jail`, `monitor`, `peer`, `judge`, `queue`, `telemetry`). Must
+//! not: be imported by those modules (the assembler sits above what it assembles; `server` hands
+//! each part its section at start-up, `reload` publishes the reloadable ones again on `SIGHUP`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use crate::jail::JailConfig;
 use crate::judge::{JudgeConfig, JudgeConfigError, RawJudge};
 use crate::peer::{InvalidPeerSetting, PeerConfig, RawPeer};
 use crate::profile::PlanConfig;
+use crate::queue::{QueueConfig, QueueConfigError, RawQueue};
 use crate::sched::SchedConfig;
 use crate::telemetry::{LogConfig, LogFormat};
 
@@ -54,6 +55,12 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
         reason: reason.into(),
+    }
+}
+
+impl From<QueueConfigError> for ConfigError {
+    fn from(e: QueueConfigError) -> Self {
+        invalid(e.setting, e.reason)
     }
 }
 
@@ -102,6 +109,9 @@ pub struct RawConfig {
     /// `[judge]`: judge mode (docs/judge.md).
     #[serde(default)]
     pub judge: RawJudge,
+    /// `[queue]`: queue mode on RabbitMQ (docs/queue.md).
+    #[serde(default)]
+    pub queue: RawQueue,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +172,8 @@ pub struct Config {
     pub jail: JailConfig,
     pub peer: PeerConfig,
     pub judge: JudgeConfig,
+    /// Queue mode; `None`: off (no `[queue] url`).
+    pub queue: Option<QueueConfig>,
 }
 
 fn secs(setting: &'static str, v: f64, min: f64, max: f64) -> Result<Duration, ConfigError> {
@@ -348,6 +360,7 @@ impl TryFrom<RawConfig> for Config {
         }
         let peer = PeerConfig::try_from(raw.peer)?;
         let judge = JudgeConfig::new(raw.judge, slots)?;
+        let queue = QueueConfig::new(raw.queue)?;
         let ebpf = match raw.monitor.ebpf.as_deref() {
             None => crate::monitor::EbpfMode::default(),
             Some(v) => v.parse().map_err(|e: String| invalid("monitor.ebpf", e))?,
@@ -355,6 +368,7 @@ impl TryFrom<RawConfig> for Config {
         Ok(Config {
             peer,
             judge,
+            queue,
             listen,
             metrics_listen,
             log: LogConfig { level, format },
@@ -419,6 +433,7 @@ mod tests {
         assert_eq!(c.sched.queue_timeout, Duration::from_secs(10));
         assert!(c.slots >= 1);
         assert!(c.api.api_keys.is_none());
+        assert!(c.queue.is_none(), "queue mode is off without [queue] url");
     }
 
     #[test]
@@ -453,6 +468,11 @@ mod tests {
             ),
             ("[api]\nsend_timeout_secs = 1e9", "api.send_timeout_secs"),
             ("[judge]\nmax_cases = 0", "judge.max_cases"),
+            ("[queue]\nprefetch = 2", "queue.url"),
+            (
+                "[queue]\nurl = \"amqp://h/\"\non_stop = \"later\"",
+                "queue.on_stop",
+            ),
         ] {
             match parse(text) {
                 Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),

@@ -867,6 +867,15 @@ enum Source {
 }
 
 impl Subscription {
+    /// The same stream, not ended by the judge's drain: for a reader that stops as it decides
+    /// itself (queue mode's `on_stop`, docs/queue.md "Stopping"), not an HTTP client. It ends
+    /// after `done`, or when the engine shuts down.
+    pub fn through_drain(mut self) -> Subscription {
+        // A receiver whose sender is gone: `until_true` never resolves on it.
+        self.draining = watch::channel(false).1;
+        self
+    }
+
     /// The next event; `None` after `done`, or when the judge begins to drain (the client may
     /// resume elsewhere or later with the last id it got).
     pub async fn next(&mut self) -> Option<(EventId, Event)> {

@@ -503,3 +503,34 @@ async fn test_refusals() {
     ));
     j.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_subscription_through_the_drain_reads_on_to_done() {
+    let s = setup(1);
+    let j = judge(&s, 1).await;
+    j.submit(request("sleep", Some("d1"), false), SubmitMode::Idempotent)
+        .await
+        .unwrap();
+    let mut plain = j.subscribe("d1", None).await.unwrap();
+    let mut through = j.subscribe("d1", None).await.unwrap().through_drain();
+    while plain.next().await.unwrap().1 != Event::Status(Status::Running) {}
+    while through.next().await.unwrap().1 != Event::Status(Status::Running) {}
+    j.begin_drain();
+    // The HTTP client's stream ends with the drain; queue mode's reads on.
+    assert!(plain.next().await.is_none());
+    j.cancel("d1").await;
+    let last = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut last = None;
+        while let Some((_, e)) = through.next().await {
+            last = Some(e);
+        }
+        last
+    })
+    .await
+    .expect("the stream ended");
+    match last {
+        Some(Event::Done(r)) => assert_eq!(r.status, Status::Cancelled),
+        other => panic!("ended with {other:?}, not done"),
+    }
+    j.shutdown();
+}
