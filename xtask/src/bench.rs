@@ -145,7 +145,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         return crate::bench_verdicts::run(args, &runner);
     }
     if args.which == Some(Which::Judge) {
-        return crate::bench_judge::run(&runner, args.runs.min(20), args.warmup.min(2));
+        return crate::bench_judge::run(&runner, args);
     }
     if args.which != Some(Which::Jail) {
         http(args, &runner)?;
@@ -233,12 +233,12 @@ const LANGS: &[Lang] = &[
 
 /// One batch of runs: throughput, latency and where the CPU went (milliseconds per run).
 #[derive(Debug, Clone, Copy)]
-struct Batch {
+pub(crate) struct Batch {
     runs: usize,
-    runs_per_s: f64,
+    pub(crate) runs_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
-    errors: usize,
+    pub(crate) errors: usize,
     /// The machine's busy time (/proc/stat) minus the client's own: the whole cost, but on a
     /// busy machine also everyone else's work.
     machine_ms: f64,
@@ -685,7 +685,7 @@ fn measure_floor(
 /// `warmup` then up to `runs` calls of `one(i, connection)` (for `--secs` at most, 8 at
 /// least) over `conc` threads, each with a connection slot of its own; `one` returns an error
 /// message for a wrong result (counted, the first printed) and `Err` only when it cannot run.
-fn measure(
+pub(crate) fn measure(
     args: &BenchArgs,
     conc: usize,
     daemon: Option<u32>,

@@ -7,18 +7,16 @@
 //! measured in the same run at the same concurrency: compile once, then the 20 runs started
 //! directly (stdin from the case file, output compared), no jail, no server. Target: ratio >= 0.8
 //! at concurrency = CPUs; the per-case overhead is what the judge adds per case, in ms of wall time
-//! per submission slot. `--runs` and `--warmup` apply, capped at 20 and 2 submissions per row
-//! (each is 20 cases).
+//! per submission slot. `--runs`, `--secs` and `--warmup` apply as for `bench http` (each
+//! submission is 20 cases).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{http_request, wait_ready};
+use crate::bench::{BenchArgs, http_request, measure, wait_ready};
 use crate::util;
 
 const CASES: usize = 20;
@@ -57,7 +55,9 @@ const LANGS: [Lang; 2] = [
         id: "python3",
         source: PY_SRC,
         file: "prog.py",
-        compile: &["/usr/bin/python3", "-m", "py_compile", "prog.py"],
+        // Nothing: the syntax check judge mode runs once per submission is runner's own
+        // overhead, never part of the floor.
+        compile: &[],
         run: &["/usr/bin/python3", "-BE", "prog.py"],
     },
 ];
@@ -72,7 +72,7 @@ fn write_problem(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn run(runner: &Path, runs: usize, warmup: usize) -> Result<()> {
+pub(crate) fn run(runner: &Path, args: &BenchArgs) -> Result<()> {
     if !util::is_root() {
         bail!("bench judge needs root (it runs real jails)");
     }
@@ -140,8 +140,11 @@ pub(crate) fn run(runner: &Path, runs: usize, warmup: usize) -> Result<()> {
     let floor_dir = tmp.path().join("floor");
     for lang in LANGS {
         for conc in [1, cpus] {
-            let served = measure(conc, warmup, runs, |_| submit(&addr, lang))?;
-            let floor = measure(conc, warmup, runs, |i| floor(&floor_dir, &problem, lang, i))?;
+            let pid = daemon.0.id();
+            let served = measure(args, conc, Some(pid), |_, _| submit(&addr, lang))?;
+            let floor = measure(args, conc, None, |i, _| {
+                floor(&floor_dir, &problem, lang, i)
+            })?;
             // Wall time one submission takes per concurrent slot, judge minus floor, per case.
             let per_case_ms = (conc as f64 / served.runs_per_s - conc as f64 / floor.runs_per_s)
                 * 1000.0
@@ -182,23 +185,26 @@ fn submit(addr: &str, lang: Lang) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// The floor: compile once in a fresh directory, then the 20 runs directly, each output compared.
+/// The floor: compile once in a fresh directory (C; nothing for python3), then the 20 runs
+/// directly, each output compared.
 fn floor(base: &Path, problem: &Path, lang: Lang, i: usize) -> Result<Option<String>> {
     let dir = base.join(format!("{}-{i}", lang.id));
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(lang.file), lang.source)?;
-    let c = Command::new(lang.compile[0])
-        .args(&lang.compile[1..])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .context("compile")?;
-    if !c.status.success() {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Ok(Some(format!(
-            "floor compile: {}",
-            String::from_utf8_lossy(&c.stderr)
-        )));
+    if let Some((cc, args)) = lang.compile.split_first() {
+        let c = Command::new(cc)
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .context("compile")?;
+        if !c.status.success() {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(Some(format!(
+                "floor compile: {}",
+                String::from_utf8_lossy(&c.stderr)
+            )));
+        }
     }
     let mut wrong = None;
     for case in 1..=CASES {
@@ -225,65 +231,4 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         util::stop_child(&mut self.0, Duration::from_secs(20));
     }
-}
-
-/// One (language, concurrency) measurement.
-struct Sample {
-    runs_per_s: f64,
-    errors: usize,
-}
-
-/// Run `warmup` then `runs` calls of `one` over `conc` threads; `one(i)` returns an error message
-/// for a wrong result (counted, first one printed) and `Err` only when it cannot run at all.
-fn measure(
-    conc: usize,
-    warmup: usize,
-    runs: usize,
-    one: impl Fn(usize) -> Result<Option<String>> + Sync,
-) -> Result<Sample> {
-    let go = |total: usize, offset: usize| -> Result<(Duration, Vec<Duration>, Vec<String>)> {
-        let next = AtomicUsize::new(0);
-        let lat = Mutex::new(Vec::with_capacity(total));
-        let errs = Mutex::new(Vec::new());
-        let start = Instant::now();
-        std::thread::scope(|s| -> Result<()> {
-            let handles: Vec<_> = (0..conc)
-                .map(|_| {
-                    s.spawn(|| -> Result<()> {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= total {
-                                return Ok(());
-                            }
-                            let t = Instant::now();
-                            let r = one(offset + i)?;
-                            lat.lock().expect("no panics").push(t.elapsed());
-                            if let Some(e) = r {
-                                errs.lock().expect("no panics").push(e);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join().expect("bench thread panicked")?;
-            }
-            Ok(())
-        })?;
-        let wall = start.elapsed();
-        Ok((
-            wall,
-            lat.into_inner().expect("no panics"),
-            errs.into_inner().expect("no panics"),
-        ))
-    };
-    go(warmup, 0)?;
-    let (wall, _latencies, errs) = go(runs, warmup)?;
-    if let Some(first) = errs.first() {
-        eprintln!("xtask: {} wrong result(s); first: {first}", errs.len());
-    }
-    Ok(Sample {
-        runs_per_s: runs as f64 / wall.as_secs_f64(),
-        errors: errs.len(),
-    })
 }

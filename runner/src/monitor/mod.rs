@@ -38,8 +38,8 @@ use aya::{Ebpf, EbpfLoader};
 use runner_common as common;
 use tokio::sync::mpsc;
 
-/// The object `cargo xtask build-ebpf` produced, embedded by `build.rs` (empty when the build
-/// had none).
+/// The eBPF object `runner/build.rs` built and embedded (empty when the build had no eBPF
+/// toolchain: `cargo xtask serve` or `cargo xtask test` install it).
 static EMBEDDED_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/runner-ebpf.o"));
 
 /// Name of the object when installed beside the binary.
@@ -88,7 +88,7 @@ impl FromStr for EbpfMode {
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     #[error(
-        "no eBPF object: this binary was built without it (`cargo xtask build-ebpf`, then rebuild) and none is installed beside it"
+        "no eBPF object: this binary was built without the eBPF toolchain (install it with `cargo xtask serve`, which rebuilds) and none is installed beside it"
     )]
     NoObject,
     #[error("cannot read {path}")]
