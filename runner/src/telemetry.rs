@@ -7,7 +7,7 @@
 //! command line or `RUST_LOG` in the environment pins it instead (a reload then says so and
 //! leaves it). The subscriber is process-wide, as `tracing` makes it: [`init`] installs it once.
 //!
-//! Whatever the level, message bodies the AMQP client would log stay out ([`QUIET`]).
+//! Whatever the level, message bodies the AMQP client would log stay out (`QUIET`).
 //!
 //! Owns: the subscriber, its format and its level. Must not: log anything a client sent.
 
