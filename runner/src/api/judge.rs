@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::error::ApiError;
 use super::router::JudgeRoute;
-use super::{API_KEY_HEADER, AppState, CACHE_CONTROL, JSON_CONTENT_TYPE, read_body};
+use super::{API_KEY_HEADER, AppState, read_body};
 use crate::judge::origin::SpoolError;
 use crate::judge::provider::PutError;
 use crate::judge::testset::{PutStatus, TestsetError};
@@ -103,15 +103,7 @@ fn json<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(http_body_util::Full::new(Bytes::from(bytes)).boxed());
     *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(JSON_CONTENT_TYPE),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_CONTROL),
-    );
+    super::set_common_headers(&mut r, true);
     r
 }
 

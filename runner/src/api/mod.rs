@@ -492,7 +492,8 @@ async fn read_body(req: Request<Incoming>, config: &ApiConfig) -> Result<Bytes, 
     }
 }
 
-fn set_common_headers(r: &mut Response<Full<Bytes>>, json: bool) {
+/// `Content-Type` (JSON) and `Cache-Control`, as Jobe sends them on every answer.
+fn set_common_headers<B>(r: &mut Response<B>, json: bool) {
     let h = r.headers_mut();
     if json {
         h.insert(

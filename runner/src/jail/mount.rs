@@ -274,16 +274,7 @@ pub(super) fn per_run(inputs: &RunInputs<'_>) -> Result<Vec<MountOp>, JailError>
     });
     // R6: the profile's extra read-only paths, read-only all the way down.
     for &(dir, tree) in inputs.extra_ro {
-        let target = p.at(path_str(dir)?)?;
-        p.ops.push(MountOp::Attach {
-            tree,
-            target: target.clone(),
-        });
-        p.ops.push(MountOp::SetAttr {
-            target,
-            attr: READ_ONLY,
-            recursive: true,
-        });
+        p.attach_read_only(tree, p.at(path_str(dir)?)?);
     }
     // R7 (judge mode): each top-level entry of the compiled artifact at its name in the run
     // directory, on a mount point made first (an empty file or directory), then read-only all
@@ -297,15 +288,7 @@ pub(super) fn per_run(inputs: &RunInputs<'_>) -> Result<Vec<MountOp>, JailError>
         } else {
             MountOp::Touch(target.clone())
         });
-        p.ops.push(MountOp::Attach {
-            tree,
-            target: target.clone(),
-        });
-        p.ops.push(MountOp::SetAttr {
-            target,
-            attr: READ_ONLY,
-            recursive: true,
-        });
+        p.attach_read_only(tree, target);
     }
     // R8: nothing more may appear in /home/jobe/runs.
     p.ops.push(MountOp::SetAttr {
@@ -324,6 +307,19 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
+    /// A detached tree attached at `target`, then read-only, nosuid and nodev all the way down.
+    fn attach_read_only(&mut self, tree: RawFd, target: CString) {
+        self.ops.push(MountOp::Attach {
+            tree,
+            target: target.clone(),
+        });
+        self.ops.push(MountOp::SetAttr {
+            target,
+            attr: READ_ONLY,
+            recursive: true,
+        });
+    }
+
     /// `jail_path` (absolute, as the jail sees it) where the plan's operations reach it.
     fn at(&self, jail_path: &str) -> Result<CString, JailError> {
         match self.root {
