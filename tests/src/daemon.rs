@@ -485,6 +485,9 @@ impl Drop for BinDaemon {
             let _ = self.child.wait();
         }
         if !self.keep_data_dir {
+            // A daemon that was SIGKILLed left its run directories mounted (the next daemon on
+            // the directory, or `runner check`, would remove them): the same clean-up here.
+            runner::jail::Jail::remove_stale_run_dirs_of(&self.data_dir);
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
