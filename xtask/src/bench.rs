@@ -359,7 +359,7 @@ fn load_average() -> String {
 }
 
 /// One step of a plan: argv and environment.
-type PlanStep = (Vec<String>, Vec<(String, String)>);
+pub(crate) type PlanStep = (Vec<String>, Vec<(String, String)>);
 
 /// What `runner plan` says a job runs: the compile step unless it is a deferred check, and the
 /// run step; the names of the files written.
@@ -377,66 +377,72 @@ const PLAN_DIR: &str = "/runner-bench-floor-dir";
 fn plan(
     runner: &Path,
     config: Option<&Path>,
-    lang: &Lang,
+    id: &str,
+    source: &str,
     dir: &Path,
 ) -> Result<serde_json::Value> {
-    let src = dir.join(format!("plan-{}.src", lang.id));
-    std::fs::write(&src, (lang.source)(0))?;
+    let src = dir.join(format!("plan-{id}.src"));
+    std::fs::write(&src, source)?;
     let mut cmd = Command::new(runner);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
     let out = cmd
-        .args(["plan", "--lang", lang.id, "--run-dir", PLAN_DIR])
+        .args(["plan", "--lang", id, "--run-dir", PLAN_DIR])
         .arg(&src)
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("starting {} plan", runner.display()))?;
     if !out.status.success() {
         bail!(
-            "`runner plan --lang {}` failed: {}",
-            lang.id,
+            "`runner plan --lang {id}` failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     serde_json::from_slice(&out.stdout).context("`runner plan` printed no JSON")
 }
 
-fn floor_plan(runner: &Path, daemon: &Daemon, lang: &Lang, dir: &Path) -> Result<FloorPlan> {
-    let shipped = plan(runner, None, lang, dir)?;
-    let served = plan(runner, Some(&daemon.config), lang, dir)?;
+/// What a job of language `id` runs for `source` under the shipped profiles (`runner plan`): the
+/// names of the files written, then the compile step unless it is a deferred check, and the run
+/// step, with [`PLAN_DIR`] standing for the run directory.
+pub(crate) fn shipped_steps(
+    runner: &Path,
+    id: &str,
+    source: &str,
+    dir: &Path,
+) -> Result<(Vec<String>, Vec<PlanStep>)> {
+    let shipped = plan(runner, None, id, source, dir)?;
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let step = |v: &serde_json::Value| -> PlanStep {
-        let strings = |k: &str| -> Vec<String> {
-            v[k].as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let env = strings("env")
+        let env = strings(&v["env"])
             .into_iter()
             .filter_map(|kv| {
                 kv.split_once('=')
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
             })
             .collect();
-        (strings("argv"), env)
+        (strings(&v["argv"]), env)
     };
     let mut steps = Vec::new();
     if !shipped["compile"].is_null() && shipped["compile_deferred"] != true {
         steps.push(step(&shipped["compile"]));
     }
     steps.push(step(&shipped["run"]));
-    let files = shipped["files"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    Ok((strings(&shipped["files"]), steps))
+}
+
+fn floor_plan(runner: &Path, daemon: &Daemon, lang: &Lang, dir: &Path) -> Result<FloorPlan> {
+    let source = (lang.source)(0);
+    let (files, steps) = shipped_steps(runner, lang.id, &source, dir)?;
+    let served = plan(runner, Some(&daemon.config), lang.id, &source, dir)?;
     let two = !served["compile"].is_null() && served["compile_deferred"] != true;
     Ok(FloorPlan {
         files,
@@ -755,7 +761,8 @@ pub(crate) fn measure(
         ),
         None => (own, 0.0, own_children),
     };
-    let kernel = (after.kernel_ticks - before.kernel_ticks) as f64 * tick;
+    // Kernel threads come and go: their sum can drop between the snapshots (counted as 0).
+    let kernel = after.kernel_ticks.saturating_sub(before.kernel_ticks) as f64 * tick;
     Ok(Batch {
         runs: lat.len(),
         runs_per_s: lat.len() as f64 / wall.as_secs_f64(),
@@ -896,27 +903,13 @@ fn keep_alive_request(
 fn floor_run(base: &Path, lang: &Lang, plan: &FloorPlan, i: usize) -> Result<Option<String>> {
     let dir = base.join(format!("{}-{i}", lang.id));
     std::fs::create_dir(&dir)?;
-    let dir_s = dir.to_string_lossy().into_owned();
     let source = (lang.source)(i);
     for name in &plan.files {
         std::fs::write(dir.join(name), &source)?;
     }
     let mut outcome = None;
-    for (argv, env) in &plan.steps {
-        let argv: Vec<String> = argv.iter().map(|a| a.replace(PLAN_DIR, &dir_s)).collect();
-        let program = match argv[0].strip_prefix("./") {
-            Some(rel) => dir.join(rel),
-            None => PathBuf::from(&argv[0]),
-        };
-        let out = Command::new(program)
-            .args(&argv[1..])
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v.replace(PLAN_DIR, &dir_s))))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {}", argv[0]))?;
-        outcome = Some(out);
+    for step in &plan.steps {
+        outcome = Some(run_step(step, &dir, Stdio::null())?);
     }
     let _ = std::fs::remove_dir_all(&dir);
     match outcome {
@@ -930,6 +923,30 @@ fn floor_run(base: &Path, lang: &Lang, plan: &FloorPlan, i: usize) -> Result<Opt
         ))),
         None => Ok(Some(format!("floor {}: no step", lang.id))),
     }
+}
+
+/// Starts one plan step directly in `dir` (the run directory for [`PLAN_DIR`]), with the step's
+/// environment only, and waits for it.
+pub(crate) fn run_step(
+    (argv, env): &PlanStep,
+    dir: &Path,
+    stdin: Stdio,
+) -> Result<std::process::Output> {
+    let dir_s = dir.to_string_lossy();
+    let argv: Vec<String> = argv.iter().map(|a| a.replace(PLAN_DIR, &dir_s)).collect();
+    let first = argv.first().context("a plan step without argv")?;
+    let program = match first.strip_prefix("./") {
+        Some(rel) => dir.join(rel),
+        None => PathBuf::from(first),
+    };
+    Command::new(program)
+        .args(&argv[1..])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v.replace(PLAN_DIR, &dir_s))))
+        .current_dir(dir)
+        .stdin(stdin)
+        .output()
+        .with_context(|| format!("running {first}"))
 }
 
 /// A minimal HTTP/1.1 client: one connection per request, `Connection: close`.

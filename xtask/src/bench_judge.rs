@@ -5,7 +5,8 @@
 //! (`a b` → `a+b`), one judged in C, one in python3. At concurrency 1 and = CPUs, `POST
 //! /judge/v1/submissions?wait=true` (each must be AC) gives submissions/s and cases/s. The floor,
 //! measured in the same run at the same concurrency: compile once, then the 20 runs started
-//! directly (stdin from the case file, output compared), no jail, no server. Target: ratio >= 0.8
+//! directly with the argv and environment of the shipped profile (`runner plan`; stdin from the
+//! case file, output compared), no jail, no server, no syntax-check process. Target: ratio >= 0.8
 //! at concurrency = CPUs; the per-case overhead is what the judge adds per case, in ms of wall time
 //! per submission slot. `--runs`, `--secs` and `--warmup` apply as for `bench http` (each
 //! submission is 20 cases).
@@ -16,49 +17,30 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{BenchArgs, http_request, measure, wait_ready};
+use crate::bench::{
+    BenchArgs, PlanStep, http_request, measure, run_step, shipped_steps, wait_ready,
+};
 use crate::util;
 
 const CASES: usize = 20;
 const C_SRC: &str = "#include <stdio.h>\nint main(void){long a,b;if(scanf(\"%ld %ld\",&a,&b)!=2)return 1;printf(\"%ld\\n\",a+b);return 0;}\n";
 const PY_SRC: &str = "a, b = map(int, input().split())\nprint(a + b)\n";
 
+/// A language of the bench: its id and an `a b` → `a+b` solution.
 #[derive(Clone, Copy)]
 struct Lang {
     id: &'static str,
     source: &'static str,
-    file: &'static str,
-    compile: &'static [&'static str],
-    run: &'static [&'static str],
 }
 
 const LANGS: [Lang; 2] = [
     Lang {
         id: "c",
         source: C_SRC,
-        file: "prog.c",
-        compile: &[
-            "gcc",
-            "-Wall",
-            "-Werror",
-            "-std=c99",
-            "-x",
-            "c",
-            "-o",
-            "prog.c.exe",
-            "prog.c",
-            "-lm",
-        ],
-        run: &["./prog.c.exe"],
     },
     Lang {
         id: "python3",
         source: PY_SRC,
-        file: "prog.py",
-        // Nothing: the syntax check judge mode runs once per submission is runner's own
-        // overhead, never part of the floor.
-        compile: &[],
-        run: &["/usr/bin/python3", "-BE", "prog.py"],
     },
 ];
 
@@ -138,12 +120,17 @@ pub(crate) fn run(runner: &Path, args: &BenchArgs) -> Result<()> {
         "lang", "conc", "subs/s", "cases/s", "floor subs/s", "ratio", "overhead ms/case", "errors"
     );
     let floor_dir = tmp.path().join("floor");
+    std::fs::create_dir_all(&floor_dir)?;
     for lang in LANGS {
+        // The floor runs what a job of the language runs (the shipped profile's argv and
+        // environment), without the deferred syntax check, which is runner's own overhead.
+        let (files, steps) = shipped_steps(runner, lang.id, lang.source, tmp.path())?;
+        let plan = (files.as_slice(), steps.as_slice());
         for conc in [1, cpus] {
             let pid = daemon.0.id();
             let served = measure(args, conc, Some(pid), |_, _| submit(&addr, lang))?;
             let floor = measure(args, conc, None, |i, _| {
-                floor(&floor_dir, &problem, lang, i)
+                floor(&floor_dir, &problem, lang, plan, i)
             })?;
             // Wall time one submission takes per concurrent slot, judge minus floor, per case.
             let per_case_ms = (conc as f64 / served.runs_per_s - conc as f64 / floor.runs_per_s)
@@ -173,7 +160,7 @@ pub(crate) fn run(runner: &Path, args: &BenchArgs) -> Result<()> {
 fn submit(addr: &str, lang: Lang) -> Result<Option<String>> {
     let body = serde_json::json!({
         "problem": "bench", "version": "v1", "language_id": lang.id,
-        "sourcecode": lang.source, "sourcefilename": lang.file,
+        "sourcecode": lang.source,
     })
     .to_string();
     let (status, resp) =
@@ -185,19 +172,23 @@ fn submit(addr: &str, lang: Lang) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// The floor: compile once in a fresh directory (C; nothing for python3), then the 20 runs
-/// directly, each output compared.
-fn floor(base: &Path, problem: &Path, lang: Lang, i: usize) -> Result<Option<String>> {
+/// The floor: the plan's compile step (if any) once in a fresh directory, then its run step for
+/// each of the 20 cases, started directly with the case's input, each output compared.
+fn floor(
+    base: &Path,
+    problem: &Path,
+    lang: Lang,
+    (files, steps): (&[String], &[PlanStep]),
+    i: usize,
+) -> Result<Option<String>> {
     let dir = base.join(format!("{}-{i}", lang.id));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join(lang.file), lang.source)?;
-    if let Some((cc, args)) = lang.compile.split_first() {
-        let c = Command::new(cc)
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .context("compile")?;
+    std::fs::create_dir(&dir)?;
+    for name in files {
+        std::fs::write(dir.join(name), lang.source)?;
+    }
+    let (run, compile) = steps.split_last().context("a plan without a run step")?;
+    for step in compile {
+        let c = run_step(step, &dir, Stdio::null())?;
         if !c.status.success() {
             let _ = std::fs::remove_dir_all(&dir);
             return Ok(Some(format!(
@@ -209,12 +200,7 @@ fn floor(base: &Path, problem: &Path, lang: Lang, i: usize) -> Result<Option<Str
     let mut wrong = None;
     for case in 1..=CASES {
         let input = std::fs::File::open(problem.join(format!("{case}.in")))?;
-        let out = Command::new(lang.run[0])
-            .args(&lang.run[1..])
-            .current_dir(&dir)
-            .stdin(input)
-            .output()
-            .context("run")?;
+        let out = run_step(run, &dir, Stdio::from(input))?;
         let expected = std::fs::read(problem.join(format!("{case}.out")))?;
         if !out.status.success() || out.stdout != expected {
             wrong = Some(format!("floor {} case {case}: {}", lang.id, out.status));
