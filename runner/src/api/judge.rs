@@ -264,12 +264,7 @@ async fn put_testset(
             ),
         )
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if super::declared_length(&req).is_some_and(|n| n > max) {
         return Err(too_large());
     }
     // An archive may be large: ten times the time a run's body may take.

@@ -462,17 +462,20 @@ async fn handle_route(
     }
 }
 
+/// The request's `Content-Length`, if it has a valid one.
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Reads the whole body, refusing more than `max_body_bytes` (413) or taking longer than
 /// `body_read_timeout` (408). A declared `Content-Length` over the limit is refused before
 /// reading, so an `Expect: 100-continue` client never sends it.
 async fn read_body(req: Request<Incoming>, config: &ApiConfig) -> Result<Bytes, ApiError> {
     let max = config.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if declared_length(&req).is_some_and(|n| n > max) {
         return Err(ApiError::TooLarge(max));
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
