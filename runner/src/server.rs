@@ -123,11 +123,17 @@ pub fn open_lock(path: &Path, new: bool) -> io::Result<File> {
 /// message when the host cannot jail safely.
 pub fn start(cfg: &Config, mode: Mode) -> Result<Runtime> {
     let registry = Registry::load(cfg.profiles_dir.as_deref());
-    start_with(
+    let rt = start_with(
         cfg,
         mode,
         registry.context("cannot load language profiles")?,
-    )
+    )?;
+    // What start-up needed and no run does goes back to the kernel: every jail's clone3 copies
+    // the page tables of this process's memory (docs/performance.md). In every mode, so that
+    // `runner bench-jail` measures the jail as the daemon runs it.
+    crate::monitor::release_kernel_btf();
+    crate::sys::trim_heap();
+    Ok(rt)
 }
 
 /// As [`start`], serving the languages of `registry`.
@@ -252,10 +258,6 @@ pub async fn serve(file_cfg: Config, opts: ServeOptions) -> Result<()> {
         .map(|addr| bind(addr, "metrics_listen"))
         .transpose()?;
     let mut rt = start(&cfg, Mode::Daemon)?;
-    // What start-up needed and no run does goes back to the kernel: every jail's clone3 copies
-    // the page tables of the daemon's memory (docs/performance.md).
-    crate::monitor::release_kernel_btf();
-    crate::sys::trim_heap();
     let judge = start_judge(&cfg, &mut rt).await?;
     for line in rt.jail.describe() {
         tracing::info!("{line}");
