@@ -138,9 +138,17 @@ fn generated(lang: &str) -> Vec<Case> {
                     format!("{}{busy}", call(6000)),
                     0.1,
                 ),
+                // The parser finds this one at once (it reads the whole file before the
+                // compiler starts): an ordinary syntax error, not a killed run.
                 case(
-                    "killed_while_compiling_syntax_error_at_end",
+                    "large_source_syntax_error_at_end",
                     format!("{}{busy}x = (\n", call(6000)),
+                    0.1,
+                ),
+                // The compiler reports this one after the slow call: killed first.
+                case(
+                    "killed_while_compiling_compile_error_at_end",
+                    format!("{}{busy}return 1\n", call(6000)),
                     0.1,
                 ),
                 case("check_time_limit", format!("{}{busy}", call(20000)), 0.1),
