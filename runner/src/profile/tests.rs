@@ -1416,6 +1416,29 @@ fn test_schema_rejects_bad_profiles() {
     assert!(msg.contains("must not be empty"), "{msg}");
     let msg = invalid(&deferred("always = true"));
     assert!(msg.contains("unknown field"), "{msg}");
+    let bound = |fields: &str| deferred(&format!("compiled_after_cpu = {{ {fields} }}"));
+    assert!(
+        Profile::from_toml(
+            "t",
+            &bound("base_ms = 60, per_kib_ms = 20, max_source_kib = 16, min_memory_mb = 64")
+        )
+        .is_ok()
+    );
+    let msg = invalid(&bound(
+        "base_ms = 0, per_kib_ms = 0, max_source_kib = 16, min_memory_mb = 64",
+    ));
+    assert!(msg.contains("both 0"), "{msg}");
+    let msg = invalid(&bound("base_ms = 60, per_kib_ms = 20, max_source_kib = 16"));
+    assert!(msg.contains("min_memory_mb"), "{msg}");
+    let msg = invalid(&bound(
+        "base_ms = 60, per_kib_ms = 20, max_source_kib = 16, min_memory_mb = 64, x = 1",
+    ));
+    assert!(msg.contains("unknown field"), "{msg}");
+    let msg = invalid(&deferred("compiled_if_stdout = 1"));
+    assert!(
+        msg.contains("compiled_if_stdout") || msg.contains("bool"),
+        "{msg}"
+    );
 }
 
 #[test]
