@@ -1,7 +1,8 @@
 //! Tier: privileged (docs/testing.md). The deferred syntax check (docs/profiles.md, "Deferred
 //! check") answers exactly as the two-step order does. The corpus in `tests/equivalence/`
-//! (python3 and php: syntax errors, runtime errors, other programs; support files, stdin and
-//! run_spec fields beside each case) goes through two real daemons: one with the shipped
+//! (python3 and php: syntax errors, runtime errors, runs ended by a limit or a signal, other
+//! programs; support files, stdin and run_spec fields beside each case, and large generated
+//! sources) goes through two real daemons: one with the shipped
 //! profiles (run first, check when needed) and one whose python3 and php profiles are the
 //! shipped ones without `[compile.deferred]` (check first, as Jobe). Outcome, cmpinfo, stdout
 //! and stderr must be equal byte for byte, the random run directory name aside.
@@ -33,7 +34,7 @@ use serde_json::{Value, json};
 /// The whole corpus of one language through two daemons, under load from other suites.
 const TEST_TIMEOUT: Duration = Duration::from_secs(900);
 
-const KINDS: [&str; 3] = ["syntax", "runtime", "other"];
+const KINDS: [&str; 4] = ["syntax", "runtime", "killed", "other"];
 
 /// One program of the corpus.
 struct Case {
@@ -93,7 +94,100 @@ fn corpus(lang: &str, ext: &str) -> Vec<Case> {
             });
         }
     }
+    cases.extend(generated(lang));
     cases
+}
+
+/// Killed runs of sources too large to keep as files: main files over the profiles' 16 KiB
+/// bound of `compiled_after_cpu`, some of which take longer to compile than the run's CPU
+/// budget (the run dies compiling; the check decides), one longer than the check's own.
+fn generated(lang: &str) -> Vec<Case> {
+    let case = |name: &str, source: String, cputime: f64| Case {
+        id: format!("{lang}/killed/{name} (generated)"),
+        kind: "killed",
+        source,
+        files: Vec::new(),
+        extra: json!({"parameters": {"cputime": cputime}})
+            .as_object()
+            .cloned()
+            .expect("object"),
+    };
+    let filler = |line: &str| line.repeat(20 * 1024 / line.len() + 1);
+    match lang {
+        "python3" => {
+            // Keyword arguments: the compiler checks them for duplicates pairwise. 6000 take
+            // ~0.3 s to compile, 20000 ~4 s, past the check's 2 s minimum.
+            let call = |n: usize| {
+                let args: Vec<String> = (0..n).map(|i| format!("a{i}=1")).collect();
+                format!("def g(**k):\n    pass\n\ng({})\n", args.join(","))
+            };
+            let busy = "while True:\n    pass\n";
+            vec![
+                case(
+                    "large_source_busy_loop",
+                    format!("{}{busy}", filler("# a comment line of a large source\n")),
+                    0.2,
+                ),
+                case(
+                    "large_source_warning_then_loop",
+                    format!("{}x = 1\nif x is 1:\n    pass\n{busy}", filler("pass\n")),
+                    0.2,
+                ),
+                case(
+                    "killed_while_compiling",
+                    format!("{}{busy}", call(6000)),
+                    0.1,
+                ),
+                // The parser finds this one at once (it reads the whole file before the
+                // compiler starts): an ordinary syntax error, not a killed run.
+                case(
+                    "large_source_syntax_error_at_end",
+                    format!("{}{busy}x = (\n", call(6000)),
+                    0.1,
+                ),
+                // The compiler reports this one after the slow call: killed first.
+                case(
+                    "killed_while_compiling_compile_error_at_end",
+                    format!("{}{busy}return 1\n", call(6000)),
+                    0.1,
+                ),
+                case("check_time_limit", format!("{}{busy}", call(20000)), 0.1),
+            ]
+        }
+        "php" => {
+            // ~4 MB of functions take ~0.2 s to compile: past a 0.1 s budget.
+            let functions: String = (0..100_000)
+                .map(|i| format!("function f{i}($a) {{ return $a + {i}; }}\n"))
+                .collect();
+            let busy = "while (true) {}\n";
+            vec![
+                case(
+                    "large_source_busy_loop",
+                    format!(
+                        "<?php\n{}{busy}",
+                        filler("// a comment line of a large source\n")
+                    ),
+                    0.2,
+                ),
+                case(
+                    "large_source_output_then_loop",
+                    format!("<?php\n{}echo \"started\\n\";\n{busy}", filler("$x = 1;\n")),
+                    0.2,
+                ),
+                case(
+                    "killed_while_compiling",
+                    format!("<?php\nini_set('memory_limit', '-1');\n{functions}{busy}"),
+                    0.1,
+                ),
+                case(
+                    "killed_while_compiling_syntax_error_at_end",
+                    format!("<?php\nini_set('memory_limit', '-1');\n{functions}{busy}$x = (;\n"),
+                    0.1,
+                ),
+            ]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The shipped profile of `lang`, as TOML text, without its `[compile.deferred]` table: the
@@ -205,8 +299,9 @@ async fn equivalence(lang: &'static str, ext: &str, default_name: &'static str) 
     let cases = corpus(lang, ext);
     let count = |kind: &str| cases.iter().filter(|c| c.kind == kind).count();
     assert!(
-        count("syntax") >= 30 && count("runtime") >= 30,
-        "{lang}: the corpus needs at least 30 syntax and 30 runtime errors"
+        count("syntax") >= 30 && count("runtime") >= 30 && count("killed") >= 10,
+        "{lang}: the corpus needs at least 30 syntax errors, 30 runtime errors and 10 runs \
+         ended by a limit or a signal"
     );
     let profiles = tempfile_dir(lang);
     std::fs::write(
@@ -479,4 +574,179 @@ fn php_ini_differences_are_in_the_profile() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CPU time (s) a program took: `argv` run by a python3 that reads its children's usage.
+fn cpu_of(dir: &Path, argv: &[&str]) -> f64 {
+    let mut cmd = vec![
+        "/usr/bin/python3",
+        "-c",
+        "import resource, subprocess, sys\n\
+         subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+         r = resource.getrusage(resource.RUSAGE_CHILDREN)\n\
+         print(r.ru_utime + r.ru_stime)",
+    ];
+    cmd.extend(argv);
+    let (out, err) = host(dir, &cmd);
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{argv:?}: {out}{err}"))
+}
+
+/// `compiled_after_cpu` (docs/profiles.md, "Deferred check"): starting the interpreter as a
+/// run does and compiling a main file of the largest size the bound covers takes less than the
+/// bound, for the costliest sources we know (each exits as its first statement, so what is
+/// measured is the start and the compile); and the interpreter prints nothing on stdout before
+/// the program runs (`compiled_if_stdout`).
+#[test]
+fn compile_cpu_bound_holds_on_this_host() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile_dir("cpu-bound");
+    let fill = |head: &str, unit: &dyn Fn(usize) -> String| {
+        let mut s = head.to_owned();
+        let mut i = 0;
+        while s.len() + unit(i).len() <= 16 * 1024 {
+            s.push_str(&unit(i));
+            i += 1;
+        }
+        s
+    };
+    let py_exit = "import os\nos._exit(0)\n";
+    let php_exit = "<?php\nexit(0);\n";
+    let cases: Vec<(&str, String)> = vec![
+        // Keyword arguments are checked for duplicates pairwise (quadratic).
+        ("python3", {
+            let mut s = fill(&format!("{py_exit}g("), &|i| format!("a{i}=1,"));
+            s.push_str(")\n");
+            s
+        }),
+        (
+            "python3",
+            fill(py_exit, &|_| {
+                "def f(x):\n    return x*2+1\nprint(f(3))\n".into()
+            }),
+        ),
+        (
+            "python3",
+            fill(py_exit, &|i| format!("x = f'{{a}}{{b}}{i}'\n")),
+        ),
+        (
+            "python3",
+            fill(py_exit, &|i| format!("x = [i for i in r if i > {i}]\n")),
+        ),
+        ("python3", {
+            let mut s = fill(&format!("{py_exit}x = "), &|i| format!("a{i} < "));
+            s.push_str("b\n");
+            s
+        }),
+        (
+            "php",
+            fill(php_exit, &|i| {
+                format!("function f{i}($a) {{ return $a + {i}; }}\n")
+            }),
+        ),
+        ("php", {
+            let mut s = fill(&format!("{php_exit}$x = ["), &|i| format!("{i}=>{i},"));
+            s.push_str("];\n");
+            s
+        }),
+        (
+            "php",
+            fill(php_exit, &|i| format!("$x{i} = \"s{{$y}}{i}\" . $z;\n")),
+        ),
+    ];
+    for (lang, source) in cases {
+        let (name, argv): (&str, &[&str]) = if lang == "php" {
+            ("prog.php", &["/usr/bin/php", "--no-php-ini", "prog.php"])
+        } else {
+            ("prog.py", &["/usr/bin/python3", "-BE", "prog.py"])
+        };
+        std::fs::write(dir.join(name), &source).expect("write");
+        let (stdout, stderr) = host(&dir, argv);
+        assert!(
+            stdout.is_empty() && stderr.is_empty(),
+            "{lang}: the program exits first and prints nothing: {stdout}{stderr}"
+        );
+        let bound = shipped(lang)
+            .deferred
+            .and_then(|d| d.compiled_after_cpu)
+            .expect("a compiled_after_cpu bound")
+            .for_run(source.len() as u64, u64::MAX)
+            .expect("within the bound's size");
+        let cpu = cpu_of(&dir, argv);
+        assert!(
+            cpu < bound.as_secs_f64(),
+            "{lang}: starting and compiling a {} byte source took {cpu} s of CPU, the bound \
+             is {bound:?}: profiles/{lang}.toml compiled_after_cpu is unsafe here",
+            source.len()
+        );
+        eprintln!(
+            "{lang}: {} bytes, {:.1} ms of CPU, bound {bound:?} ({:.1} x)",
+            source.len(),
+            cpu * 1e3,
+            bound.as_secs_f64() / cpu
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A killed run that proved it compiled costs no check: the deferring daemon's counters,
+/// run by run (the equivalence above runs cases two at a time, so it cannot tell).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runs_skip_the_check() {
+    if !privileged() {
+        return;
+    }
+    bounded(async {
+        let d = Daemon::start(Opts::default()).await;
+        // (language, source, cputime, whether the check runs)
+        let cases = [
+            ("python3", "while True:\n    pass\n", 1.0, false),
+            (
+                "python3",
+                "print('x', flush=True)\nimport time\ntime.sleep(9)\n",
+                0.5,
+                false,
+            ),
+            (
+                "python3",
+                "import sys\nsys.stderr.write('w\\n')\nwhile True:\n    pass\n",
+                1.0,
+                true,
+            ),
+            ("php", "<?php\nwhile (true) {}\n", 1.0, false),
+            ("php", "<?php\necho 'x';\nsleep(9);\n", 0.5, false),
+            (
+                "php",
+                "<?php\nswitch (1) { case 1: continue; }\nwhile (true) {}\n",
+                1.0,
+                true,
+            ),
+        ];
+        for (lang, source, cputime, checked) in cases {
+            let before = (
+                deferred_checks(d.addr, "skipped").await,
+                deferred_checks(d.addr, "passed").await + deferred_checks(d.addr, "failed").await,
+            );
+            let name = if lang == "php" { "prog.php" } else { "prog.py" };
+            let mut s = spec(lang, source, Some(name), json!([]));
+            s["parameters"] = json!({ "cputime": cputime });
+            let r = post_run(d.addr, s).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let after = (
+                deferred_checks(d.addr, "skipped").await,
+                deferred_checks(d.addr, "passed").await + deferred_checks(d.addr, "failed").await,
+            );
+            let want = if checked {
+                (before.0, before.1 + 1)
+            } else {
+                (before.0 + 1, before.1)
+            };
+            assert_eq!(after, want, "{lang} {source:?}: {}", r.text());
+        }
+        d.stop().await;
+    })
+    .await;
 }

@@ -82,31 +82,91 @@ pub struct DeferredCheck {
     /// The check is not needed when the run's stderr starts with this (python3: a traceback,
     /// which the interpreter prints only after the main file compiled without a warning).
     pub no_check_if_stderr_starts_with: Option<String>,
+    /// A non-empty stdout (that `check_if_stdout_matches` lets pass) proves the main file
+    /// compiled: the interpreter writes nothing there before the program runs.
+    pub compiled_if_stdout: bool,
+    /// A run that used at least this much CPU time got past compiling its main file: more than
+    /// the interpreter's start and the compile of a source of this size can take. Resolved for
+    /// the job by the planner from the profile's `compiled_after_cpu` (`None`: the source is
+    /// too large, or the memory limit too small, for the bound to hold).
+    pub compiled_after_cpu: Option<Duration>,
+}
+
+/// What the deferred check decides on: how the run step ended and what it wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEvidence<'a> {
+    /// The run exited with status 0.
+    pub exited_0: bool,
+    /// CPU time the run's processes used together.
+    pub cpu: Duration,
+    /// Its stdout and stderr as the program wrote them (before any blanking), each cut at
+    /// `cap` bytes.
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
+    pub cap: u64,
 }
 
 impl DeferredCheck {
-    /// Whether the check must run after a run that produced `stdout` and `stderr` (each cut at
-    /// `cap` bytes) and ended as `exited_0` says: always, unless the run exited with status 0,
-    /// printed nothing on stderr and nothing on stdout that looks like a diagnostic, and
-    /// neither stream reached the cap (cut output vouches for nothing); or it proved it got
-    /// past compiling.
-    pub fn needed(&self, exited_0: bool, stdout: &[u8], stderr: &[u8], cap: u64) -> bool {
+    /// Whether the check must run after `run`. The check would pass and print nothing once
+    /// the run proved that its main file compiled without a word; so it is not needed when
+    /// * the run's stderr starts with `no_check_if_stderr_starts_with` (it got past compiling
+    ///   and printed nothing before), or
+    /// * the run printed nothing on stderr, nothing on stdout that looks like a diagnostic,
+    ///   neither stream reached the cap (cut output vouches for nothing), and the run got past
+    ///   compiling: it exited with status 0, or (`compiled_if_stdout`) it printed on stdout,
+    ///   or it used at least `compiled_after_cpu` of CPU time, however it ended (a limit, a
+    ///   signal, an exit status).
+    pub fn needed(&self, run: &RunEvidence<'_>) -> bool {
         if self
             .no_check_if_stderr_starts_with
             .as_ref()
-            .is_some_and(|p| stderr.starts_with(p.as_bytes()))
+            .is_some_and(|p| run.stderr.starts_with(p.as_bytes()))
         {
             return false;
         }
-        let cut = |s: &[u8]| s.len() as u64 >= cap;
-        !exited_0
-            || !stderr.is_empty()
-            || cut(stdout)
-            || cut(stderr)
+        let cut = |s: &[u8]| s.len() as u64 >= run.cap;
+        if !run.stderr.is_empty()
+            || cut(run.stdout)
+            || cut(run.stderr)
             || self
                 .check_if_stdout_matches
                 .as_ref()
-                .is_some_and(|p| p.is_match(stdout))
+                .is_some_and(|p| p.is_match(run.stdout))
+        {
+            return true;
+        }
+        let compiled = run.exited_0
+            || (self.compiled_if_stdout && !run.stdout.is_empty())
+            || self.compiled_after_cpu.is_some_and(|min| run.cpu >= min);
+        !compiled
+    }
+}
+
+/// A profile's bound on what starting the interpreter and compiling a main file can cost
+/// (`compiled_after_cpu`, docs/profiles.md "Deferred check"); a run that used more CPU time
+/// got past compiling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompileCpuBound {
+    /// The interpreter's start (and the jail's part of the step).
+    pub base: Duration,
+    /// Per KiB (1024 bytes) of the main source.
+    pub per_kib: Duration,
+    /// The bound holds for a main source up to this many bytes only.
+    pub max_source_bytes: u64,
+    /// And only when the run's real-memory limit is at least this (bytes): near its limit a
+    /// process can burn CPU time in reclaim without getting anywhere.
+    pub min_memory_bytes: u64,
+}
+
+impl CompileCpuBound {
+    /// The CPU time that proves a run of a `source_bytes` main file under `memory_bytes` got
+    /// past compiling it, if the bound holds there.
+    pub fn for_run(&self, source_bytes: u64, memory_bytes: u64) -> Option<Duration> {
+        if source_bytes > self.max_source_bytes || memory_bytes < self.min_memory_bytes {
+            return None;
+        }
+        let kib = source_bytes.div_ceil(1024);
+        Some(self.base + self.per_kib * u32::try_from(kib).ok()?)
     }
 }
 

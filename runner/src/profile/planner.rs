@@ -57,7 +57,7 @@ const COMPILE_MIN_PROCS: f64 = 5.0;
 const MIN_MEMORY_MB: f64 = 1.0;
 
 /// runguard's unit: parameters in MB are passed as `1000*M` kB and runguard multiplies by 1024.
-const BYTES_PER_MB: f64 = 1_024_000.0;
+pub(super) const BYTES_PER_MB: f64 = 1_024_000.0;
 
 /// The base environment of every step; the profile's `env` is added (and may override).
 const BASE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -228,11 +228,14 @@ impl Profile {
     /// may change how, or whether, the source is compiled), the source name would be read as an
     /// option, or the profile's rule sends this request down the two-step path. (The caller
     /// also keeps the two steps for a disk limit of 0.)
+    /// The check this job gets has its `compiled_after_cpu` resolved for the job's main source
+    /// and the run's memory limit `run_memory_bytes`.
     fn deferral(
         &self,
         rule: &DeferRule,
         job: &Job,
         files: &[(String, Vec<u8>)],
+        run_memory_bytes: u64,
     ) -> Result<Option<DeferredCheck>, PlanError> {
         let p = &job.params;
         let d = &self.params;
@@ -257,7 +260,12 @@ impl Profile {
                 .eager_if_source_matches
                 .as_ref()
                 .is_some_and(|re| re.is_match(&job.source));
-        Ok((!eager).then(|| rule.check.clone()))
+        Ok((!eager).then(|| DeferredCheck {
+            compiled_after_cpu: rule
+                .compiled_after_cpu
+                .and_then(|b| b.for_run(job.source.len() as u64, run_memory_bytes)),
+            ..rule.check.clone()
+        }))
     }
 
     /// Plans `job` against this profile. `run_dir` is the run directory as seen inside the jail.
@@ -372,10 +380,13 @@ impl Profile {
             env: env.clone(),
             limits: self.limits(requested, cfg, true),
         });
+        let run_limits = self.limits(requested, cfg, false);
         let deferred = match (&self.deferred, &compile) {
             // A disk limit of 0 is not raised to the compile minimum (Jobe's rule), and a check
             // that writes (py_compile's bytecode) fails on it where the run need not.
-            (Some(rule), Some(c)) if c.limits.disk_bytes > 0 => self.deferral(rule, job, &files)?,
+            (Some(rule), Some(c)) if c.limits.disk_bytes > 0 => {
+                self.deferral(rule, job, &files, run_limits.memory_bytes)?
+            }
             _ => None,
         };
         let cmpinfo = match &self.cmpinfo {
@@ -391,7 +402,7 @@ impl Profile {
         let run = Step {
             argv: argv(&self.run_argv),
             env,
-            limits: self.limits(requested, cfg, false),
+            limits: run_limits,
         };
         let stdin = match job.input.as_str() {
             // Jobe (PHP truthiness): "" and "0" both mean no stdin.

@@ -4,11 +4,13 @@
 //! can always be planned against, up to the job's own errors.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
 
-use super::plan::{CmpinfoRule, DeferredCheck, Pattern, StderrFilter};
+use super::plan::{CmpinfoRule, CompileCpuBound, DeferredCheck, Pattern, StderrFilter};
+use super::planner::BYTES_PER_MB;
 
 /// Placeholders allowed inside an argv element, `source_copy`, cmpinfo file names and env values.
 pub(crate) const INLINE_PLACEHOLDERS: [&str; 4] = ["src", "stem", "main_class", "run_dir"];
@@ -95,6 +97,20 @@ struct RawDeferred {
     check_if_stdout_matches: Option<String>,
     #[serde(default)]
     no_check_if_stderr_starts_with: Option<String>,
+    #[serde(default)]
+    compiled_if_stdout: bool,
+    #[serde(default)]
+    compiled_after_cpu: Option<RawCpuBound>,
+}
+
+/// `compiled_after_cpu = { base_ms, per_kib_ms, max_source_kib, min_memory_mb }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCpuBound {
+    base_ms: u64,
+    per_kib_ms: u64,
+    max_source_kib: u64,
+    min_memory_mb: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,8 +212,11 @@ pub struct DeferRule {
     /// A source that matches takes the two-step path: the check and the run would compile it
     /// differently (php: the check has the CLI's php.ini, the run has none).
     pub eager_if_source_matches: Option<Regex>,
-    /// What decides, after the run, whether the check runs.
+    /// What decides, after the run, whether the check runs (its `compiled_after_cpu` is
+    /// resolved per job from the bound below).
     pub check: DeferredCheck,
+    /// `compiled_after_cpu`: what starting the interpreter and compiling a main file can cost.
+    pub compiled_after_cpu: Option<CompileCpuBound>,
 }
 
 /// A validated language profile.
@@ -560,6 +579,21 @@ fn validate_deferred(raw: RawDeferred) -> Result<DeferRule, String> {
         // Every stderr starts with "": the check would never run.
         return Err("compile.deferred.no_check_if_stderr_starts_with must not be empty".into());
     }
+    let compiled_after_cpu = match raw.compiled_after_cpu {
+        None => None,
+        Some(b) if b.base_ms == 0 && b.per_kib_ms == 0 => {
+            // Every run uses at least no CPU time: the check would never run.
+            return Err(
+                "compile.deferred.compiled_after_cpu: base_ms and per_kib_ms are both 0".into(),
+            );
+        }
+        Some(b) => Some(CompileCpuBound {
+            base: Duration::from_millis(b.base_ms),
+            per_kib: Duration::from_millis(b.per_kib_ms),
+            max_source_bytes: b.max_source_kib.saturating_mul(1024),
+            min_memory_bytes: (b.min_memory_mb as f64 * BYTES_PER_MB) as u64,
+        }),
+    };
     Ok(DeferRule {
         eager_if_file_name_matches: regex(
             "eager_if_file_name_matches",
@@ -569,7 +603,10 @@ fn validate_deferred(raw: RawDeferred) -> Result<DeferRule, String> {
         check: DeferredCheck {
             check_if_stdout_matches,
             no_check_if_stderr_starts_with: raw.no_check_if_stderr_starts_with,
+            compiled_if_stdout: raw.compiled_if_stdout,
+            compiled_after_cpu: None,
         },
+        compiled_after_cpu,
     })
 }
 

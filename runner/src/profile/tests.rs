@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::plan::{CmpinfoRule, DeferredCheck, Limits, Pattern, Plan, StderrFilter};
+use super::plan::{
+    CmpinfoRule, CompileCpuBound, DeferredCheck, Limits, Pattern, Plan, RunEvidence, StderrFilter,
+};
 use super::*;
 use crate::job::{Job, JobFile, Params};
 
@@ -1227,27 +1229,119 @@ fn test_deferred_check_needed() {
     let rule = DeferredCheck {
         check_if_stdout_matches: Some(Pattern::new("\\A\\nWarning: ").expect("regex")),
         no_check_if_stderr_starts_with: Some("Traceback (most recent call last):\n".into()),
+        compiled_if_stdout: false,
+        compiled_after_cpu: None,
     };
     const CAP: u64 = 100;
+    let ev = |exited_0: bool, stdout: &'static [u8], stderr: &'static [u8], cap: u64| RunEvidence {
+        exited_0,
+        cpu: Duration::ZERO,
+        stdout,
+        stderr,
+        cap,
+    };
+    let needed = |r: &DeferredCheck, e: RunEvidence<'_>| r.needed(&e);
     // A clean run: nothing to check.
-    assert!(!rule.needed(true, b"out\n", b"", CAP));
+    assert!(!needed(&rule, ev(true, b"out\n", b"", CAP)));
     // Any stderr, any other end, or a diagnostic on stdout.
-    assert!(rule.needed(true, b"", b"x", CAP));
-    assert!(rule.needed(false, b"", b"", CAP));
-    assert!(rule.needed(true, b"\nWarning: w\nout", b"", CAP));
+    assert!(needed(&rule, ev(true, b"", b"x", CAP)));
+    assert!(needed(&rule, ev(false, b"", b"", CAP)));
+    assert!(needed(&rule, ev(true, b"\nWarning: w\nout", b"", CAP)));
     // Output cut at the stream limit vouches for nothing (a cut diagnostic would not match).
-    assert!(rule.needed(true, &[b'x'; 100], b"", CAP));
-    assert!(rule.needed(true, b"", b"", 0));
-    assert!(rule.needed(true, b"\nWar", b"", 4));
+    assert!(needed(&rule, ev(true, &[b'x'; 100], b"", CAP)));
+    assert!(needed(&rule, ev(true, b"", b"", 0)));
+    assert!(needed(&rule, ev(true, b"\nWar", b"", 4)));
     // The program ran: no check, however it ended, even cut.
     let tb = b"Traceback (most recent call last):\n";
-    assert!(!rule.needed(false, b"\nWarning: ", tb, CAP));
-    assert!(!rule.needed(true, b"", tb, tb.len() as u64));
-    assert!(rule.needed(false, b"", b" Traceback", CAP));
+    assert!(!needed(&rule, ev(false, b"\nWarning: ", tb, CAP)));
+    assert!(!needed(&rule, ev(true, b"", tb, tb.len() as u64)));
+    assert!(needed(&rule, ev(false, b"", b" Traceback", CAP)));
     // Without a rule, only a clean run skips the check.
     let plain = DeferredCheck::default();
-    assert!(!plain.needed(true, b"\nWarning: x", b"", CAP));
-    assert!(plain.needed(true, b"", b"Traceback", CAP));
+    assert!(!needed(&plain, ev(true, b"\nWarning: x", b"", CAP)));
+    assert!(needed(&plain, ev(true, b"", b"Traceback", CAP)));
+    assert!(needed(&plain, ev(false, b"out", b"", CAP)));
+
+    // A run that did not exit 0 proves it compiled by its output or its CPU time.
+    let killed = DeferredCheck {
+        compiled_if_stdout: true,
+        compiled_after_cpu: Some(Duration::from_millis(80)),
+        ..rule.clone()
+    };
+    let at = |cpu_ms: u64, stdout: &'static [u8], stderr: &'static [u8]| RunEvidence {
+        cpu: Duration::from_millis(cpu_ms),
+        ..ev(false, stdout, stderr, CAP)
+    };
+    assert!(!needed(&killed, at(0, b"started\n", b"")));
+    assert!(!needed(&killed, at(80, b"", b"")));
+    assert!(!needed(&killed, at(5000, b"", b"")));
+    assert!(needed(&killed, at(79, b"", b"")));
+    // Not with a word on stderr, a diagnostic on stdout, or cut output.
+    assert!(needed(
+        &killed,
+        at(5000, b"", b"prog.py:1: SyntaxWarning: x\n")
+    ));
+    assert!(needed(&killed, at(5000, b"\nWarning: w\n", b"")));
+    assert!(needed(&killed, at(5000, &[b'x'; 100], b"")));
+    // Each proof alone.
+    let stdout_only = DeferredCheck {
+        compiled_after_cpu: None,
+        ..killed.clone()
+    };
+    assert!(needed(&stdout_only, at(5000, b"", b"")));
+    assert!(!needed(&stdout_only, at(0, b"x", b"")));
+    let cpu_only = DeferredCheck {
+        compiled_if_stdout: false,
+        ..killed.clone()
+    };
+    assert!(needed(&cpu_only, at(0, b"x", b"")));
+    assert!(!needed(&cpu_only, at(80, b"x", b"")));
+}
+
+#[test]
+fn test_compile_cpu_bound_per_job() {
+    let bound = CompileCpuBound {
+        base: Duration::from_millis(60),
+        per_kib: Duration::from_millis(20),
+        max_source_bytes: 16 * 1024,
+        min_memory_bytes: 64 * 1_024_000,
+    };
+    let mem = 1000 * 1_024_000;
+    let ms = |n| Some(Duration::from_millis(n));
+    assert_eq!(bound.for_run(0, mem), ms(60));
+    assert_eq!(bound.for_run(1, mem), ms(80), "a started KiB counts whole");
+    assert_eq!(bound.for_run(1024, mem), ms(80));
+    assert_eq!(bound.for_run(16 * 1024, mem), ms(60 + 16 * 20));
+    assert_eq!(
+        bound.for_run(16 * 1024 + 1, mem),
+        None,
+        "too large a source"
+    );
+    assert_eq!(bound.for_run(10, 64 * 1_024_000), ms(80));
+    assert_eq!(
+        bound.for_run(10, 64 * 1_024_000 - 1),
+        None,
+        "too little memory"
+    );
+
+    // The shipped profiles resolve it per job: the source's size, the run's memory limit.
+    for lang in ["python3", "php"] {
+        let d = |source: &str, memorylimit: Option<f64>| {
+            let mut j = source_job(lang, source);
+            j.params.memorylimit = memorylimit;
+            profile(lang)
+                .plan(&j, &PlanConfig::default(), RUN_DIR)
+                .expect("plan")
+                .deferred
+                .expect("deferred")
+        };
+        let small = d("x", None);
+        assert!(small.compiled_if_stdout, "{lang}");
+        assert_eq!(small.compiled_after_cpu, ms(80), "{lang}");
+        assert_eq!(d(&"#".repeat(4096), None).compiled_after_cpu, ms(140));
+        assert_eq!(d(&"#".repeat(20_000), None).compiled_after_cpu, None);
+        assert_eq!(d("x", Some(32.0)).compiled_after_cpu, None, "{lang}");
+    }
 }
 
 // ---------------------------------------------------------------- schema validation
@@ -1322,6 +1416,29 @@ fn test_schema_rejects_bad_profiles() {
     assert!(msg.contains("must not be empty"), "{msg}");
     let msg = invalid(&deferred("always = true"));
     assert!(msg.contains("unknown field"), "{msg}");
+    let bound = |fields: &str| deferred(&format!("compiled_after_cpu = {{ {fields} }}"));
+    assert!(
+        Profile::from_toml(
+            "t",
+            &bound("base_ms = 60, per_kib_ms = 20, max_source_kib = 16, min_memory_mb = 64")
+        )
+        .is_ok()
+    );
+    let msg = invalid(&bound(
+        "base_ms = 0, per_kib_ms = 0, max_source_kib = 16, min_memory_mb = 64",
+    ));
+    assert!(msg.contains("both 0"), "{msg}");
+    let msg = invalid(&bound("base_ms = 60, per_kib_ms = 20, max_source_kib = 16"));
+    assert!(msg.contains("min_memory_mb"), "{msg}");
+    let msg = invalid(&bound(
+        "base_ms = 60, per_kib_ms = 20, max_source_kib = 16, min_memory_mb = 64, x = 1",
+    ));
+    assert!(msg.contains("unknown field"), "{msg}");
+    let msg = invalid(&deferred("compiled_if_stdout = 1"));
+    assert!(
+        msg.contains("compiled_if_stdout") || msg.contains("bool"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ use crate::jail::{End, Jail, JailError, JailOutput, JailSpec, RunDir, Slot};
 use crate::job::{Job, Outcome, RunResult};
 use crate::live::Live;
 use crate::metrics::{DeferredCheck, Metrics};
-use crate::profile::plan::{CmpinfoRule, Plan, Step};
+use crate::profile::plan::{CmpinfoRule, Plan, RunEvidence, Step};
 use crate::profile::{PlanConfig, Registry, cmpinfo, filter_stderr};
 
 /// A boxed future, because `Executor` is used as a trait object.
@@ -428,8 +428,14 @@ impl<J: Sandbox> Inner<J> {
         let (Some(step), Some(deferred)) = (&plan.compile, &plan.deferred) else {
             return Ok(verdict(plan, out));
         };
-        let cap = plan.run.limits.stream_bytes;
-        if !deferred.needed(out.end == End::Exited(0), &out.stdout, &out.stderr, cap) {
+        let evidence = RunEvidence {
+            exited_0: out.end == End::Exited(0),
+            cpu: Duration::from_secs_f64(out.usage.cpu_secs.max(0.0)),
+            stdout: &out.stdout,
+            stderr: &out.stderr,
+            cap: plan.run.limits.stream_bytes,
+        };
+        if !deferred.needed(&evidence) {
             self.metrics.deferred_check(DeferredCheck::Skipped);
             return Ok(verdict(plan, out));
         }

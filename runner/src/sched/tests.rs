@@ -721,6 +721,98 @@ async fn test_deferred_check_runs_after_limits_and_exit_status() {
     }
 }
 
+/// A run that ended as `end` after `cpu_secs` of CPU time.
+fn killed_out(end: End, cpu_secs: f64, stdout: &str, stderr: &str) -> JailOutput {
+    let mut out = jail_out(end, stdout, stderr);
+    out.usage.cpu_secs = cpu_secs;
+    out
+}
+
+#[tokio::test]
+async fn test_killed_run_that_got_past_compiling_is_not_checked() {
+    // The shipped bound: 60 ms + 20 ms per started KiB of main source (80 ms here), up to
+    // 16 KiB.
+    for lang in ["python3", "php"] {
+        for (end, cpu, stdout) in [
+            (End::CpuTime, 0.1, ""),
+            (End::WallTime, 0.081, ""),
+            (End::Memory, 0.5, ""),
+            (End::Signaled(libc::SIGSEGV), 0.09, ""),
+            (End::Syscall("ptrace".into()), 1.0, ""),
+            (End::Exited(3), 0.1, ""),
+            // Output proves it too, whatever the CPU time.
+            (End::WallTime, 0.0, "started\n"),
+            (End::Signaled(libc::SIGKILL), 0.001, "x"),
+        ] {
+            let (r, steps, m) = deferred(
+                job(lang, "x", "in"),
+                vec![killed_out(end.clone(), cpu, stdout, "")],
+            )
+            .await;
+            assert_eq!(
+                steps.len(),
+                1,
+                "{lang} {end:?} {cpu} {stdout:?}: not checked"
+            );
+            assert!(counted(&m, "skipped"), "{lang} {end:?}: {m}");
+            assert_ne!(r.outcome, Outcome::CompilationError);
+        }
+    }
+}
+
+#[tokio::test]
+async fn test_killed_run_that_may_have_died_compiling_is_checked() {
+    let big = "#".repeat(16 * 1024 + 1);
+    let kib8 = "#".repeat(8 * 1024);
+    for lang in ["python3", "php"] {
+        let cases: [(&str, End, f64, &str, &str); 6] = [
+            // Not enough CPU time for the source's size (60 ms + 20 ms per KiB).
+            ("x", End::CpuTime, 0.059, "", ""),
+            (&kib8, End::CpuTime, 0.2, "", ""),
+            // Too large a source for the bound, however long it ran.
+            (&big, End::CpuTime, 100.0, "", ""),
+            // A word on stderr, or a diagnostic on stdout, or cut output.
+            ("x", End::CpuTime, 1.0, "", "warning\n"),
+            ("x", End::CpuTime, 1.0, "\nWarning: w in x on line 1\n", ""),
+            ("x", End::CpuTime, 1.0, "", ""),
+        ];
+        for (i, (src, end, cpu, stdout, stderr)) in cases.into_iter().enumerate() {
+            let mut j = job(lang, src, "in");
+            if i == 5 {
+                // A run cut at its stream limit vouches for nothing.
+                j.params.streamsize = Some(0.0);
+            }
+            let (_, steps, m) = deferred(
+                j,
+                vec![
+                    killed_out(end.clone(), cpu, stdout, stderr),
+                    jail_out(End::Exited(0), "", ""),
+                ],
+            )
+            .await;
+            if lang == "python3" && i == 4 {
+                // python3 has no stdout diagnostic: output proves the source compiled.
+                assert_eq!(steps.len(), 1, "{lang} case {i}");
+                continue;
+            }
+            assert_eq!(steps.len(), 2, "{lang} case {i}: checked");
+            assert!(counted(&m, "passed"), "{lang} case {i}: {m}");
+        }
+    }
+    // A memory limit too small for the bound (near it, reclaim burns CPU time).
+    let mut j = job("python3", "x", "in");
+    j.params.memorylimit = Some(50.0);
+    let (_, steps, _) = deferred(
+        j,
+        vec![
+            killed_out(End::Memory, 1.0, "", ""),
+            jail_out(End::Exited(0), "", ""),
+        ],
+    )
+    .await;
+    assert_eq!(steps.len(), 2, "memory limit below 64 MB: checked");
+}
+
 #[tokio::test]
 async fn test_python_traceback_proves_the_source_compiled() {
     let tb = "Traceback (most recent call last):\n  File \"x\", line 1, in <module>\nZeroDivisionError: division by zero\n";

@@ -1,0 +1,4 @@
+<?php
+$t = hrtime(true);
+while (hrtime(true) - $t < 150000000) {}
+exit(3);

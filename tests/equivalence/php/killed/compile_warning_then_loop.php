@@ -1,0 +1,6 @@
+<?php
+switch (1) {
+    case 1:
+        continue;
+}
+while (true) {}

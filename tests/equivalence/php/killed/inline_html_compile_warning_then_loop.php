@@ -1,0 +1,7 @@
+inline html first
+<?php
+switch (1) {
+    case 1:
+        continue;
+}
+while (true) {}

@@ -1,0 +1,3 @@
+inline html first
+<?php
+while (true) {}

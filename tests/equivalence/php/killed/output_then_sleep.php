@@ -1,0 +1,3 @@
+<?php
+echo "waiting\n";
+sleep(60);

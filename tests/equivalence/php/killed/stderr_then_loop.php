@@ -1,0 +1,3 @@
+<?php
+fwrite(STDERR, "working\n");
+while (true) {}

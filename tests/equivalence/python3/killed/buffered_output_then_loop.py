@@ -1,0 +1,3 @@
+print('lost when killed')
+while True:
+    pass

@@ -1,0 +1,3 @@
+print('waiting', flush=True)
+import time
+time.sleep(60)

@@ -1,0 +1,4 @@
+import sys
+sys.stderr.write('working\n')
+while True:
+    pass

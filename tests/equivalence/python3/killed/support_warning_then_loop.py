@@ -1,0 +1,4 @@
+import helper
+helper.check('b')
+while True:
+    pass

@@ -1,0 +1,5 @@
+x = 1
+if x is 1:
+    pass
+while True:
+    pass
