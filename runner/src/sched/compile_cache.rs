@@ -293,13 +293,14 @@ impl Drop for Leader<'_> {
     }
 }
 
+/// Copies a finished compile step's run directory into the directory given; the bytes copied.
+pub type Snapshot<'a> = &'a dyn Fn(&Path) -> Result<u64, crate::jail::JailError>;
+
 /// What a leader stores.
 pub enum Store<'a> {
     /// A pass; `snapshot` copies the run directory into the directory given (`None`: a check,
     /// no files) and returns the bytes copied.
-    Passed {
-        snapshot: Option<&'a dyn Fn(&Path) -> Result<u64, crate::jail::JailError>>,
-    },
+    Passed { snapshot: Option<Snapshot<'a>> },
     /// A compile step that exited and failed, with the cmpinfo as answered and the run
     /// directory's path in the jail (replaced by a placeholder in the entry).
     Failed {

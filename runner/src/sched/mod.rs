@@ -442,7 +442,7 @@ impl<J: Sandbox> Inner<J> {
         leader: &compile_cache::Leader<'_>,
         compiled: &CompileEnd,
         jail_dir: &str,
-        snapshot: Option<&dyn Fn(&Path) -> Result<u64, JailError>>,
+        snapshot: Option<compile_cache::Snapshot<'_>>,
     ) -> Option<Arc<Entry>> {
         if !compiled.exited {
             return None;

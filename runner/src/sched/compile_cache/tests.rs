@@ -69,7 +69,8 @@ fn test_key_ignores_the_run_directory_path() {
 #[test]
 fn test_every_input_changes_the_key() {
     let base = key_of(&plan(DIR_A), DIR_A);
-    let changes: Vec<(&str, Box<dyn Fn(&mut Plan)>)> = vec![
+    type Change = Box<dyn Fn(&mut Plan)>;
+    let changes: Vec<(&str, Change)> = vec![
         (
             "argv",
             Box::new(|p| p.compile.as_mut().unwrap().argv.push("-O2".into())),
