@@ -294,8 +294,12 @@ async fn compile_cache_rejudge_does_not_compile() {
     }
     assert_eq!(misses(d.addr, "c").await, 1, "compiled once");
     assert_eq!(hits(d.addr, "c").await, 1, "the rejudge hit");
+    // No artifact was copied out of the run directory: the cached entry was the artifact.
+    let artifacts: Vec<_> = std::fs::read_dir(d.data_dir.join("artifacts"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(artifacts.is_empty(), "{artifacts:?}");
     d.stop().await;
-    // The judge's artifacts directory is empty: the cached entry was the artifact.
 }
 
 async fn judge(addr: SocketAddr, body: &Value) -> Value {
