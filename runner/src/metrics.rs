@@ -698,7 +698,7 @@ impl Metrics {
             (
                 false,
                 "runner_compile_cache_misses_total",
-                "Compile cache lookups that found nothing (the step ran), by language.",
+                "Compile cache lookups that found nothing, by language (a compile step then runs; a deferred check is looked up before each run and runs only if the run needs it).",
             ),
         ] {
             header(&mut o, name, help, "counter");

@@ -207,6 +207,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Bytes of its files (or of its cmpinfo).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// How the step ended.
     pub fn ending(&self) -> &Ending {
         &self.ending

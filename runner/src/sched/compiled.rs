@@ -45,7 +45,7 @@ struct Parts {
     jail_dir: String,
     artifact: Artifact,
     /// The compile cache entry the artifact is adopted from: kept on disk while held.
-    _entry: Option<Arc<Entry>>,
+    entry: Option<Arc<Entry>>,
 }
 
 impl Compiled {
@@ -56,7 +56,11 @@ impl Compiled {
 
     /// Bytes of the compiled artifact.
     pub fn artifact_bytes(&self) -> u64 {
-        self.parts.artifact.bytes()
+        // An adopted artifact does not count its files: the cache entry did.
+        self.parts
+            .entry
+            .as_ref()
+            .map_or(self.parts.artifact.bytes(), |e| e.bytes())
     }
 }
 
@@ -181,7 +185,7 @@ impl Inner<Jail> {
                                 plan,
                                 jail_dir,
                                 artifact,
-                                _entry: Some(entry),
+                                entry: Some(entry),
                             }),
                         }));
                     }
@@ -231,7 +235,7 @@ impl Inner<Jail> {
                         plan,
                         jail_dir,
                         artifact,
-                        _entry: Some(entry),
+                        entry: Some(entry),
                     }),
                 }));
             }
@@ -247,7 +251,7 @@ impl Inner<Jail> {
                 plan,
                 jail_dir,
                 artifact,
-                _entry: None,
+                entry: None,
             }),
         }))
     }

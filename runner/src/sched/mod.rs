@@ -507,9 +507,11 @@ impl<J: Sandbox> Inner<J> {
                         return Ok(failed);
                     }
                     if let Some(files) = entry.files() {
+                        // Room for what the compile left, whatever this run's disk limit.
+                        let size = run_dir_size(plan).saturating_add(entry.bytes());
                         let run_dir = self
                             .jail
-                            .create_run_dir(at.slot, at.dir_name, run_dir_size(plan))
+                            .create_run_dir(at.slot, at.dir_name, size)
                             .map_err(internal("create run directory"))?;
                         run_dir
                             .restore_from(&files)
