@@ -198,6 +198,13 @@ fn start_in(cfg: &Config, temp_dir: Option<PathBuf>, registry: Registry) -> Resu
             cfg.compile_cache.max_bytes,
         )
         .context("cannot open the compile cache")?;
+        let (bytes, entries) = cache.size();
+        tracing::info!(
+            entries,
+            bytes,
+            max_bytes = cfg.compile_cache.max_bytes,
+            "compile cache open"
+        );
         scheduler.set_compile_cache(Arc::new(cache));
     }
     // `GET /metrics` shows the eBPF monitor's counters (the registry never reaches into it).
