@@ -6,6 +6,11 @@
 //! Owns: slot allocation (one run per slot at a time, FIFO among waiters), queue deadlines, the
 //! order compile → run, Jobe's outcome rules. Must not: parse HTTP, touch cgroups or namespaces.
 //!
+//! Compile cache: with one set (`Scheduler::set_compile_cache`), a compile step or deferred
+//! check whose key was seen before is answered from `compile_cache` (docs/performance.md,
+//! "Compile cache"): a cached failure is the answer, a cached pass restores the files the
+//! compile left into the run directory and only the run step runs.
+//!
 //! Reload: the languages and the queue and planning settings are one [`Settings`] snapshot,
 //! read through a `live::Live` (a config reload publishes a new one); a run takes the snapshot
 //! once, when it starts, and keeps it to its end. The slots are fixed for the daemon's life.
