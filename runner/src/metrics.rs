@@ -54,6 +54,10 @@ pub const FAMILIES: &[&str] = &[
     "runner_file_cache_hits_total",
     "runner_file_cache_misses_total",
     "runner_deferred_checks_total",
+    "runner_compile_cache_hits_total",
+    "runner_compile_cache_misses_total",
+    "runner_compile_cache_bytes",
+    "runner_compile_cache_entries",
     "runner_ebpf_active",
     "runner_ebpf_events_total",
     "runner_draining",
@@ -200,6 +204,8 @@ enum_with_all! {
         Passed,
         /// The check ran and failed: outcome 11 (or 19).
         Failed,
+        /// The check's result came from the compile cache (no check step).
+        Cached,
     }
 }
 
@@ -209,6 +215,7 @@ impl DeferredCheck {
             DeferredCheck::Skipped => "skipped",
             DeferredCheck::Passed => "passed",
             DeferredCheck::Failed => "failed",
+            DeferredCheck::Cached => "cached",
         }
     }
 }
@@ -421,6 +428,10 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     deferred_checks: [AtomicU64; DeferredCheck::ALL.len()],
+    /// Compile cache lookups by (language, hit).
+    compile_cache: Mutex<BTreeMap<(String, bool), u64>>,
+    compile_cache_bytes: AtomicU64,
+    compile_cache_entries: AtomicU64,
     /// The eBPF monitor's counters, once `server` attached them (none: the no-eBPF mode).
     ebpf: OnceLock<Arc<EbpfCounters>>,
     draining: AtomicI64,
@@ -451,6 +462,9 @@ impl Metrics {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             deferred_checks: Default::default(),
+            compile_cache: Mutex::new(BTreeMap::new()),
+            compile_cache_bytes: AtomicU64::new(0),
+            compile_cache_entries: AtomicU64::new(0),
             ebpf: OnceLock::new(),
             draining: AtomicI64::new(0),
             queue: OnceLock::new(),
@@ -525,6 +539,20 @@ impl Metrics {
     /// One run whose plan deferred its check, and what became of the check.
     pub fn deferred_check(&self, what: DeferredCheck) {
         self.deferred_checks[what as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One compile cache lookup for a compile or check step of `lang` (a served language id).
+    pub fn compile_cache_lookup(&self, lang: &str, hit: bool) {
+        *lock(&self.compile_cache)
+            .entry((lang.to_owned(), hit))
+            .or_insert(0) += 1;
+    }
+
+    /// The compile cache's size after a change.
+    pub fn set_compile_cache_size(&self, bytes: u64, entries: usize) {
+        self.compile_cache_bytes.store(bytes, Ordering::Relaxed);
+        self.compile_cache_entries
+            .store(entries as u64, Ordering::Relaxed);
     }
 
     pub fn attach_ebpf(&self, counters: Arc<EbpfCounters>) {
@@ -661,6 +689,38 @@ impl Metrics {
                 what.label()
             );
         }
+        for (hit, name, help) in [
+            (
+                true,
+                "runner_compile_cache_hits_total",
+                "Compile and check steps answered by the compile cache, by language.",
+            ),
+            (
+                false,
+                "runner_compile_cache_misses_total",
+                "Compile cache lookups that found nothing, by language (a compile step then runs; a deferred check is looked up before each run and runs only if the run needs it).",
+            ),
+        ] {
+            header(&mut o, name, help, "counter");
+            for ((lang, _), n) in lock(&self.compile_cache)
+                .iter()
+                .filter(|((_, h), _)| *h == hit)
+            {
+                let _ = writeln!(o, "{name}{{lang=\"{}\"}} {n}", escape_label(lang));
+            }
+        }
+        gauge(
+            &mut o,
+            "runner_compile_cache_bytes",
+            "Bytes of the compile cache's entries.",
+            i64::try_from(self.compile_cache_bytes.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        );
+        gauge(
+            &mut o,
+            "runner_compile_cache_entries",
+            "Entries in the compile cache.",
+            i64::try_from(self.compile_cache_entries.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        );
         let ebpf = self.ebpf.get();
         gauge(
             &mut o,

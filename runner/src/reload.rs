@@ -209,6 +209,7 @@ fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         slots: _,
         cache_dir: _,
         cache_max_bytes: _,
+        compile_cache: _,
         jail: _,
         log,
         profiles_dir,
@@ -250,6 +251,7 @@ fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str> {
         slots,
         cache_dir: _,
         cache_max_bytes,
+        compile_cache,
         jail,
         log,
         profiles_dir: _,
@@ -289,6 +291,7 @@ fn restart_only_changes(started: &Config, new: &Config) -> Vec<&'static str> {
         *cache_max_bytes != started.cache_max_bytes,
         "cache.max_bytes",
     );
+    check(*compile_cache != started.compile_cache, "compile_cache");
     check(jail.uid_base != started.jail.uid_base, "jail.uid_base");
     check(jail.gid != started.jail.gid, "jail.gid");
     check(

@@ -43,7 +43,7 @@ use crate::profile::{HostProbe, Registry};
 use crate::queue::QueueMode;
 use crate::queue::engine::EngineJudger;
 use crate::reload::{Publishers, Reloader};
-use crate::sched::{Executor, Scheduler};
+use crate::sched::{COMPILE_CACHE_DIR, CompileCache, Executor, Scheduler};
 
 /// Everything a running daemon is made of.
 pub struct Runtime {
@@ -197,6 +197,22 @@ fn start_in(cfg: &Config, temp_dir: Option<PathBuf>, registry: Registry) -> Resu
         slots,
         publishers.sched.subscribe(),
     ));
+    // The CLI commands' private data directories are gone when they end: no cache there.
+    if cfg.compile_cache.enabled && temp_dir.is_none() {
+        let cache = CompileCache::open(
+            cfg.data_dir.join(COMPILE_CACHE_DIR),
+            cfg.compile_cache.max_bytes,
+        )
+        .context("cannot open the compile cache")?;
+        let (bytes, entries) = cache.size();
+        tracing::info!(
+            entries,
+            bytes,
+            max_bytes = cfg.compile_cache.max_bytes,
+            "compile cache open"
+        );
+        scheduler.set_compile_cache(Arc::new(cache));
+    }
     // `GET /metrics` shows the eBPF monitor's counters (the registry never reaches into it).
     if let Some(counters) = jail.ebpf_counters() {
         scheduler.metrics().attach_ebpf(counters);

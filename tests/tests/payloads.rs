@@ -428,7 +428,8 @@ fn raise_scheduling_rlimits() {
     }
 }
 
-/// What must not change on the host while payloads run.
+/// What must not change on the host while payloads run (run directories come and go, and the
+/// compile cache fills: `compile_cache_sound` checks what is in it).
 struct HostSnapshot {
     data_dir: BTreeSet<PathBuf>,
 }
@@ -438,10 +439,33 @@ impl HostSnapshot {
         HostSnapshot {
             data_dir: tree(&d.data_dir, 6)
                 .into_iter()
-                .filter(|p| !p.starts_with(d.data_dir.join("runs")))
+                .filter(|p| {
+                    !p.starts_with(d.data_dir.join("runs"))
+                        && !p.starts_with(d.data_dir.join("compile-cache"))
+                })
                 .collect(),
         }
     }
+}
+
+/// The compile cache holds only what the daemon put there: root-owned regular files and
+/// directories that no job user can write (no link, FIFO or device a payload's compile left).
+fn compile_cache_sound(d: &Daemon) -> Vec<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut f = Vec::new();
+    for p in tree(&d.data_dir.join("compile-cache"), 24) {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let kind_ok = m.file_type().is_file() || m.file_type().is_dir();
+        if !kind_ok || m.uid() != 0 || m.permissions().mode() & 0o022 != 0 {
+            f.push(format!(
+                "compile cache entry {} is not a root-owned, read-only file or directory",
+                p.display()
+            ));
+        }
+    }
+    f
 }
 
 /// Every path below `dir` (not following links), up to `depth` levels.
@@ -491,6 +515,7 @@ async fn host_unharmed(d: &Daemon, host: &Host, before: &HostSnapshot) -> Vec<St
     if !mounted.is_empty() {
         f.push(format!("run directory mounts left: {mounted:?}"));
     }
+    f.extend(compile_cache_sound(d));
     let now = HostSnapshot::take(d);
     let new: Vec<_> = now.data_dir.difference(&before.data_dir).collect();
     let gone: Vec<_> = before.data_dir.difference(&now.data_dir).collect();

@@ -452,8 +452,15 @@ fn floor_plan(runner: &Path, daemon: &Daemon, lang: &Lang, dir: &Path) -> Result
 }
 
 /// Starts `runner serve` with a config of its own (data directory, uids from
-/// `RUNNER_TEST_UID_OFFSET`, `--profiles-dir`) on a free port.
-fn start_daemon(runner: &Path, args: &BenchArgs) -> Result<Daemon> {
+/// `RUNNER_TEST_UID_OFFSET` plus `uid_shift`, `--profiles-dir`, then `extra` tables) on a free
+/// port, logging to `target/<log_name>`.
+fn start_daemon(
+    runner: &Path,
+    args: &BenchArgs,
+    uid_shift: u32,
+    extra: &str,
+    log_name: &str,
+) -> Result<Daemon> {
     let dir = tempfile::tempdir().context("temp dir")?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = format!("127.0.0.1:{port}");
@@ -466,12 +473,13 @@ fn start_daemon(runner: &Path, args: &BenchArgs) -> Result<Daemon> {
         let p = std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))?;
         text.push_str(&format!("profiles_dir = \"{}\"\n", p.display()));
     }
+    text.push_str(extra);
     text.push_str(&format!(
-        "[jail]\nuid_base = {}\n",
-        1_991_000 + util::uid_offset()
+        "\n[jail]\nuid_base = {}\n",
+        1_991_000 + util::uid_offset() + uid_shift
     ));
     std::fs::write(&config, text)?;
-    let log = util::target_dir()?.join("bench-runner.log");
+    let log = util::target_dir()?.join(log_name);
     let logf =
         std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     eprintln!(
@@ -535,7 +543,7 @@ fn http(args: &BenchArgs, runner: &Path) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
-    let daemon = start_daemon(runner, args)?;
+    let daemon = start_daemon(runner, args, 0, "", "bench-runner.log")?;
     let work = tempfile::tempdir().context("temp dir for the floors")?;
     let served: Vec<String> =
         match http_request(&daemon.addr, "GET", &format!("{JOBE}/languages"), None) {
@@ -587,26 +595,45 @@ fn http(args: &BenchArgs, runner: &Path) -> Result<()> {
             repeat.push((lang, plan));
         }
     }
-    // One source sent again and again against a new one each time, interleaved: what a compile
-    // cache would serve (issue 15, goal 2).
-    if !repeat.is_empty() {
+    // One source sent again and again against a new one each time: what the compile cache
+    // serves (issue 15, goal 2; docs/performance.md, "Compile cache"). `off`: a second daemon
+    // with the cache turned off (its own slot uids), the uncached rate of the same requests.
+    let off = if repeat.is_empty() {
+        None
+    } else {
         println!(
-            "\nrepeated identical source at concurrency {cpus} (each source new vs the same every time)"
+            "\nrepeated identical source at concurrency {cpus}: new = a new source every run (cache on: \
+             every run a miss), off = the same source, cache off, on = the same source, cache on"
         );
         println!(
-            "{:<8} {:>10} {:>10} {:>8}",
-            "lang", "unique/s", "repeated/s", "ratio"
+            "{:<8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+            "lang", "floor/s", "new/s", "off/s", "on/s", "on÷off", "on÷new", "on÷floor"
         );
-    }
+        let extra = "[compile_cache]\nenabled = false\n";
+        Some(start_daemon(
+            runner,
+            args,
+            500,
+            extra,
+            "bench-runner-nocache.log",
+        )?)
+    };
     for (lang, plan) in &repeat {
-        let unique = measure_runner(args, &daemon, lang, cpus, plan, true)?;
+        let Some(off) = &off else { break };
+        let floor = measure_floor(args, lang, cpus, plan, work.path())?;
+        let new = measure_runner(args, &daemon, lang, cpus, plan, true)?;
+        let uncached = measure_runner(args, off, lang, cpus, plan, false)?;
         let same = measure_runner(args, &daemon, lang, cpus, plan, false)?;
         println!(
-            "{:<8} {:>10.1} {:>10.1} {:>8.2}",
+            "{:<8} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.2} {:>9.2} {:>9.2}",
             lang.id,
-            unique.runs_per_s,
+            floor.runs_per_s,
+            new.runs_per_s,
+            uncached.runs_per_s,
             same.runs_per_s,
-            same.runs_per_s / unique.runs_per_s
+            same.runs_per_s / uncached.runs_per_s,
+            same.runs_per_s / new.runs_per_s,
+            same.runs_per_s / floor.runs_per_s,
         );
     }
     println!("load average at end {}", load_average());

@@ -99,6 +99,9 @@ pub struct RawConfig {
     pub api: RawApi,
     #[serde(default)]
     pub cache: RawCache,
+    /// `[compile_cache]`: the compile cache (docs/performance.md, "Compile cache").
+    #[serde(default)]
+    pub compile_cache: RawCompileCache,
     #[serde(default)]
     pub jail: RawJail,
     /// `[peer]`: peer mode (docs/peers.md).
@@ -141,6 +144,21 @@ pub struct RawCache {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawCompileCache {
+    pub enabled: Option<bool>,
+    pub max_bytes: Option<u64>,
+}
+
+/// `[compile_cache]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileCacheConfig {
+    pub enabled: bool,
+    /// Cap on the entries' bytes (least recently used evicted beyond it).
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawJail {
     pub uid_base: Option<u32>,
     pub gid: Option<u32>,
@@ -168,6 +186,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub cache_dir: PathBuf,
     pub cache_max_bytes: u64,
+    /// The compile cache, under `<data_dir>/compile-cache`.
+    pub compile_cache: CompileCacheConfig,
     pub sched: SchedConfig,
     pub jail: JailConfig,
     pub peer: PeerConfig,
@@ -374,6 +394,10 @@ impl TryFrom<RawConfig> for Config {
             log: LogConfig { level, format },
             cache_dir: data_dir.join("files"),
             cache_max_bytes: raw.cache.max_bytes.unwrap_or(1 << 30),
+            compile_cache: CompileCacheConfig {
+                enabled: raw.compile_cache.enabled.unwrap_or(true),
+                max_bytes: raw.compile_cache.max_bytes.unwrap_or(1 << 30),
+            },
             jail: JailConfig {
                 data_dir: data_dir.clone(),
                 system_paths,

@@ -146,6 +146,16 @@ pub(super) fn make(data_dir: &Path, run_dir: &RunDir) -> Result<Artifact, JailEr
     Ok(artifact)
 }
 
+/// Copies what a finished step left in `run_dir` into the existing, empty, root-owned directory
+/// `to` with the same rules as an artifact (regular files 0644/0755 and directories 0755, no
+/// links, FIFOs or devices, bounded): the compile cache's snapshot (`sched::compile_cache`).
+/// Returns the bytes of the regular files copied.
+pub fn copy_out(run_dir: &RunDir, to: &Path) -> Result<u64, JailError> {
+    let (mut count, mut bytes) = (0, 0);
+    copy_dir(&run_dir.host, to, 0, &mut count, &mut bytes)?;
+    Ok(bytes)
+}
+
 /// Copies directory `from` into the existing directory `to` (recursively, bounded).
 fn copy_dir(
     from: &Path,

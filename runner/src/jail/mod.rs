@@ -46,7 +46,7 @@ use crate::monitor::{EbpfMode, JobStats, JobWatch, Monitor};
 use crate::profile::plan::Step;
 use crate::sys;
 
-pub use self::artifact::{ARTIFACTS_DIR, Artifact, ArtifactEntry};
+pub use self::artifact::{ARTIFACTS_DIR, Artifact, ArtifactEntry, copy_out};
 pub use self::rundir::{JAIL_RUNS_DIR, RUN_DIR_INODES, RunDir};
 pub use self::slot::Slot;
 

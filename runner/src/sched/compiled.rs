@@ -13,6 +13,11 @@
 //! `max_queue` or `queue_timeout`: the judge bounds its own queue. Every step runs in a task of
 //! its own, so a caller that goes away never leaves a half-torn-down jail.
 //!
+//! With the compile cache (docs/performance.md, "Compile cache"), a submission whose compile
+//! step was seen before takes the cached snapshot as its artifact ([`Artifact::adopt`]; the
+//! entry stays on disk while the submission holds it) or its cached failure, and a new one is
+//! stored: a rejudge compiles nothing.
+//!
 //! Must not: know verdicts, test sets or comparison (the judge does).
 
 use std::fs::File;
@@ -20,7 +25,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{ExecError, Inner, Scheduler, internal, run_dir_size};
+use super::compile_cache::{Entry, Lookup, Use};
+use super::{ExecError, Inner, Scheduler, cached_failure, internal, run_dir_size};
 use crate::jail::{Artifact, End, Jail, JailSpec, StepExtras};
 use crate::job::{Job, Outcome, Usage};
 use crate::profile::plan::{Limits, Plan};
@@ -38,6 +44,8 @@ struct Parts {
     /// The run directory's path in the jail at compile time: every case runs at the same path.
     jail_dir: String,
     artifact: Artifact,
+    /// The compile cache entry the artifact is adopted from: kept on disk while held.
+    entry: Option<Arc<Entry>>,
 }
 
 impl Compiled {
@@ -48,7 +56,11 @@ impl Compiled {
 
     /// Bytes of the compiled artifact.
     pub fn artifact_bytes(&self) -> u64 {
-        self.parts.artifact.bytes()
+        // An adopted artifact does not count its files: the cache entry did.
+        self.parts
+            .entry
+            .as_ref()
+            .map_or(self.parts.artifact.bytes(), |e| e.bytes())
     }
 }
 
@@ -151,6 +163,39 @@ impl Inner<Jail> {
         }
         let guard = self.acquire_unbounded().await;
         let slot = guard.slot();
+        let cached = self.cache_key(&settings, &job.language, &plan, Use::Compile, &jail_dir);
+        let mut leader = None;
+        if let Some((cache, key)) = &cached {
+            match cache.lookup(key).await {
+                Lookup::Hit(entry) => {
+                    self.metrics.compile_cache_lookup(&job.language, true);
+                    if let Some(failed) = cached_failure(&entry, &jail_dir) {
+                        return Ok(Compilation::Failed {
+                            outcome: failed.outcome,
+                            cmpinfo: failed.cmpinfo,
+                            usage: failed.usage,
+                        });
+                    }
+                    if let Some(files) = entry.files() {
+                        let artifact =
+                            Artifact::adopt(&files).map_err(internal("adopt a cached artifact"))?;
+                        drop(guard);
+                        return Ok(Compilation::Compiled(Compiled {
+                            parts: Arc::new(Parts {
+                                plan,
+                                jail_dir,
+                                artifact,
+                                entry: Some(entry),
+                            }),
+                        }));
+                    }
+                }
+                Lookup::Lead(l) => {
+                    self.metrics.compile_cache_lookup(&job.language, false);
+                    leader = Some(l);
+                }
+            }
+        }
         let run_dir = self
             .jail
             .create_run_dir(slot, &dir_name, run_dir_size(&plan))
@@ -160,14 +205,40 @@ impl Inner<Jail> {
                 .write_file(name, data)
                 .map_err(internal("write job file"))?;
         }
-        if let Some(step) = &plan.compile
-            && let Some(failed) = self.compile(&plan, step, &run_dir, slot, cancel).await?
-        {
-            return Ok(Compilation::Failed {
-                outcome: failed.outcome,
-                cmpinfo: failed.cmpinfo,
-                usage: failed.usage,
-            });
+        if let Some(step) = &plan.compile {
+            let compiled = self.compile(&plan, step, &run_dir, slot, cancel).await?;
+            let stored = match (&cached, &leader) {
+                (Some((cache, _)), Some(leader)) => {
+                    let snapshot = |to: &std::path::Path| crate::jail::copy_out(&run_dir, to);
+                    self.store_compile(cache, leader, &compiled, &jail_dir, Some(&snapshot))
+                }
+                _ => None,
+            };
+            drop(leader);
+            if let Some(failed) = compiled.failed {
+                return Ok(Compilation::Failed {
+                    outcome: failed.outcome,
+                    cmpinfo: failed.cmpinfo,
+                    usage: failed.usage,
+                });
+            }
+            // The stored snapshot is the artifact: one copy, not two.
+            if let Some(entry) = stored
+                && let Some(files) = entry.files()
+            {
+                let artifact =
+                    Artifact::adopt(&files).map_err(internal("adopt a cached artifact"))?;
+                drop(run_dir);
+                drop(guard);
+                return Ok(Compilation::Compiled(Compiled {
+                    parts: Arc::new(Parts {
+                        plan,
+                        jail_dir,
+                        artifact,
+                        entry: Some(entry),
+                    }),
+                }));
+            }
         }
         let artifact = self
             .jail
@@ -180,6 +251,7 @@ impl Inner<Jail> {
                 plan,
                 jail_dir,
                 artifact,
+                entry: None,
             }),
         }))
     }

@@ -6,6 +6,11 @@
 //! Owns: slot allocation (one run per slot at a time, FIFO among waiters), queue deadlines, the
 //! order compile → run, Jobe's outcome rules. Must not: parse HTTP, touch cgroups or namespaces.
 //!
+//! Compile cache: with one set (`Scheduler::set_compile_cache`), a compile step or deferred
+//! check whose key was seen before is answered from `compile_cache` (docs/performance.md,
+//! "Compile cache"): a cached failure is the answer, a cached pass restores the files the
+//! compile left into the run directory and only the run step runs.
+//!
 //! Reload: the languages and the queue and planning settings are one [`Settings`] snapshot,
 //! read through a `live::Live` (a config reload publishes a new one); a run takes the snapshot
 //! once, when it starts, and keeps it to its end. The slots are fixed for the daemon's life.
@@ -16,9 +21,10 @@
 //! tested without root (the real jail runs in the privileged tests).
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -29,6 +35,8 @@ use crate::live::Live;
 use crate::metrics::{DeferredCheck, Metrics};
 use crate::profile::plan::{CmpinfoRule, Plan, RunEvidence, Step};
 use crate::profile::{PlanConfig, Registry, cmpinfo, filter_stderr};
+
+use self::compile_cache::{Ending, Entry, Key, Lookup, Store, Toolchain, Use};
 
 /// A boxed future, because `Executor` is used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -122,6 +130,11 @@ pub trait RunFiles {
     fn read_file(&self, name: &str, limit: u64) -> Option<Vec<u8>>;
     /// Whether a regular file of that name exists.
     fn has_file(&self, name: &str) -> bool;
+    /// Copies what the finished compile step left into the empty directory `to` (the compile
+    /// cache's snapshot: regular files and directories only); the bytes copied.
+    fn snapshot_to(&self, to: &Path) -> Result<u64, JailError>;
+    /// Copies a snapshot into this new, empty run directory (the slot's files, modes kept).
+    fn restore_from(&self, from: &Path) -> Result<(), JailError>;
 }
 
 impl Sandbox for Jail {
@@ -168,6 +181,14 @@ impl RunFiles for RunDir {
 
     fn has_file(&self, name: &str) -> bool {
         RunDir::has_file(self, name)
+    }
+
+    fn snapshot_to(&self, to: &Path) -> Result<u64, JailError> {
+        crate::jail::copy_out(self, to)
+    }
+
+    fn restore_from(&self, from: &Path) -> Result<(), JailError> {
+        self.copy_in(from)
     }
 }
 
@@ -245,6 +266,8 @@ struct Inner<J: Sandbox> {
     /// Per-daemon run counter: the `run` field of the per-run log line.
     run_seq: AtomicU64,
     slots_total: usize,
+    /// The compile cache, once `server` set it (none: `[compile_cache] enabled = false`).
+    compile_cache: OnceLock<Arc<CompileCache>>,
 }
 
 impl<J: Sandbox> Scheduler<J> {
@@ -267,6 +290,7 @@ impl<J: Sandbox> Scheduler<J> {
             metrics,
             run_seq: AtomicU64::new(1),
             slots_total,
+            compile_cache: OnceLock::new(),
         };
         Scheduler {
             inner: Arc::new(inner),
@@ -281,6 +305,13 @@ impl<J: Sandbox> Scheduler<J> {
     /// Slots in the pool.
     pub fn slots(&self) -> usize {
         self.inner.slots_total
+    }
+
+    /// Turns the compile cache on (docs/performance.md, "Compile cache"); once, at start.
+    pub fn set_compile_cache(&self, cache: Arc<CompileCache>) {
+        let (bytes, entries) = cache.size();
+        self.inner.metrics.set_compile_cache_size(bytes, entries);
+        let _ = self.inner.compile_cache.set(cache);
     }
 
     /// The metrics registry the scheduler updates (queue, slots); give it to
@@ -367,14 +398,75 @@ impl<J: Sandbox> Inner<J> {
             },
         };
         let slot = guard.slot();
-        let run_dir = self.fresh_run_dir(slot, &dir_name, &plan)?;
+        let at = At {
+            slot,
+            dir_name: &dir_name,
+            jail_dir: &jail_dir,
+            lang: &job.language,
+        };
+        let use_ = match plan.deferred {
+            None => Use::Compile,
+            Some(_) => Use::Check,
+        };
+        let cached = self.cache_key(&settings, &job.language, &plan, use_, &jail_dir);
         // Each order removes its run directories before the slot goes back (the guard's drop).
         let result = match &plan.deferred {
-            None => self.compile_and_run(&plan, run_dir, slot).await,
-            Some(_) => self.run_then_check(&plan, run_dir, slot, &dir_name).await,
+            None => self.compile_and_run(&plan, &at, cached).await,
+            Some(_) => self.run_then_check(&plan, &at, cached).await,
         };
         drop(guard);
         result
+    }
+
+    /// The compile cache and the key of `plan`'s compile step, if the cache is on and there is
+    /// a compile step.
+    fn cache_key(
+        &self,
+        settings: &Settings,
+        lang: &str,
+        plan: &Plan,
+        use_: Use,
+        jail_dir: &str,
+    ) -> Option<(Arc<CompileCache>, Key)> {
+        let cache = self.compile_cache.get()?;
+        let step = plan.compile.as_ref()?;
+        let (_, version) = settings.languages.iter().find(|(l, _)| l == lang)?;
+        let tool = Toolchain {
+            profile: lang,
+            version,
+        };
+        let key = compile_cache::key(use_, tool, plan, step, jail_dir);
+        Some((cache.clone(), key))
+    }
+
+    /// Stores what a leader's compile step ended with, if it is worth keeping: the step exited
+    /// (not killed by a limit or a signal, no internal error).
+    fn store_compile(
+        &self,
+        cache: &CompileCache,
+        leader: &compile_cache::Leader<'_>,
+        compiled: &CompileEnd,
+        jail_dir: &str,
+        snapshot: Option<compile_cache::Snapshot<'_>>,
+    ) -> Option<Arc<Entry>> {
+        if !compiled.exited {
+            return None;
+        }
+        let stored = match &compiled.failed {
+            Some(f) => cache.store(
+                leader,
+                Store::Failed {
+                    outcome: f.outcome,
+                    cmpinfo: &f.cmpinfo,
+                    usage: &f.usage,
+                    jail_dir,
+                },
+            ),
+            None => cache.store(leader, Store::Passed { snapshot }),
+        };
+        let (bytes, entries) = cache.size();
+        self.metrics.set_compile_cache_size(bytes, entries);
+        stored
     }
 
     /// A new run directory `name` on `slot` holding the request's files.
@@ -397,18 +489,62 @@ impl<J: Sandbox> Inner<J> {
     }
 
     /// The two-step order: the compile step (if any), then the run step unless it failed.
+    /// With the compile cache, a hit answers a failed compile at once, or restores the files
+    /// the compile step left into a fresh run directory and runs; a miss compiles (once for
+    /// concurrent identical requests) and stores the result.
     async fn compile_and_run(
         &self,
         plan: &Plan,
-        run_dir: J::RunDir,
-        slot: &J::Slot,
+        at: &At<'_, J::Slot>,
+        cached: Option<(Arc<CompileCache>, Key)>,
     ) -> Result<RunResult, ExecError> {
-        if let Some(step) = &plan.compile
-            && let Some(failed) = self.compile(plan, step, &run_dir, slot, None).await?
-        {
+        let Some(step) = &plan.compile else {
+            let run_dir = self.fresh_run_dir(at.slot, at.dir_name, plan)?;
+            let out = self.run(plan, &run_dir, at.slot).await?;
+            return Ok(verdict(plan, out));
+        };
+        let mut leader = None;
+        if let Some((cache, key)) = &cached {
+            match cache.lookup(key).await {
+                Lookup::Hit(entry) => {
+                    self.metrics.compile_cache_lookup(at.lang, true);
+                    if let Some(failed) = cached_failure(&entry, at.jail_dir) {
+                        return Ok(failed);
+                    }
+                    if let Some(files) = entry.files() {
+                        // Room for what the compile left, whatever this run's disk limit.
+                        let size = run_dir_size(plan).saturating_add(entry.bytes());
+                        let run_dir = self
+                            .jail
+                            .create_run_dir(at.slot, at.dir_name, size)
+                            .map_err(internal("create run directory"))?;
+                        run_dir
+                            .restore_from(&files)
+                            .map_err(internal("restore a compile cache entry"))?;
+                        drop(entry);
+                        let out = self.run(plan, &run_dir, at.slot).await?;
+                        return Ok(verdict(plan, out));
+                    }
+                    // A pass without files cannot stand for a compile: compile, store nothing.
+                }
+                Lookup::Lead(l) => {
+                    self.metrics.compile_cache_lookup(at.lang, false);
+                    leader = Some(l);
+                }
+            }
+        }
+        let run_dir = self.fresh_run_dir(at.slot, at.dir_name, plan)?;
+        let compiled = self.compile(plan, step, &run_dir, at.slot, None).await?;
+        if let (Some((cache, _)), Some(leader)) = (&cached, &leader) {
+            let snapshot = |to: &Path| run_dir.snapshot_to(to);
+            self.store_compile(cache, leader, &compiled, at.jail_dir, Some(&snapshot));
+        }
+        // Waiters look again now, before this run's own run step.
+        drop(leader);
+        if let Some(failed) = compiled.failed {
             return Ok(failed);
         }
-        let out = self.run(plan, &run_dir, slot).await?;
+        let out = self.run(plan, &run_dir, at.slot).await?;
         Ok(verdict(plan, out))
     }
 
@@ -416,18 +552,39 @@ impl<J: Sandbox> Inner<J> {
     /// if its output says the check could fail or speak, the check in a fresh run directory of
     /// the same name, as it would have run before the run. A check that fails is the answer
     /// (outcome 11, the same cmpinfo as the two-step order); otherwise the run's verdict is.
+    ///
+    /// With the compile cache, a cached failed check is the answer at once (the two-step order
+    /// would not have run the program either), a cached pass runs the program alone; a check
+    /// that runs stores its result.
     async fn run_then_check(
         &self,
         plan: &Plan,
-        run_dir: J::RunDir,
-        slot: &J::Slot,
-        dir_name: &str,
+        at: &At<'_, J::Slot>,
+        cached: Option<(Arc<CompileCache>, Key)>,
     ) -> Result<RunResult, ExecError> {
+        let slot = at.slot;
+        let known = cached.as_ref().and_then(|(cache, key)| {
+            let hit = cache.get(key);
+            self.metrics.compile_cache_lookup(at.lang, hit.is_some());
+            hit
+        });
+        if let Some(failed) = known
+            .as_ref()
+            .and_then(|entry| cached_failure(entry, at.jail_dir))
+        {
+            self.metrics.deferred_check(DeferredCheck::Cached);
+            return Ok(failed);
+        }
+        let run_dir = self.fresh_run_dir(slot, at.dir_name, plan)?;
         let out = self.run(plan, &run_dir, slot).await?;
         drop(run_dir);
         let (Some(step), Some(deferred)) = (&plan.compile, &plan.deferred) else {
             return Ok(verdict(plan, out));
         };
+        if known.is_some() {
+            self.metrics.deferred_check(DeferredCheck::Cached);
+            return Ok(verdict(plan, out));
+        }
         let evidence = RunEvidence {
             exited_0: out.end == End::Exited(0),
             cpu: Duration::from_secs_f64(out.usage.cpu_secs.max(0.0)),
@@ -439,10 +596,27 @@ impl<J: Sandbox> Inner<J> {
             self.metrics.deferred_check(DeferredCheck::Skipped);
             return Ok(verdict(plan, out));
         }
-        let check_dir = self.fresh_run_dir(slot, dir_name, plan)?;
-        let failed = self.compile(plan, step, &check_dir, slot, None).await?;
+        let mut leader = None;
+        if let Some((cache, key)) = &cached {
+            match cache.lookup(key).await {
+                // Stored meanwhile by an identical request.
+                Lookup::Hit(entry) => {
+                    self.metrics.deferred_check(DeferredCheck::Cached);
+                    return Ok(
+                        cached_failure(&entry, at.jail_dir).unwrap_or_else(|| verdict(plan, out))
+                    );
+                }
+                Lookup::Lead(l) => leader = Some(l),
+            }
+        }
+        let check_dir = self.fresh_run_dir(slot, at.dir_name, plan)?;
+        let compiled = self.compile(plan, step, &check_dir, slot, None).await?;
         drop(check_dir);
-        match failed {
+        if let (Some((cache, _)), Some(leader)) = (&cached, &leader) {
+            self.store_compile(cache, leader, &compiled, at.jail_dir, None);
+        }
+        drop(leader);
+        match compiled.failed {
             Some(failed) => {
                 self.metrics.deferred_check(DeferredCheck::Failed);
                 Ok(failed)
@@ -454,7 +628,7 @@ impl<J: Sandbox> Inner<J> {
         }
     }
 
-    /// Runs the compile step; `Some` is the answer when it failed (outcome 11, or 19 for a
+    /// Runs the compile step; `failed` is the answer when it failed (outcome 11, or 19 for a
     /// denied system call), `None` when the run may go on. With `cancel` (judge mode), the step
     /// is killed once it reads `true`.
     async fn compile(
@@ -464,7 +638,7 @@ impl<J: Sandbox> Inner<J> {
         run_dir: &J::RunDir,
         slot: &J::Slot,
         cancel: Option<tokio::sync::watch::Receiver<bool>>,
-    ) -> Result<Option<RunResult>, ExecError> {
+    ) -> Result<CompileEnd, ExecError> {
         let spec = JailSpec {
             step,
             policy: &plan.seccomp,
@@ -487,21 +661,28 @@ impl<J: Sandbox> Inner<J> {
             // Jobe would go on and run nothing; say why the compile failed instead.
             info = compile_failure_message(&out.end).into_bytes();
         }
+        let exited = matches!(out.end, End::Exited(_));
         if info.is_empty() {
-            return Ok(None);
+            return Ok(CompileEnd {
+                failed: None,
+                exited,
+            });
         }
         let outcome = if matches!(out.end, End::Syscall(_)) {
             Outcome::IllegalSyscall
         } else {
             Outcome::CompilationError
         };
-        Ok(Some(RunResult {
-            outcome,
-            cmpinfo: info,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            usage: out.usage,
-        }))
+        Ok(CompileEnd {
+            failed: Some(RunResult {
+                outcome,
+                cmpinfo: info,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                usage: out.usage,
+            }),
+            exited,
+        })
     }
 
     /// Runs the run step.
@@ -523,6 +704,42 @@ impl<J: Sandbox> Inner<J> {
             .await
             .map_err(internal("run step"))
     }
+}
+
+/// Where a job runs: its slot, its run directory's name and path in the jail, its language.
+struct At<'a, S> {
+    slot: &'a S,
+    dir_name: &'a str,
+    jail_dir: &'a str,
+    lang: &'a str,
+}
+
+/// How a compile step ended.
+struct CompileEnd {
+    /// The answer when it failed.
+    failed: Option<RunResult>,
+    /// It exited (not killed by a limit or a signal): its result may be cached.
+    exited: bool,
+}
+
+/// The answer of a cached failed compile, for a run whose run directory is `jail_dir`
+/// (`None`: the entry is a pass).
+fn cached_failure(entry: &Entry, jail_dir: &str) -> Option<RunResult> {
+    let Ending::Failed {
+        outcome,
+        cmpinfo,
+        usage,
+    } = entry.ending()
+    else {
+        return None;
+    };
+    Some(RunResult {
+        outcome: *outcome,
+        cmpinfo: Entry::cmpinfo_for(cmpinfo, jail_dir),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        usage: *usage,
+    })
 }
 
 /// Size of the run directory's tmpfs: the larger disk limit of the two steps (one file may grow
@@ -745,8 +962,10 @@ fn spawn_run<J: Sandbox>(
     })
 }
 
+pub mod compile_cache;
 mod compiled;
 
+pub use self::compile_cache::{COMPILE_CACHE_DIR, CompileCache, CompileCacheError};
 pub use self::compiled::{CaseOutput, Compilation, Compiled};
 
 #[cfg(test)]

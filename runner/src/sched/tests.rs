@@ -177,6 +177,24 @@ impl RunFiles for FakeDir {
     fn has_file(&self, name: &str) -> bool {
         self.files.lock().unwrap().contains_key(name)
     }
+
+    fn snapshot_to(&self, to: &std::path::Path) -> Result<u64, JailError> {
+        let mut bytes = 0;
+        for (name, data) in self.files.lock().unwrap().iter() {
+            std::fs::write(to.join(name), data).map_err(|_| JailError::Nul)?;
+            bytes += data.len() as u64;
+        }
+        Ok(bytes)
+    }
+
+    fn restore_from(&self, from: &std::path::Path) -> Result<(), JailError> {
+        for e in std::fs::read_dir(from).map_err(|_| JailError::Nul)? {
+            let e = e.map_err(|_| JailError::Nul)?;
+            let data = std::fs::read(e.path()).map_err(|_| JailError::Nul)?;
+            self.write_file(&e.file_name().to_string_lossy(), &data)?;
+        }
+        Ok(())
+    }
 }
 
 impl Sandbox for FakeJail {
@@ -891,4 +909,138 @@ async fn test_two_step_order_when_not_deferred() {
     }];
     let (_, steps, _) = deferred(j, vec![]).await;
     assert_eq!(steps, [(PY.to_owned(), false), (PY.to_owned(), true)]);
+}
+
+/// A scheduler with a compile cache in `dir`.
+fn cached_sched(jail: FakeJail, slots: usize, dir: &std::path::Path) -> Scheduler<FakeJail> {
+    let s = sched_with(jail, slots, 8);
+    let cache = CompileCache::open(dir.join("cc"), 1 << 20).expect("open the cache");
+    s.set_compile_cache(Arc::new(cache));
+    s
+}
+
+fn cache_lookups(s: &Scheduler<FakeJail>) -> String {
+    s.metrics()
+        .render()
+        .lines()
+        .filter(|l| {
+            l.starts_with("runner_compile_cache_") && !l.starts_with("runner_compile_cache_bytes")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn test_compile_cache_hit_skips_the_compile_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jail = FakeJail::default();
+    jail.outputs.lock().unwrap().extend([
+        Ok(jail_out(End::Exited(0), "", "")),
+        Ok(jail_out(End::Exited(0), "hi\n", "")),
+        Ok(jail_out(End::Exited(0), "hi\n", "")),
+    ]);
+    let s = cached_sched(jail, 1, tmp.path());
+    let first = s.run(job("c", "int main(void) {}", "")).await.unwrap();
+    let second = s.run(job("c", "int main(void) {}", "")).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(
+        spawned(&s),
+        ["/usr/bin/gcc", "./prog.c.exe", "./prog.c.exe"]
+    );
+    let m = cache_lookups(&s);
+    assert!(
+        m.contains("runner_compile_cache_hits_total{lang=\"c\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("runner_compile_cache_misses_total{lang=\"c\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("runner_compile_cache_entries 1"), "{m}");
+    assert_eq!(s.inner.jail.live_dirs.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn test_compile_cache_keeps_exited_failures_not_killed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jail = FakeJail::default();
+    jail.outputs.lock().unwrap().extend([
+        Ok(jail_out(
+            End::Exited(1),
+            "",
+            "prog.c:1: error: expected ';'\n",
+        )),
+        Ok(jail_out(End::CpuTime, "", "")),
+        Ok(jail_out(End::CpuTime, "", "")),
+    ]);
+    let s = cached_sched(jail, 1, tmp.path());
+    let bad = "int main(void) { return 0 }";
+    let first = s.run(job("c", bad, "")).await.unwrap();
+    let second = s.run(job("c", bad, "")).await.unwrap();
+    assert_eq!(first.outcome, Outcome::CompilationError);
+    assert_eq!(second.cmpinfo, first.cmpinfo);
+    assert_eq!(second.outcome, first.outcome);
+    assert_eq!(
+        spawned(&s),
+        ["/usr/bin/gcc"],
+        "a repeated syntax error compiles nothing"
+    );
+    // A compile killed by a limit is never kept: it runs again.
+    let slow = "int main(void) { return 1; }";
+    for _ in 0..2 {
+        let r = s.run(job("c", slow, "")).await.unwrap();
+        assert_eq!(r.outcome, Outcome::CompilationError);
+    }
+    assert_eq!(spawned(&s), ["/usr/bin/gcc"; 3]);
+}
+
+#[tokio::test]
+async fn test_compile_cache_single_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (jail, gate) = gated();
+    let s = cached_sched(jail, 4, tmp.path());
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.run(job("c", "int main(void) {}", "")).await })
+        })
+        .collect();
+    until("the leader compiles", || spawned(&s).len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        spawned(&s),
+        ["/usr/bin/gcc"],
+        "the others wait for the leader"
+    );
+    gate.add_permits(100);
+    for r in runs {
+        assert_eq!(r.await.unwrap().unwrap().outcome, Outcome::Success);
+    }
+    let gcc = spawned(&s).iter().filter(|a| *a == "/usr/bin/gcc").count();
+    assert_eq!(gcc, 1, "{:?}", spawned(&s));
+    assert!(cache_lookups(&s).contains("runner_compile_cache_misses_total{lang=\"c\"} 1"));
+    assert!(all_slots_free(&s));
+}
+
+#[tokio::test]
+async fn test_compile_cache_keeps_a_failed_deferred_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jail = FakeJail::default();
+    let err =
+        "  File \"prog.py\", line 1\n    print(\n         ^\nSyntaxError: '(' was never closed\n";
+    jail.outputs.lock().unwrap().extend([
+        Ok(jail_out(End::Exited(1), "", err)),
+        Ok(jail_out(End::Exited(1), "", err)),
+    ]);
+    let s = cached_sched(jail, 1, tmp.path());
+    let first = s.run(job("python3", "print(", "")).await.unwrap();
+    assert_eq!(first.outcome, Outcome::CompilationError);
+    assert_eq!(spawned(&s).len(), 2, "run, then the check");
+    let second = s.run(job("python3", "print(", "")).await.unwrap();
+    assert_eq!(second, first);
+    assert_eq!(
+        spawned(&s).len(),
+        2,
+        "the cached check answers: nothing runs"
+    );
 }
