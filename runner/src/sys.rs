@@ -46,45 +46,123 @@ fn opt_ptr(s: Option<&CStr>) -> *const c_char {
 /// overflows to 0 (libc issue #3584), which silently leaves the child in our own cgroup.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// `clone3` returning in both processes: `Ok(None)` in the child, `Ok(Some((pid, pidfd)))` in the
-/// parent. The child runs on a copy-on-write copy of the parent's stack (stack = 0), exactly like
-/// `fork`, so it must only call async-signal-safe functions until it execs or exits.
-pub(crate) fn clone3(
+/// Where `clone3` puts the new child's pidfd: written by the kernel before the child runs, so
+/// another thread may take it while the cloning thread is still suspended (`CLONE_VFORK`).
+#[derive(Debug)]
+pub(crate) struct PidfdCell(std::sync::atomic::AtomicI32);
+
+impl PidfdCell {
+    pub(crate) fn new() -> PidfdCell {
+        PidfdCell(std::sync::atomic::AtomicI32::new(-1))
+    }
+
+    /// The pidfd, once: later calls (and calls before the clone) give `None`.
+    pub(crate) fn take(&self) -> Option<OwnedFd> {
+        let fd = self.0.swap(-1, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: a non-negative value was stored by the kernel (CLONE_PIDFD) and is a new
+        // descriptor nobody else owns; the swap hands it out exactly once.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+impl Drop for PidfdCell {
+    fn drop(&mut self) {
+        // A pidfd nobody took (the taker gave up) is closed, not leaked.
+        drop(self.take());
+    }
+}
+
+/// Sets the disposition of `sig` back to its default (this process's own table: a child made
+/// without `CLONE_SIGHAND` has a copy).
+pub(crate) fn default_signal(sig: c_int) -> Result<(), Errno> {
+    // SAFETY: an all-zero sigaction is valid (no flags, empty mask); SIG_DFL names no code.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: `sa` is a valid sigaction; the old action is not asked for.
+    cvt_int(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) }).map(drop)
+}
+
+/// `clone3(flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` with the child on `stack`, as
+/// posix_spawn does: the child shares our memory (no copy of the daemon's page tables, no
+/// copy-on-write faults, nothing to tear down at its exit) and runs `f`, which must not return
+/// (it `_exit`s); the calling thread is suspended until the child exits (or execs). The child's
+/// pidfd goes to `pidfd` before the child runs. Returns the child's pid, once it is gone (or
+/// has exec'd).
+///
+/// The child runs our code in our memory, on the calling thread's thread-local storage (libc's
+/// `errno`): sound because that thread is suspended meanwhile, and because `f` follows vfork
+/// discipline (no allocation, no locks: see `jail/child.rs`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn clone3_vfork(
     flags: u64,
     cgroup_fd: Option<RawFd>,
-) -> Result<Option<(i32, OwnedFd)>, Errno> {
-    let mut pidfd: c_int = -1;
+    stack: &mut [u8],
+    pidfd: &PidfdCell,
+    f: &mut dyn FnMut(),
+) -> Result<i32, Errno> {
+    extern "C" fn trampoline(arg: *mut c_void) -> ! {
+        // SAFETY: `arg` points at the `&mut dyn FnMut` below, which lives in the parent's frame;
+        // the parent is suspended (CLONE_VFORK) until the child exits.
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut()) };
+        f();
+        // Not reached: `f` exits.
+        exit(127)
+    }
+    // The stack grows down: start at the (16-byte aligned) end of the buffer.
+    let base = stack.as_mut_ptr() as usize;
+    let top = stack.as_mut_ptr_range().end as usize & !15;
     let mut args = libc::clone_args {
-        flags: flags | libc::CLONE_PIDFD as u64,
-        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        flags: flags
+            | (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64
+            | if cgroup_fd.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
+        pidfd: pidfd.0.as_ptr() as u64,
         child_tid: 0,
         parent_tid: 0,
         exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
+        stack: base as u64,
+        stack_size: (top - base) as u64,
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
         cgroup: cgroup_fd.map_or(0, |fd| fd as u64),
     };
-    if cgroup_fd.is_some() {
-        args.flags |= CLONE_INTO_CGROUP;
+    let mut f: &mut dyn FnMut() = f;
+    let arg = &mut f as *mut &mut dyn FnMut() as *mut c_void;
+    let ret: c_long;
+    // SAFETY: `args` is a valid, fully initialised clone_args of the size passed; `pidfd`
+    // outlives the call. The kernel starts the child with its stack pointer at the top of
+    // `stack` (ours, unused by anyone else while the child runs, 16-byte aligned so that the
+    // `call` leaves it as the ABI expects at function entry); the child jumps straight into
+    // `trampoline` and never comes back into this frame. We are suspended until the child is
+    // gone (CLONE_VFORK), so `f`, `arg` and `stack` outlive every use the child makes of them.
+    // `syscall` clobbers rcx and r11; r12 and r13 are preserved across it.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") std::ptr::addr_of_mut!(args),
+            in("rsi") std::mem::size_of::<libc::clone_args>(),
+            in("r12") trampoline as extern "C" fn(*mut c_void) -> !,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
     }
-    // SAFETY: `args` is a valid, fully initialised clone_args of the size we pass; `pidfd` outlives
-    // the call. With stack = 0 the child continues on a private copy of this stack frame.
-    let ret = cvt(unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::addr_of_mut!(args),
-            std::mem::size_of::<libc::clone_args>(),
-        )
-    })?;
-    if ret == 0 {
-        return Ok(None);
+    if ret < 0 {
+        return Err(Errno(-ret as i32));
     }
-    // SAFETY: CLONE_PIDFD stored a new, owned file descriptor in `pidfd`.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok(Some((ret as i32, pidfd)))
+    Ok(ret as i32)
 }
 
 /// Runs `f` in a child made with `clone(CLONE_VM | CLONE_VFORK)` on `stack`, as posix_spawn
@@ -688,6 +766,16 @@ pub(crate) fn async_fd(
     // SAFETY: a BorrowedFd is open for its whole lifetime and always returns the same number;
     // the AsyncFd cannot outlive the borrow.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
+/// As [`async_fd`], for poll priority (`POLLPRI`): how the kernel signals that a cgroup v2
+/// file changed.
+pub(crate) fn async_fd_priority(
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::BorrowedFd<'_>>> {
+    // SAFETY: as in `async_fd`.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::PRIORITY) }
         .map_err(|e| e.into_parts().1)
 }
 

@@ -611,6 +611,23 @@ fn job_runs_below_the_daemon_priority() {
     assert_eq!(nice_of(&text(&out.stdout)), (daemon + 5).min(19));
 }
 
+/// The program is the OOM killer's first choice (1000), and its write (a vfork child's) does not
+/// reach the daemon (this test process) through the memory the jail's init shares with it. Init
+/// (pid 1, root) is not even visible to the program (`hidepid=invisible`).
+#[test]
+fn oom_score_adj_program_first_daemon_untouched() {
+    if !privileged() {
+        return;
+    }
+    let daemon_before = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    let out = Bench::new()
+        .sh("cat /proc/self/oom_score_adj; if [ -e /proc/1 ]; then echo init visible; fi");
+    assert_eq!(out.end, End::Exited(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1000\n");
+    let daemon_after = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    assert_eq!(daemon_after, daemon_before);
+}
+
 #[test]
 fn rlimits() {
     if !privileged() {

@@ -11,7 +11,7 @@
 //! and pulls in zbus; what we need is a dozen file writes (docs/kernel.md §3).
 //!
 //! Layouts:
-//! - V2: `<cg2>/<own>/runner-<pid>/job-N` with memory.max, memory.swap.max=0, memory.oom.group=1,
+//! - V2: `<cg2>/<own>/runner-<pid>/job-N` with memory.max, memory.swap.max=0,
 //!   pids.max. CPU time from cpu.stat.
 //! - Hybrid: identity, kill, CLONE_INTO_CGROUP and cpu.stat from `<cg2>/<own>/runner-<pid>/job-N`
 //!   (a v2 directory without controllers still has them), limits from
@@ -36,7 +36,6 @@ const CPU_STAT: &str = "cpu.stat";
 const CPU_WEIGHT_NICE: &str = "cpu.weight.nice";
 const MEMORY_MAX: &str = "memory.max";
 const MEMORY_SWAP_MAX: &str = "memory.swap.max";
-const MEMORY_OOM_GROUP: &str = "memory.oom.group";
 const MEMORY_EVENTS: &str = "memory.events";
 const MEMORY_PEAK: &str = "memory.peak";
 const PIDS_MAX: &str = "pids.max";
@@ -424,8 +423,11 @@ impl Cgroups {
                 if swap.exists() {
                     write(&swap, "0")?;
                 }
-                // On OOM the kernel kills the whole job at once, not one process of it.
-                write(&job.v2.join(MEMORY_OOM_GROUP), "1")?;
+                // No `memory.oom.group`: the kernel's group kill would kill the jail's init, and
+                // the kernel kills every process that shares a victim's memory: init shares the
+                // daemon's (docs/jail.md, "Init shares the daemon's memory"). The kernel kills
+                // one process (never init: it is a vfork child) and the daemon kills the rest
+                // at the OOM event.
                 write(&job.v2.join(PIDS_MAX), &procs.to_string())?;
             }
             (Layout::Hybrid, Some(slot)) => {
@@ -640,14 +642,6 @@ impl Drop for Cgroups {
     }
 }
 
-/// Whether the open `cgroup.procs` file `procs` lists `pid` now (the kernel writes its list at
-/// the first read).
-pub fn lists_pid(mut procs: fs::File, pid: i32) -> bool {
-    let want = pid.to_string();
-    let mut text = String::new();
-    io::Read::read_to_string(&mut procs, &mut text).is_ok() && text.lines().any(|l| l == want)
-}
-
 /// The cgroup(s) of one job. Dropping it kills what is left and removes the directories.
 #[derive(Debug)]
 pub struct JobCgroup {
@@ -657,6 +651,16 @@ pub struct JobCgroup {
     v1_memory: Option<PathBuf>,
     oom_kills_before: u64,
     dir_fd: Option<OwnedFd>,
+}
+
+/// The `oom_kill` count of an open v2 `memory.events` (read from its start).
+pub fn oom_kills_in(events: &fs::File) -> u64 {
+    let mut buf = [0u8; 512];
+    let n = std::os::unix::fs::FileExt::read_at(events, &mut buf, 0).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn read_key(path: &Path, key: &str) -> Option<u64> {
@@ -671,6 +675,16 @@ impl JobCgroup {
     /// The v2 directory descriptor for `clone3(CLONE_INTO_CGROUP)`.
     pub fn clone_fd(&self) -> Option<std::os::fd::RawFd> {
         self.dir_fd.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Pure v2 only: the job's `memory.events`, open. The kernel marks it changed (poll
+    /// priority) at every event it counts, an OOM kill among them; [`oom_kills_in`] reads it
+    /// (which also re-arms the notification).
+    pub fn v2_memory_events(&self) -> Option<fs::File> {
+        match self.layout {
+            Layout::V2 => fs::File::open(self.v2.join(MEMORY_EVENTS)).ok(),
+            Layout::Hybrid => None,
+        }
     }
 
     /// Hybrid only: an eventfd that becomes readable when the job's memory cgroup hits OOM
@@ -699,8 +713,9 @@ impl JobCgroup {
             .map_err(io_err("stat", &self.v2))
     }
 
-    /// This job's v2 `cgroup.procs`, opened for reading (see [`lists_pid`]): the slot's spawner
-    /// thread reads it, and in that thread's mount namespace the host's cgroup paths do not exist.
+    /// This job's v2 `cgroup.procs`, opened for reading: the jail's init reads it to check that
+    /// it was born in the job's cgroup (docs/jail.md, step 8), and in its mount namespace the
+    /// host's cgroup paths do not exist.
     pub fn open_procs(&self) -> Result<fs::File, CgroupError> {
         let path = self.v2.join(CGROUP_PROCS);
         fs::File::open(&path).map_err(io_err("open", &path))

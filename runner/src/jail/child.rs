@@ -11,9 +11,11 @@
 //!
 //! Two processes live here:
 //! 1. the jail's **init** (pid 1 of the new pid namespace, born in a copy of the slot's template
-//!    mount namespace): mounts the run's own filesystems, joins the slot's network namespace,
-//!    waits for the parent's "go" (it checked our cgroup), forks the program and reports its
-//!    wait status; when init exits the kernel kills everything left in the namespace;
+//!    mount namespace, sharing the daemon's memory as a vfork child does while the slot's
+//!    spawner thread waits for it): tells the daemon it started, checks that it is in the job's
+//!    cgroup, mounts the run's own filesystems, joins the slot's network namespace, forks the
+//!    program and reports its wait status; when init exits the kernel kills everything left in
+//!    the namespace;
 //! 2. the **program**: lowers its priority, drops to the slot's uid, applies rlimits, Landlock
 //!    and seccomp, execs.
 
@@ -34,11 +36,12 @@ enum_with_all! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     #[repr(u32)]
     pub(super) enum Step {
+        Started,
         ParentDeath,
+        InCgroup,
         MountOp,
         Hostname,
         JoinNetns,
-        WaitGo,
         Fork,
         Stdio,
         Chdir,
@@ -58,11 +61,12 @@ impl Step {
     /// What failed, for `JailError::Setup` and the log.
     pub(super) fn name(self) -> &'static str {
         match self {
-            Step::ParentDeath => "set the parent-death signal",
+            Step::Started => "tell the daemon init started",
+            Step::ParentDeath => "set the parent-death signal or reset SIGCHLD",
+            Step::InCgroup => "check the job's cgroup",
             Step::MountOp => "mount the run's filesystems",
             Step::Hostname => "sethostname",
             Step::JoinNetns => "join the slot network namespace",
-            Step::WaitGo => "wait for the parent",
             Step::Fork => "fork the program",
             Step::Stdio => "set up stdio",
             Step::Chdir => "chdir to the run directory",
@@ -117,8 +121,10 @@ impl SetupFailure {
 /// them and closes its copies once `clone3` returned).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ChildFds {
-    /// Read end of the "go" pipe (step 14).
-    pub(super) go_r: RawFd,
+    /// Write end of the "started" pipe (step 7).
+    pub(super) started_w: RawFd,
+    /// The job's v2 `cgroup.procs`, opened by the daemon (step 8).
+    pub(super) procs: RawFd,
     /// Write end of the error pipe: [`SetupFailure`] records; its EOF means exec happened.
     pub(super) err_w: RawFd,
     /// Write end of the status pipe: the program's wait status (step 17).
@@ -133,9 +139,10 @@ pub(super) struct ChildFds {
 impl ChildFds {
     /// Every descriptor above (the destructuring names each field: a new one cannot be left out
     /// of what init keeps).
-    pub(super) fn all(self) -> [RawFd; 7] {
+    pub(super) fn all(self) -> [RawFd; 8] {
         let ChildFds {
-            go_r,
+            started_w,
+            procs,
             err_w,
             status_w,
             notify_w,
@@ -143,7 +150,9 @@ impl ChildFds {
             stdout,
             stderr,
         } = self;
-        [go_r, err_w, status_w, notify_w, stdin, stdout, stderr]
+        [
+            started_w, procs, err_w, status_w, notify_w, stdin, stdout, stderr,
+        ]
     }
 }
 
@@ -173,6 +182,10 @@ pub(super) struct Prepared {
     /// Timestamps for `runner bench-jail` (none in normal runs).
     pub(super) clock: Clock,
 }
+
+/// Size of the stack init runs on (its own mapping: init shares the daemon's memory, so it
+/// cannot use the spawner thread's stack; it needs a few KiB).
+pub(super) const INIT_STACK: usize = 256 * 1024;
 
 /// Size of the stack the program's side runs on until exec (it needs a few KiB).
 pub(super) const PROGRAM_STACK: usize = 256 * 1024;
@@ -211,9 +224,25 @@ fn check<T>(p: &Prepared, step: Step, r: Result<T, Errno>) -> T {
     }
 }
 
-/// The jail's init: steps 9–14, then 16–17 (docs/jail.md). Never returns.
+/// The jail's init: steps 7–13, then 16–17 (docs/jail.md). Never returns.
 pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
     p.clock.mark(Mark::InitStart);
+    // 7. Tell the daemon we run: it takes our pidfd (the kernel stored it before we started)
+    //    and closes its copies of our descriptors, while the slot's spawner thread stays
+    //    suspended until we exit (we share its memory).
+    check(p, Step::Started, sys::write_all(p.fds.started_w, b"s"));
+    p.clock.mark(Mark::Started);
+    // 8. Fail closed: we must be in the job's own v2 cgroup (kill, CPU time and, on pure v2,
+    //    the limits depend on it; a clone flag that silently did nothing once made this
+    //    necessary). Read in our pid namespace, the job's `cgroup.procs` lists us as 1 and
+    //    nobody else: the program does not exist yet.
+    let mut procs = [0u8; 16];
+    match sys::read(p.fds.procs, &mut procs) {
+        Ok(2) if procs[..2] == *b"1\n" => {}
+        Ok(_) => fail(p.fds.err_w, Step::InCgroup, Errno(libc::ESRCH)),
+        Err(e) => fail(p.fds.err_w, Step::InCgroup, e),
+    }
+    p.clock.mark(Mark::InCgroup);
     // 9. If the daemon dies (even by SIGKILL), the kernel kills init, and with it the whole pid
     //    namespace: no jailed process outlives the daemon. (The death signal follows the parent
     //    *thread*: the slot's spawner thread, which lives as long as the slot.)
@@ -222,10 +251,13 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
         Step::ParentDeath,
         sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).map(drop),
     );
+    // Init shares the daemon's memory: it must run none of the daemon's signal handlers (the
+    // table is init's own copy). The one signal init gets is SIGCHLD, at the program's end.
+    check(p, Step::ParentDeath, sys::default_signal(libc::SIGCHLD));
     p.clock.mark(Mark::ParentDeath);
-    // 10. Init is a copy of the daemon and never execs, so close-on-exec does not help: drop every
-    //     descriptor of the daemon (listening socket, other clients, other runs' pipes, the data
-    //     directory lock) except the ones prepared for this jail.
+    // 10. Init never execs, so close-on-exec does not help: drop every descriptor of the daemon
+    //     (listening socket, other clients, other runs' pipes, the data directory lock) except
+    //     the ones prepared for this jail.
     sys::close_all_except(&p.keep_fds);
     p.clock.mark(Mark::CloseFds);
     // 11. Our root is already the slot template's (a copy of its mount namespace, made by
@@ -242,17 +274,8 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
         check(p, Step::JoinNetns, sys::setns(fd, libc::CLONE_NEWNET));
     }
     p.clock.mark(Mark::Netns);
-    // 14. Wait until the daemon has checked that we are in the job's cgroup (its limits must
-    //     hold before the program runs; steps 7–8). EOF means the daemon gave up.
-    let mut go = [0u8; 1];
-    match sys::read(p.fds.go_r, &mut go) {
-        Ok(1) => {}
-        Ok(_) => sys::exit(126),
-        Err(e) => fail(p.fds.err_w, Step::WaitGo, e),
-    }
-    p.clock.mark(Mark::Go);
-    // 16. vfork-style: the program runs on `stack` in our memory until it execs, so the daemon's
-    //     page tables are not copied a second time (clone3 above already copied them once).
+    // 16. vfork-style: the program runs on `stack` in our memory (the daemon's) until it execs,
+    //     so no page table is copied.
     let child = check(
         p,
         Step::Fork,
@@ -299,8 +322,9 @@ fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
     //     killer's first choice should the host run out of memory: written through the jail's
     //     own /proc. And they run JOB_NICE below the daemon: when jobs keep every CPU busy, the
     //     daemon still wakes at once to stop a job at its budget, answer clients and start the
-    //     next job; jobs compete with each other as equals. Init keeps the daemon's values: it
-    //     only waits, and its own setup is not slowed on a busy machine.
+    //     next job; jobs compete with each other as equals. Init keeps the daemon's nice value:
+    //     it only waits, and its own setup is not slowed on a busy machine. Both values are the
+    //     program's own (it is a vfork child: its write does not reach init or the daemon).
     let adj = sys::open(c"/proc/self/oom_score_adj", libc::O_WRONLY);
     check(
         p,

@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt;
+
 use self::cgroup::{Cgroups, JobCgroup, KernelPaths};
 use self::child::{Prepared, SetupFailure};
 use self::landlock::Abi;
@@ -443,7 +445,8 @@ impl Jail {
         let mut events = self.register(&cg, limits.cpu)?;
         clock.mark(Mark::Cgroup);
         // 3.–5. Everything the child needs, made now: after clone3 it may not allocate.
-        let (child_ends, daemon) = prepare::pipes(spec.stdin, extras.stdin_file)?;
+        let procs = OwnedFd::from(cg.open_procs()?);
+        let (child_ends, daemon) = prepare::pipes(spec.stdin, extras.stdin_file, procs)?;
         clock.mark(Mark::Pipes);
         let extra_ro = prepare::existing(spec.extra_ro);
         let ruleset = self.landlock_ruleset(&extra_ro, &spec.run_dir.host)?;
@@ -458,18 +461,15 @@ impl Jail {
         )?;
         prepared.clock = clock.clone();
         clock.mark(Mark::Prepared);
-        // 6.–8. On the slot's spawner thread: clone3 into new namespaces and a copy of the slot's
-        //    template mount namespace, straight into the job's cgroup; the check that the child
-        //    is in that cgroup; "go". The wall clock starts. Init runs steps 9–14 meanwhile.
+        // 6.–7. On the slot's spawner thread: clone3 into new namespaces and a copy of the slot's
+        //    template mount namespace, straight into the job's cgroup; init says it started. The
+        //    wall clock starts. Init runs steps 8–13 meanwhile.
         let started = Instant::now();
-        let (pidfd, go) = clone_jail(spec.slot, &cg, prepared, daemon.go_w).await?;
+        let init = clone_jail(spec.slot, &cg, prepared, daemon.started_r).await;
         clock.mark(Mark::Resumed);
         // Init has its own copies now; ours must go, or the pipes never reach EOF.
         drop((child_ends, ruleset, trees));
-        if let Err(err) = go {
-            abandon(&pidfd, cg).await;
-            return Err(err);
-        }
+        let pidfd = init?;
         // 15. The output readers, running concurrently with everything below. Judge mode
         //     kills the step once stdout passes its limit (OLE).
         let (overflow_tx, overflow_rx) = tokio::sync::watch::channel(false);
@@ -553,14 +553,6 @@ impl Jail {
     }
 }
 
-/// Step 7's failure: the child was not born in its job cgroup.
-fn not_in_job_cgroup() -> JailError {
-    JailError::Syscall {
-        call: "clone3(CLONE_INTO_CGROUP)",
-        source: io::Error::other("the child is not in its job cgroup"),
-    }
-}
-
 /// `<data_dir>`, `<data_dir>/root` (the empty mount point of jail roots) and `<data_dir>/runs`,
 /// created if missing and given their modes (again, if they existed).
 fn make_data_dirs(data_dir: &Path) -> Result<(PathBuf, PathBuf), JailError> {
@@ -604,18 +596,19 @@ fn landlock_base(abi: Abi, system: &[SysEntry]) -> Result<Vec<(OwnedFd, u64)>, J
     Ok(base)
 }
 
-/// Steps 6–8, on the slot's spawner thread (so that init does not wait for this task to be
-/// scheduled again): `clone3` with the jail's namespaces, into the job's v2 cgroup (the child's
-/// mount namespace is a copy of the thread's, the slot template, and on hybrid hosts it inherits
-/// the thread's v1 groups); the fail-closed check that the child is in the job's cgroup; the
-/// "go" byte. The child becomes the jail's init (`child::init`). Returns init's pidfd, and
-/// whether it was let go (if not, the caller must kill and reap it).
+/// Steps 6–7: on the slot's spawner thread, `clone3` with the jail's namespaces, into the job's
+/// v2 cgroup (the child's mount namespace is a copy of the thread's, the slot template, and on
+/// hybrid hosts it inherits the thread's v1 groups), sharing our memory as a vfork child does:
+/// no page table is copied and nothing is torn down at its exit (docs/jail.md, "Init shares
+/// the daemon's memory"). The child becomes the jail's init (`child::init`); the spawner thread
+/// stays suspended until init exits and keeps `prepared` and the stacks alive until then. Here
+/// we wait for init's "started" byte and take its pidfd.
 async fn clone_jail(
     slot: &Slot,
     cg: &JobCgroup,
     prepared: Prepared,
-    go_w: OwnedFd,
-) -> Result<(OwnedFd, Result<(), JailError>), JailError> {
+    started_r: OwnedFd,
+) -> Result<OwnedFd, JailError> {
     // NEWCGROUP: the job sees its own cgroup as "/" (no host cgroup paths in /proc/self/cgroup).
     let flags = (libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
@@ -623,43 +616,74 @@ async fn clone_jail(
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP) as u64;
     let cgroup_fd = cg.clone_fd();
-    let procs = cg.open_procs()?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pidfd = Arc::new(sys::PidfdCell::new());
+    let cell = pidfd.clone();
+    let (tx, mut gone) = tokio::sync::oneshot::channel();
     slot.run_clone(Box::new(move || {
         // Allocation is fine here (before the clone); the child only reads `prepared`.
         let ptrs = child::Ptrs::new(&prepared);
-        let res = sys::StackMem::new(child::PROGRAM_STACK).and_then(|mut stack| {
+        let res = sys::StackMem::new(child::INIT_STACK).and_then(|mut init_stack| {
+            let mut program_stack = sys::StackMem::new(child::PROGRAM_STACK)?;
+            let program_stack = program_stack.as_mut_slice();
             prepared.clock.mark(Mark::CloneCall);
-            match sys::clone3(flags, cgroup_fd)? {
-                None => child::init(&prepared, &ptrs, stack.as_mut_slice()),
-                Some(parent) => Ok(parent),
-            }
+            let mut run_init = || child::init(&prepared, &ptrs, program_stack);
+            sys::clone3_vfork(
+                flags,
+                cgroup_fd,
+                init_stack.as_mut_slice(),
+                &cell,
+                &mut run_init,
+            )
         });
-        let res = res.map(|(pid, pidfd)| {
-            prepared.clock.mark(Mark::Cloned);
-            // 7. Fail closed: the job must be in its own v2 cgroup (kill, CPU time and, on pure
-            //    v2, its limits depend on it). A flag that silently did nothing once made this
-            //    necessary.
-            let go = if cgroup::lists_pid(procs, pid) {
-                prepared.clock.mark(Mark::InCgroup);
-                // 8. "Go": init forks the program (steps 16–17), which runs steps 18–28.
-                sys::write_all(go_w.as_raw_fd(), b"g").map_err(sys_err("write go"))
-            } else {
-                Err(not_in_job_cgroup())
-            };
-            // Closed either way: on EOF instead of "go", init exits.
-            drop(go_w);
-            prepared.clock.mark(Mark::GoSent);
-            (pidfd, go)
-        });
+        // Init is gone (or never was): `prepared` and the stacks may go.
         let _ = tx.send(res);
     }))?;
-    rx.await
-        .map_err(|_| JailError::Syscall {
+    // 7. Init's "started"; the spawner thread answers first only if the clone failed or init
+    //    exited before it could say so.
+    let mut started =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(started_r).map_err(|source| {
+            JailError::Syscall {
+                call: "register the started pipe",
+                source,
+            }
+        })?;
+    let mut byte = [0u8; 1];
+    let gone_first = tokio::select! {
+        biased;
+        read = started.read_exact(&mut byte) => match read {
+            Ok(_) => None,
+            Err(source) => {
+                if let Some(fd) = pidfd.take() {
+                    let _ = sys::pidfd_send_signal(fd.as_raw_fd(), libc::SIGKILL);
+                    watch::reap(&fd).await;
+                }
+                return Err(JailError::Syscall { call: "read started", source });
+            }
+        },
+        res = &mut gone => Some(res),
+    };
+    // Init may have run the whole step before this task looked (a busy machine): then its
+    // "started" waits in the pipe, which the reactor may not have reported yet.
+    if let Some(res) = gone_first
+        && sys::read(started.as_raw_fd(), &mut byte) != Ok(1)
+    {
+        let early = match res {
+            Ok(Err(errno)) => errno.into_io(),
+            _ => io::Error::other("the jail's init exited before it started"),
+        };
+        if let Some(fd) = pidfd.take() {
+            watch::reap(&fd).await;
+        }
+        return Err(JailError::Syscall {
             call: "clone3",
-            source: io::Error::other("slot thread dropped the request"),
-        })?
-        .map_err(sys_err("clone3"))
+            source: early,
+        });
+    }
+    // The kernel stored the pidfd before init ran, and init ran before it wrote "started".
+    pidfd.take().ok_or_else(|| JailError::Syscall {
+        call: "clone3",
+        source: io::Error::other("no pidfd for the jail's init"),
+    })
 }
 
 /// Step 29: reads the error pipe to its end (it closes at exec). `Ok(None)`: exec happened;

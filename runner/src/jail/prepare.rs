@@ -20,10 +20,12 @@ use super::{Artifact, Jail, JailError, JailSpec, cstr, io_err, sys_err};
 use crate::profile::plan::Limits;
 use crate::sys;
 
-/// The child's ends of the pipes (and its stdin), open in the daemon until `clone3` returned.
+/// The child's ends of the pipes (and its stdin, and the job's `cgroup.procs`), open in the
+/// daemon until init says it started (it has its own copies then).
 #[derive(Debug)]
 pub(super) struct ChildEnds {
-    go_r: OwnedFd,
+    started_w: OwnedFd,
+    procs: OwnedFd,
     err_w: OwnedFd,
     status_w: OwnedFd,
     notify_w: OwnedFd,
@@ -36,7 +38,8 @@ impl ChildEnds {
     /// The numbers the child uses (`Prepared::fds`).
     pub(super) fn raw(&self) -> ChildFds {
         ChildFds {
-            go_r: self.go_r.as_raw_fd(),
+            started_w: self.started_w.as_raw_fd(),
+            procs: self.procs.as_raw_fd(),
             err_w: self.err_w.as_raw_fd(),
             status_w: self.status_w.as_raw_fd(),
             notify_w: self.notify_w.as_raw_fd(),
@@ -50,8 +53,8 @@ impl ChildEnds {
 /// The daemon's ends of the same pipes.
 #[derive(Debug)]
 pub(super) struct DaemonEnds {
-    /// "Go" (step 14): one byte once the child is checked to be in its cgroup.
-    pub(super) go_w: OwnedFd,
+    /// "Started" (step 7): one byte once init runs.
+    pub(super) started_r: OwnedFd,
     /// A `SetupFailure` record, or EOF at exec (step 29).
     pub(super) err_r: OwnedFd,
     /// The program's wait status (step 32).
@@ -62,15 +65,16 @@ pub(super) struct DaemonEnds {
     pub(super) stderr: OwnedFd,
 }
 
-/// Step 3: the go, error, status, stdout and stderr pipes, the socketpair for the seccomp
+/// Step 3: the started, error, status, stdout and stderr pipes, the socketpair for the seccomp
 /// listener, and stdin: a duplicate of `stdin_file`'s descriptor, else a memfd holding `stdin`,
-/// else `/dev/null`.
+/// else `/dev/null`. `procs` (the job's v2 `cgroup.procs`) goes with the child's ends.
 pub(super) fn pipes(
     stdin: Option<&[u8]>,
     stdin_file: Option<&std::fs::File>,
+    procs: OwnedFd,
 ) -> Result<(ChildEnds, DaemonEnds), JailError> {
     let pipe = || sys::pipe().map_err(sys_err("pipe"));
-    let (go_r, go_w) = pipe()?;
+    let (started_r, started_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
@@ -89,7 +93,8 @@ pub(super) fn pipes(
         (None, None) => sys::open_owned(c"/dev/null", libc::O_RDONLY).map_err(sys_err("open"))?,
     };
     let child = ChildEnds {
-        go_r,
+        started_w,
+        procs,
         err_w,
         status_w,
         notify_w,
@@ -98,7 +103,7 @@ pub(super) fn pipes(
         stderr: errout_w,
     };
     let daemon = DaemonEnds {
-        go_w,
+        started_r,
         err_r,
         status_r,
         notify_r,

@@ -3,8 +3,8 @@
 //! (docs/jail.md, "What each step costs").
 //!
 //! Owns: [`Mark`] (the timed points, named by the step numbers of docs/jail.md, with the mark each
-//! step's cost is measured from) and [`StepClock`] (one jail's timestamps, in a shared mapping so
-//! that init and the program, copies of the daemon after `clone3`, write where the daemon reads).
+//! step's cost is measured from) and [`StepClock`] (one jail's timestamps, in a shared mapping, so
+//! that a mark taken in any process of the jail reaches the daemon).
 //! Must not: change what a jail does. Normal runs have no clock and every mark is a no-op; with a
 //! clock a mark is one vDSO clock read and one atomic store (async-signal-safe, no allocation).
 
@@ -39,16 +39,14 @@ enum_with_all! {
         Prepared,
         CloneCall,
         InitStart,
-        Cloned,
+        Started,
         InCgroup,
-        GoSent,
         Resumed,
         ParentDeath,
         CloseFds,
         MountRun,
         Hostname,
         Netns,
-        Go,
         Readers,
         Session,
         Stdio,
@@ -84,16 +82,14 @@ impl Mark {
             Mark::Prepared => ("5", "argv, envp, rlimits, mounts, detached trees, keep_fds"),
             Mark::CloneCall => ("6", "hand-off to the slot's spawner thread"),
             Mark::InitStart => ("6", "clone3 until init runs"),
-            Mark::Cloned => ("6", "clone3 back in the spawner thread"),
-            Mark::InCgroup => ("7", "check cgroup.procs"),
-            Mark::GoSent => ("8", "write go"),
-            Mark::Resumed => ("6–8", "hand-back to the daemon's task"),
+            Mark::Started => ("7", "write started"),
+            Mark::InCgroup => ("8", "check its own cgroup.procs"),
+            Mark::Resumed => ("7", "the daemon's task reads started"),
             Mark::ParentDeath => ("9", "PR_SET_PDEATHSIG"),
             Mark::CloseFds => ("10", "close inherited descriptors"),
             Mark::MountRun => ("11", "per-run mounts on the template copy"),
             Mark::Hostname => ("12", "sethostname"),
             Mark::Netns => ("13", "setns into the slot's netns"),
-            Mark::Go => ("14", "wait for go"),
             Mark::Readers => ("15", "start output readers"),
             Mark::Session => ("16, 18", "vfork the program, setsid"),
             Mark::Stdio => ("19", "dup2 stdio"),
@@ -121,12 +117,13 @@ impl Mark {
     pub fn actor(self) -> Actor {
         match self {
             Mark::InitStart | Mark::Execed | Mark::InitGone => Actor::Kernel,
-            Mark::ParentDeath
+            Mark::Started
+            | Mark::InCgroup
+            | Mark::ParentDeath
             | Mark::CloseFds
             | Mark::MountRun
             | Mark::Hostname
             | Mark::Netns
-            | Mark::Go
             | Mark::ProgramExited => Actor::Init,
             Mark::Session
             | Mark::Stdio
@@ -147,11 +144,10 @@ impl Mark {
         Some(match self {
             Mark::Start => return None,
             Mark::InitStart => Mark::CloneCall,
-            Mark::Cloned => Mark::CloneCall,
-            Mark::InCgroup => Mark::Cloned,
-            Mark::ParentDeath => Mark::InitStart,
+            Mark::Started => Mark::InitStart,
+            Mark::Resumed => Mark::Started,
             Mark::Readers => Mark::Resumed,
-            Mark::Session => Mark::Go,
+            Mark::Session => Mark::Netns,
             Mark::Execed => Mark::Cloexec,
             Mark::ProgramExited => Mark::Execed,
             Mark::InitGone => Mark::ProgramExited,

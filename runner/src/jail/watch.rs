@@ -94,6 +94,16 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
     let oom = oom_fd
         .as_ref()
         .and_then(|fd| sys::async_fd(fd.as_fd()).ok());
+    // Pure v2 hosts without the monitor: `memory.events` changes at an OOM kill. The kernel
+    // kills one process (no `memory.oom.group`: docs/jail.md, "Cgroups"); the rest go here.
+    let v2_events = if w.events.is_some() {
+        None
+    } else {
+        w.cg.v2_memory_events()
+    };
+    let v2_oom = v2_events
+        .as_ref()
+        .and_then(|f| sys::async_fd_priority(f.as_fd()).ok());
     let wall_deadline = tokio::time::Instant::from_std(w.wall_deadline);
     // The eBPF budget event came but cpu.stat was not there yet (see below).
     let mut budget_near = false;
@@ -136,6 +146,11 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
             },
             r = readable(&oom), if running => {
                 if r {
+                    killed.kill(w.cg, End::Memory);
+                }
+            }
+            () = changed(&v2_oom), if running => {
+                if v2_events.as_ref().is_some_and(|f| super::cgroup::oom_kills_in(f) > 0) {
                     killed.kill(w.cg, End::Memory);
                 }
             }
@@ -200,6 +215,18 @@ async fn cancelled(flag: &mut Option<tokio::sync::watch::Receiver<bool>>, gone_t
                 }
             }
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when a cgroup v2 file registered for poll priority changed; pending forever
+/// without one (or if polling it fails).
+async fn changed(fd: &Option<AsyncFd<BorrowedFd<'_>>>) {
+    match fd {
+        Some(fd) => match fd.ready(tokio::io::Interest::PRIORITY).await {
+            Ok(mut g) => g.clear_ready(),
+            Err(_) => std::future::pending().await,
+        },
         None => std::future::pending().await,
     }
 }
