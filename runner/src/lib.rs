@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod dispatch;
 mod enums;
+pub(crate) mod hex;
 pub mod jail;
 pub mod job;
 pub mod judge;

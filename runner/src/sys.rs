@@ -82,6 +82,18 @@ pub(crate) fn default_signal(sig: c_int) -> Result<(), Errno> {
     cvt_int(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) }).map(drop)
 }
 
+/// Unblocks every signal of the calling thread.
+pub(crate) fn unblock_all_signals() -> Result<(), Errno> {
+    // SAFETY: an all-zero sigset_t is a valid set; sigemptyset makes it the empty set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid for writing; the old mask is not asked for.
+    cvt_int(unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut())
+    })
+    .map(drop)
+}
+
 /// `clone3(flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` with the child on `stack`, as
 /// posix_spawn does: the child shares our memory (no copy of the daemon's page tables, no
 /// copy-on-write faults, nothing to tear down at its exit) and runs `f`, which must not return

@@ -850,6 +850,9 @@ fn test_every_metric_family_has_a_sample() {
         m.queue_leave(Duration::from_millis(3));
         m.slot_taken();
         m.slot_released();
+        // And the compile cache's (`sched::compile_cache`), which the fake executor has not.
+        m.compile_cache_lookup("c", true);
+        m.compile_cache_lookup("c", false);
         let r = post_run(
             &s,
             serde_json::json!({"language_id": "python3", "sourcecode": "x"}),

@@ -1244,4 +1244,18 @@ fn signals_and_exit_codes() {
     }
     let out = b.spawn(&dir, 0, &["./missing"], limits(), None);
     assert_eq!(out.end, End::ExecFailed(libc::ENOENT));
+    // As a process started from a shell: SIGPIPE not ignored (the daemon ignores it), nothing
+    // blocked, so a pipeline's writer dies quietly when its reader is gone.
+    let out = Bench::new().sh("grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -1");
+    assert_eq!(out.end, End::Exited(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let status = kv(&text(&out.stdout).replace(":\t", "=").into_bytes());
+    let mask = |k: &str| u64::from_str_radix(&status[k], 16).expect("a signal mask");
+    assert_eq!(mask("SigBlk"), 0);
+    assert_eq!(
+        mask("SigIgn") & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored"
+    );
+    assert!(text(&out.stdout).ends_with("\ny\n"));
 }

@@ -43,6 +43,7 @@ enum_with_all! {
         Hostname,
         JoinNetns,
         Fork,
+        Signals,
         Stdio,
         Chdir,
         Rlimit,
@@ -68,6 +69,7 @@ impl Step {
             Step::Hostname => "sethostname",
             Step::JoinNetns => "join the slot network namespace",
             Step::Fork => "fork the program",
+            Step::Signals => "reset the signal disposition and mask",
             Step::Stdio => "set up stdio",
             Step::Chdir => "chdir to the run directory",
             Step::Rlimit => "setrlimit",
@@ -302,8 +304,13 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
 
 /// The program's side: steps 18–28 (docs/jail.md). Never returns.
 fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
-    // 18. New session: no controlling terminal of the daemon's.
+    // 18. New session: no controlling terminal of the daemon's. Signals as a process started
+    //     from a shell has them: SIGPIPE back to its default (the daemon, as every Rust
+    //     program, ignores it, and an ignored signal stays ignored across exec: `yes | head`
+    //     would print "Broken pipe"), none blocked.
     sys::setsid();
+    check(p, Step::Signals, sys::default_signal(libc::SIGPIPE));
+    check(p, Step::Signals, sys::unblock_all_signals());
     p.clock.mark(Mark::Session);
     // 19. stdin, stdout, stderr.
     check(p, Step::Stdio, sys::dup2(p.fds.stdin, 0));

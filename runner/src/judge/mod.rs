@@ -52,13 +52,4 @@ pub use self::submission::{
 pub use self::testset::{Lease, Manifest, Put, PutStatus, TestsetError, TestsetId, TestsetStore};
 pub use self::verdict::{Progress, Verdict};
 
-/// Lower-case hex of `bytes` (SHA-256 digests).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+pub(crate) use crate::hex::hex;

@@ -99,7 +99,7 @@ pub struct Key([u8; 32]);
 impl Key {
     /// Lower-case hex, the entry's directory name.
     pub fn hex(&self) -> String {
-        crate::judge::hex(&self.0)
+        crate::hex::hex(&self.0)
     }
 
     fn parse(s: &str) -> Option<Key> {
