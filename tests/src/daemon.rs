@@ -631,6 +631,22 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// The parts of a Jobe answer that two runs of the same program must agree on: outcome,
+/// cmpinfo, stdout and stderr, each text passed through `normalise` (what differs from run to
+/// run, such as the run directory's random name).
+pub fn answer_parts(
+    v: &serde_json::Value,
+    normalise: impl Fn(&str) -> String,
+) -> serde_json::Value {
+    let text = |k: &str| normalise(v[k].as_str().unwrap_or_default());
+    serde_json::json!({
+        "outcome": v["outcome"],
+        "cmpinfo": text("cmpinfo"),
+        "stdout": text("stdout"),
+        "stderr": text("stderr"),
+    })
+}
+
 /// `POST runs` with `{"run_spec": spec}`; panics on a transport error.
 pub async fn post_run(addr: SocketAddr, spec: serde_json::Value) -> Resp {
     let body = serde_json::json!({ "run_spec": spec }).to_string();

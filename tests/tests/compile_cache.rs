@@ -15,7 +15,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runner_tests::daemon::{self, BinDaemon, Daemon, Opts, post_run, request, spec};
+use runner_tests::daemon::{self, BinDaemon, Daemon, Opts, answer_parts, post_run, request, spec};
 use runner_tests::privileged;
 use serde_json::{Value, json};
 
@@ -51,14 +51,7 @@ async fn misses(addr: SocketAddr, lang: &str) -> u64 {
 async fn run(addr: SocketAddr, s: Value) -> Value {
     let r = post_run(addr, s).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let v = r.json();
-    let text = |k: &str| normalise(v[k].as_str().unwrap_or_default());
-    json!({
-        "outcome": v["outcome"],
-        "cmpinfo": text("cmpinfo"),
-        "stdout": text("stdout"),
-        "stderr": text("stderr"),
-    })
+    answer_parts(&r.json(), normalise)
 }
 
 fn normalise(s: &str) -> String {

@@ -272,14 +272,7 @@ async fn run_case(addr: SocketAddr, lang: &str, default_name: &str, case: &Case)
     }
     let r = post_run(addr, s).await;
     assert_eq!(r.status, 200, "{}: {}", case.id, r.text());
-    let v = r.json();
-    let text = |k: &str| normalise(v[k].as_str().unwrap_or_default());
-    json!({
-        "outcome": v["outcome"],
-        "cmpinfo": text("cmpinfo"),
-        "stdout": text("stdout"),
-        "stderr": text("stderr"),
-    })
+    answer_parts(&r.json(), normalise)
 }
 
 /// `runner_deferred_checks_total{result}` of a daemon.

@@ -77,6 +77,33 @@ pub enum Compilation {
     },
 }
 
+impl Compilation {
+    /// The compile step's refusal, as Jobe answers it.
+    fn failed(r: crate::job::RunResult) -> Compilation {
+        Compilation::Failed {
+            outcome: r.outcome,
+            cmpinfo: r.cmpinfo,
+            usage: r.usage,
+        }
+    }
+
+    /// A compile cache entry with files as the artifact, held while the submission runs.
+    fn adopt(plan: Plan, jail_dir: String, entry: Arc<Entry>) -> Result<Compilation, ExecError> {
+        let files = entry
+            .files()
+            .ok_or_else(|| ExecError::Internal("a cache entry without files".into()))?;
+        let artifact = Artifact::adopt(&files).map_err(internal("adopt a cached artifact"))?;
+        Ok(Compilation::Compiled(Compiled {
+            parts: Arc::new(Parts {
+                plan,
+                jail_dir,
+                artifact,
+                entry: Some(entry),
+            }),
+        }))
+    }
+}
+
 /// What one run of a compiled program did.
 #[derive(Debug, Clone)]
 pub struct CaseOutput {
@@ -170,24 +197,11 @@ impl Inner<Jail> {
                 Lookup::Hit(entry) => {
                     self.metrics.compile_cache_lookup(&job.language, true);
                     if let Some(failed) = cached_failure(&entry, &jail_dir) {
-                        return Ok(Compilation::Failed {
-                            outcome: failed.outcome,
-                            cmpinfo: failed.cmpinfo,
-                            usage: failed.usage,
-                        });
+                        return Ok(Compilation::failed(failed));
                     }
-                    if let Some(files) = entry.files() {
-                        let artifact =
-                            Artifact::adopt(&files).map_err(internal("adopt a cached artifact"))?;
+                    if entry.files().is_some() {
                         drop(guard);
-                        return Ok(Compilation::Compiled(Compiled {
-                            parts: Arc::new(Parts {
-                                plan,
-                                jail_dir,
-                                artifact,
-                                entry: Some(entry),
-                            }),
-                        }));
+                        return Compilation::adopt(plan, jail_dir, entry);
                     }
                 }
                 Lookup::Lead(l) => {
@@ -216,28 +230,13 @@ impl Inner<Jail> {
             };
             drop(leader);
             if let Some(failed) = compiled.failed {
-                return Ok(Compilation::Failed {
-                    outcome: failed.outcome,
-                    cmpinfo: failed.cmpinfo,
-                    usage: failed.usage,
-                });
+                return Ok(Compilation::failed(failed));
             }
             // The stored snapshot is the artifact: one copy, not two.
-            if let Some(entry) = stored
-                && let Some(files) = entry.files()
-            {
-                let artifact =
-                    Artifact::adopt(&files).map_err(internal("adopt a cached artifact"))?;
+            if let Some(entry) = stored.filter(|e| e.files().is_some()) {
                 drop(run_dir);
                 drop(guard);
-                return Ok(Compilation::Compiled(Compiled {
-                    parts: Arc::new(Parts {
-                        plan,
-                        jail_dir,
-                        artifact,
-                        entry: Some(entry),
-                    }),
-                }));
+                return Compilation::adopt(plan, jail_dir, entry);
             }
         }
         let artifact = self
