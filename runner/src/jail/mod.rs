@@ -526,7 +526,14 @@ impl Jail {
         let ebpf = events.map(JobWatch::finish);
         // 34. How it ended.
         let usage = watch::usage(&counted, wall, status, killed.at);
-        let end = watch::decide_end(exec_failed.or(killed.reason), &counted, limits.cpu, &usage);
+        let budget_event = ebpf.as_ref().is_some_and(|s| s.budget_used.is_some());
+        let end = watch::decide_end(
+            exec_failed.or(killed.reason),
+            &counted,
+            limits.cpu,
+            &usage,
+            budget_event,
+        );
         clock.mark(Mark::Decided);
         Ok(JailOutput {
             stdout: stdout.bytes,

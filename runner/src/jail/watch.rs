@@ -373,13 +373,20 @@ pub(super) fn usage(
 /// Step 34, how the step ended, in this order (docs/jail.md, "Verdicts"): the reason the
 /// watcher recorded or an exec failure; an OOM kill the cgroup counted; the CPU budget used up
 /// and the program killed by SIGKILL or SIGXCPU (the `RLIMIT_CPU` backstop, or our timer racing
-/// the exit); the program's own exit status or signal; init gone without a status: killed.
+/// the exit), or the eBPF monitor's budget event came (it killed the task it caught running)
+/// and the program died of SIGKILL or took init with it; the program's own exit status or
+/// signal; init gone without a status: killed.
 pub(super) fn decide_end(
     reason: Option<End>,
     counted: &Counted,
     cpu_budget: Duration,
     usage: &Usage,
+    ebpf_budget_event: bool,
 ) -> End {
+    let sigkill_or_gone = matches!(
+        (usage.exit_code, usage.signal),
+        (None, Some(libc::SIGKILL) | None)
+    );
     match reason {
         Some(e) => e,
         None if counted.oom_kills > 0 => End::Memory,
@@ -388,6 +395,9 @@ pub(super) fn decide_end(
         {
             End::CpuTime
         }
+        // The event can come before `cpu.stat` shows the budget, and the program's death can
+        // end the watch before the event is read (a busy machine): the kill is the budget's.
+        None if ebpf_budget_event && sigkill_or_gone => End::CpuTime,
         None => match (usage.exit_code, usage.signal) {
             (Some(c), _) => End::Exited(c),
             (_, Some(s)) => End::Signaled(s),
@@ -416,7 +426,30 @@ mod tests {
             peak_memory: 0,
         };
         let u = usage(&counted, Duration::ZERO, status, None);
-        decide_end(reason, &counted, BUDGET, &u)
+        decide_end(reason, &counted, BUDGET, &u, false)
+    }
+
+    /// Issue 15's flake: a run killed by the eBPF budget (SIGKILL) whose watch ended at the
+    /// program's death, before the event was read and with `cpu.stat` a little short, was
+    /// answered "Killed" (outcome 12) instead of TLE.
+    #[test]
+    fn issue_15_ebpf_budget_event_makes_a_sigkill_cpu_time() {
+        let counted = Counted {
+            cpu: Duration::from_millis(990),
+            oom_kills: 0,
+            peak_memory: 0,
+        };
+        for status in [Some(libc::SIGKILL), None] {
+            let u = usage(&counted, Duration::ZERO, status, None);
+            assert_eq!(decide_end(None, &counted, BUDGET, &u, true), End::CpuTime);
+            assert_eq!(
+                decide_end(None, &counted, BUDGET, &u, false),
+                End::Signaled(libc::SIGKILL)
+            );
+        }
+        // A program that exited by itself (the task killed was a child of it) keeps its exit.
+        let u = usage(&counted, Duration::ZERO, Some(exited(0)), None);
+        assert_eq!(decide_end(None, &counted, BUDGET, &u, true), End::Exited(0));
     }
 
     #[test]
