@@ -281,7 +281,7 @@ fn slot_template_keeps_nothing_between_runs() {
     let look = r#"
         awk '{print $5, $6, $9}' /proc/self/mountinfo | sed 's/jobe_[A-Za-z0-9]*/jobe_X/' | sort
         for d in / /dev /home /home/jobe /home/jobe/runs /tmp /dev/shm; do echo "$d: $(ls -A $d | sed 's/jobe_[A-Za-z0-9]*/jobe_X/' | tr '\n' ' ')"; done
-        echo "procs: $(ls /proc | grep -cE '^[0-9]+$')"
+        echo "sleeping: $(cat /proc/[0-9]*/comm 2>/dev/null | grep -cx sleep)"
         echo "ipc: $(tail -n +2 /proc/sysvipc/shm | wc -l) $(tail -n +2 /proc/sysvipc/msg | wc -l) $(tail -n +2 /proc/sysvipc/sem | wc -l)"
     "#;
     let first = b.sh(look);
