@@ -437,3 +437,19 @@ pub fn slowdown() -> f64 {
         .is_ok_and(|s| s.split_whitespace().any(|c| c == "memory"));
     if pure_v2 { 30.0 } else { 1.0 }
 }
+
+/// A tar of `(name, data)` files, names written raw (so hostile ones can be built).
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        let gnu = h.as_gnu_mut().expect("gnu header");
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, *data).expect("append");
+    }
+    b.into_inner().expect("tar")
+}

@@ -252,23 +252,12 @@ async fn compile_cache_rejudge_does_not_compile() {
         return;
     }
     let d = Daemon::start(Opts::default()).await;
-    let tar = {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in [
-            ("1.in", &b"1 2\n"[..]),
-            ("1.out", b"3\n"),
-            ("2.in", b"5 5\n"),
-            ("2.out", b"10\n"),
-        ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_path(name).expect("name");
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append(&h, data).expect("append");
-        }
-        b.into_inner().expect("tar")
-    };
+    let tar = runner_tests::tar_of(&[
+        ("1.in", &b"1 2\n"[..]),
+        ("1.out", b"3\n"),
+        ("2.in", b"5 5\n"),
+        ("2.out", b"10\n"),
+    ]);
     let r = request(
         d.addr,
         "PUT",

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use runner_tests::daemon::{self, BinDaemon, Daemon, Opts, Resp, request, request_with};
-use runner_tests::{privileged, slowdown};
+use runner_tests::{privileged, slowdown, tar_of};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,22 +19,6 @@ const J: &str = "/judge/v1";
 
 // ---------------------------------------------------------------------------------------------
 // Archives and requests.
-
-/// A tar of `(name, data)` files, names written raw (so hostile ones can be built).
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        let gnu = h.as_gnu_mut().expect("gnu header");
-        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append(&h, *data).expect("append");
-    }
-    b.into_inner().expect("tar")
-}
 
 /// A tar with one special entry (link, device…) beside a valid case.
 fn tar_special(name: &str, kind: tar::EntryType) -> Vec<u8> {
