@@ -128,6 +128,7 @@ pub(super) fn make(data_dir: &Path, run_dir: &RunDir) -> Result<Artifact, JailEr
     copy_dir(
         &run_dir.host,
         &artifact.host,
+        None,
         0,
         &mut count,
         &mut artifact.bytes,
@@ -152,14 +153,24 @@ pub(super) fn make(data_dir: &Path, run_dir: &RunDir) -> Result<Artifact, JailEr
 /// Returns the bytes of the regular files copied.
 pub fn copy_out(run_dir: &RunDir, to: &Path) -> Result<u64, JailError> {
     let (mut count, mut bytes) = (0, 0);
-    copy_dir(&run_dir.host, to, 0, &mut count, &mut bytes)?;
+    copy_dir(&run_dir.host, to, None, 0, &mut count, &mut bytes)?;
     Ok(bytes)
 }
 
-/// Copies directory `from` into the existing directory `to` (recursively, bounded).
+/// Copies the tree `from` (what [`copy_out`] made) into the existing directory `to`, every file
+/// and directory owned by `owner` (uid, gid), with the same rules: the compile cache's restore
+/// into a run directory (`RunDir::copy_in`).
+pub(super) fn copy_in(from: &Path, to: &Path, owner: (u32, u32)) -> Result<(), JailError> {
+    let (mut count, mut bytes) = (0, 0);
+    copy_dir(from, to, Some(owner), 0, &mut count, &mut bytes)
+}
+
+/// Copies directory `from` into the existing directory `to` (recursively, bounded); what it
+/// creates is root's, or `owner`'s.
 fn copy_dir(
     from: &Path,
     to: &Path,
+    owner: Option<(u32, u32)>,
     depth: usize,
     count: &mut usize,
     bytes: &mut u64,
@@ -189,16 +200,24 @@ fn copy_dir(
                 .mode(0o755)
                 .create(&dst)
                 .map_err(io_err("create", &dst))?;
-            copy_dir(&src, &dst, depth + 1, count, bytes)?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::lchown(&dst, Some(uid), Some(gid))
+                    .map_err(io_err("chown", &dst))?;
+            }
+            // The umask may have taken bits away.
+            fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod", &dst))?;
+            copy_dir(&src, &dst, owner, depth + 1, count, bytes)?;
         } else {
-            *bytes += copy_file(&src, &dst)?;
+            *bytes += copy_file(&src, &dst, owner)?;
         }
     }
     Ok(())
 }
 
-/// Copies one regular file (never through a link, never blocking on a FIFO swapped in).
-fn copy_file(src: &Path, dst: &Path) -> Result<u64, JailError> {
+/// Copies one regular file (never through a link, never blocking on a FIFO swapped in), owned
+/// by root or `owner`.
+fn copy_file(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> Result<u64, JailError> {
     let mut input = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -220,6 +239,9 @@ fn copy_file(src: &Path, dst: &Path) -> Result<u64, JailError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(dst)
         .map_err(io_err("create", dst))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&output, Some(uid), Some(gid)).map_err(io_err("chown", dst))?;
+    }
     // The umask may have taken bits away.
     output
         .set_permissions(fs::Permissions::from_mode(mode))

@@ -119,57 +119,7 @@ impl RunDir {
     /// (0644 or 0755): the layout a compile step left, for the run step. Every file and
     /// directory is created new and never through a link.
     pub fn copy_in(&self, from: &Path) -> Result<(), JailError> {
-        self.copy_in_at(from, &self.host, 0)
-    }
-
-    fn copy_in_at(&self, from: &Path, to: &Path, depth: usize) -> Result<(), JailError> {
-        use std::os::unix::fs::PermissionsExt;
-        if depth >= super::artifact::MAX_ARTIFACT_DEPTH {
-            return Ok(());
-        }
-        for e in fs::read_dir(from).map_err(io_err("read", from))? {
-            let e = e.map_err(io_err("read", from))?;
-            let Ok(ty) = e.file_type() else { continue };
-            let (src, dst) = (e.path(), to.join(e.file_name()));
-            if ty.is_dir() {
-                fs::DirBuilder::new()
-                    .mode(0o755)
-                    .create(&dst)
-                    .map_err(io_err("create", &dst))?;
-                std::os::unix::fs::lchown(&dst, Some(self.uid), Some(self.gid))
-                    .map_err(io_err("chown", &dst))?;
-                fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))
-                    .map_err(io_err("chmod", &dst))?;
-                self.copy_in_at(&src, &dst, depth + 1)?;
-            } else if ty.is_file() {
-                let mut input = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-                    .open(&src)
-                    .map_err(io_err("open", &src))?;
-                let mode = input
-                    .metadata()
-                    .map_err(io_err("stat", &src))?
-                    .permissions()
-                    .mode()
-                    & 0o777;
-                let mut output = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(&dst)
-                    .map_err(io_err("create", &dst))?;
-                io::copy(&mut input, &mut output).map_err(io_err("copy", &src))?;
-                std::os::unix::fs::fchown(&output, Some(self.uid), Some(self.gid))
-                    .map_err(io_err("chown", &dst))?;
-                // The umask may have taken bits away.
-                output
-                    .set_permissions(fs::Permissions::from_mode(mode))
-                    .map_err(io_err("chmod", &dst))?;
-            }
-        }
-        Ok(())
+        super::artifact::copy_in(from, &self.host, (self.uid, self.gid))
     }
 
     /// Reads a file a jailed step created (e.g. Pascal's `.err`), at most `limit` bytes. Never
