@@ -483,6 +483,68 @@ async fn judge_verdicts_python3() {
     every_verdict(&LANGS[7]).await;
 }
 
+/// python3 and php have no compile step but a syntax check (docs/judge.md, "Deferred check"):
+/// the first case runs alone and, when its run proves the source compiled without a word, no
+/// check runs at all; otherwise the check runs once and decides CE exactly as a check before
+/// the runs would have (a SyntaxWarning is CE too, as Jobe's outcome 11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_deferred_check_python3_php() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default()).await;
+    let r = put_testset(d.addr, "sum", "v1", &sum_archive("")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let a = d.addr;
+    let checks = |m: &str, result: &str| -> u64 {
+        let line = format!("runner_deferred_checks_total{{result=\"{result}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in {m}"))
+    };
+    let counts = || async move {
+        let m = get(a, "/metrics").await.text();
+        ["skipped", "passed", "failed"].map(|r| checks(&m, r))
+    };
+    // AC: the first run vouches, no check.
+    let v = judge(a, &submission("sum", "python3", LANGS[7].ac)).await;
+    assert_eq!(v["verdict"], "AC", "{v:#}");
+    assert_eq!(counts().await, [1, 0, 0]);
+    let v = judge(a, &submission("sum", "php", LANGS[6].ac)).await;
+    assert_eq!(v["verdict"], "AC", "{v:#}");
+    assert_eq!(counts().await, [2, 0, 0]);
+    // A silent exit 5 vouches for nothing: the check runs, passes, and the cases say RE.
+    let v = judge(a, &submission("sum", "python3", "raise SystemExit(5)\n")).await;
+    assert_eq!(v["verdict"], "RE", "{v:#}");
+    assert_eq!(v["compile"]["verdict"], "AC");
+    assert_eq!(counts().await, [2, 1, 0]);
+    // A syntax error: CE with the check's output, every case SK (the one that ran too).
+    let v = judge(a, &submission("sum", "python3", LANGS[7].ce.unwrap())).await;
+    assert_eq!(v["verdict"], "CE", "{v:#}");
+    let out = v["compile"]["output"].as_str().unwrap();
+    assert!(out.contains("SyntaxError"), "{out}");
+    assert_eq!(verdicts(&v), ["SK", "SK", "SK"]);
+    assert_eq!(counts().await, [2, 1, 1]);
+    // A right answer with a SyntaxWarning: the check speaks, so CE (Jobe's outcome 11).
+    let src = format!("{}x = 1\nassert x is 1\n", LANGS[7].ac);
+    let v = judge(a, &submission("sum", "python3", &src)).await;
+    assert_eq!(v["verdict"], "CE", "{v:#}");
+    let out = v["compile"]["output"].as_str().unwrap();
+    assert!(out.contains("SyntaxWarning"), "{out}");
+    let v = judge(a, &submission("sum", "php", LANGS[6].ce.unwrap())).await;
+    assert_eq!(v["verdict"], "CE", "{v:#}");
+    assert!(
+        v["compile"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("syntax error"),
+        "{v:#}"
+    );
+    assert_eq!(counts().await, [2, 1, 3]);
+    d.stop().await;
+}
+
 /// PE exists in text mode only; `stop_on_first_failure` skips the later cases.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judge_text_mode_pe_and_stop_on_first_failure() {

@@ -53,6 +53,16 @@ pub trait Program: Send + Sync + 'static {
         stdin: File,
         cancel: watch::Receiver<bool>,
     ) -> BoxFuture<'_, Result<CaseOutput, BackendError>>;
+    /// Whether compiling is still open: a deferred syntax check (docs/judge.md, "Deferred
+    /// check") waits for a run to vouch for the program. The default: settled.
+    fn compile_pending(&self) -> bool {
+        false
+    }
+    /// Settles compiling once a case ran (the check runs now unless a run vouched for the
+    /// program): `Some(output)` when the program does not compile after all (CE).
+    fn settle_compile(&self) -> BoxFuture<'_, Result<Option<String>, BackendError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A fault of the backend, never the program's doing (the case or submission gets IE).
@@ -192,14 +202,19 @@ async fn compile_on(
         }
         Compilation::Failed {
             outcome, cmpinfo, ..
-        } => {
-            let mut output = String::from_utf8_lossy(&cmpinfo).into_owned();
-            if outcome == Outcome::IllegalSyscall && output.is_empty() {
-                output = "the compiler made an illegal system call".into();
-            }
-            Ok(CompileOutcome::Failed { output })
-        }
+        } => Ok(CompileOutcome::Failed {
+            output: refusal_output(outcome, &cmpinfo),
+        }),
     }
+}
+
+/// What the judge says of a compile step's refusal: Jobe's `cmpinfo`, or why it is empty.
+fn refusal_output(outcome: Outcome, cmpinfo: &[u8]) -> String {
+    let output = String::from_utf8_lossy(cmpinfo).into_owned();
+    if outcome == Outcome::IllegalSyscall && output.is_empty() {
+        return "the compiler made an illegal system call".into();
+    }
+    output
 }
 
 struct SchedProgram {
@@ -222,6 +237,21 @@ impl Program for SchedProgram {
                 .sched
                 .run_compiled(&self.compiled, stdin, cancel)
                 .await?)
+        })
+    }
+
+    fn compile_pending(&self) -> bool {
+        self.compiled.compile_pending()
+    }
+
+    fn settle_compile(&self) -> BoxFuture<'_, Result<Option<String>, BackendError>> {
+        Box::pin(async move {
+            Ok(match self.sched.settle_compile(&self.compiled).await? {
+                Compilation::Compiled(_) => None,
+                Compilation::Failed {
+                    outcome, cmpinfo, ..
+                } => Some(refusal_output(outcome, &cmpinfo)),
+            })
         })
     }
 }

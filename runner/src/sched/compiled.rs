@@ -18,18 +18,28 @@
 //! entry stays on disk while the submission holds it) or its cached failure, and a new one is
 //! stored: a rejudge compiles nothing.
 //!
+//! A language whose compile step is a deferred syntax check (python3, php: docs/profiles.md,
+//! "Deferred check") is not checked up front: its artifact is the source, and the first run
+//! that proves the main file compiled without a word settles it
+//! ([`DeferredCheck::needed`](crate::profile::plan::DeferredCheck::needed), the rule Jobe runs
+//! use). Otherwise [`Scheduler::settle_compile`] runs the check once, as the two-step order
+//! would have before the first run (docs/judge.md, "Deferred check").
+//!
 //! Must not: know verdicts, test sets or comparison (the judge does).
 
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 
-use super::compile_cache::{Entry, Lookup, Use};
+use super::compile_cache::{CompileCache, Entry, Key, Lookup, Use};
 use super::{ExecError, Inner, Scheduler, cached_failure, internal, run_dir_size};
-use crate::jail::{Artifact, End, Jail, JailSpec, StepExtras};
+use crate::jail::{Artifact, End, Jail, JailOutput, JailSpec, StepExtras};
 use crate::job::{Job, Outcome, Usage};
-use crate::profile::plan::{Limits, Plan};
+use crate::metrics::DeferredCheck;
+use crate::profile::plan::{Limits, Plan, RunEvidence};
 
 /// A program compiled for judge mode: the plan of its run step and the artifact. Cheap to
 /// clone; the artifact is removed when the last clone is dropped.
@@ -46,6 +56,39 @@ struct Parts {
     artifact: Artifact,
     /// The compile cache entry the artifact is adopted from: kept on disk while held.
     entry: Option<Arc<Entry>>,
+    /// A deferred syntax check not settled at compile time (`None`: nothing to settle).
+    check: Option<PendingCheck>,
+}
+
+/// A deferred check that waits for the runs (see the module docs).
+#[derive(Debug)]
+struct PendingCheck {
+    lang: String,
+    /// Where its result goes in the compile cache (the key a Jobe run of the source uses).
+    cached: Option<(Arc<CompileCache>, Key)>,
+    /// A run proved the main file compiled without a word: the check would pass silently.
+    proved: AtomicBool,
+    /// The check's answer once it ran: `None` it passed, `Some` its refusal.
+    ran: OnceCell<Option<Refusal>>,
+}
+
+/// A compile step's refusal: the outcome (11, or 19 for an illegal system call) and Jobe's
+/// `cmpinfo`.
+#[derive(Debug, Clone)]
+struct Refusal {
+    outcome: Outcome,
+    cmpinfo: Vec<u8>,
+    usage: Usage,
+}
+
+impl From<crate::job::RunResult> for Refusal {
+    fn from(r: crate::job::RunResult) -> Refusal {
+        Refusal {
+            outcome: r.outcome,
+            cmpinfo: r.cmpinfo,
+            usage: r.usage,
+        }
+    }
 }
 
 impl Compiled {
@@ -61,6 +104,15 @@ impl Compiled {
             .entry
             .as_ref()
             .map_or(self.parts.artifact.bytes(), |e| e.bytes())
+    }
+
+    /// Whether compiling is still to be settled by [`Scheduler::settle_compile`]: a deferred
+    /// check that no run has vouched for yet and that has not run.
+    pub fn compile_pending(&self) -> bool {
+        self.parts
+            .check
+            .as_ref()
+            .is_some_and(|c| !c.proved.load(Ordering::Acquire) && !c.ran.initialized())
     }
 }
 
@@ -79,7 +131,8 @@ pub enum Compilation {
 
 impl Compilation {
     /// The compile step's refusal, as Jobe answers it.
-    fn failed(r: crate::job::RunResult) -> Compilation {
+    fn failed(r: impl Into<Refusal>) -> Compilation {
+        let r = r.into();
         Compilation::Failed {
             outcome: r.outcome,
             cmpinfo: r.cmpinfo,
@@ -99,6 +152,7 @@ impl Compilation {
                 jail_dir,
                 artifact,
                 entry: Some(entry),
+                check: None,
             }),
         }))
     }
@@ -152,6 +206,22 @@ impl Scheduler<Jail> {
         task.await
             .map_err(|e| ExecError::Internal(format!("run task failed: {e}")))?
     }
+
+    /// Settles how compiling `compiled` went (see the module docs): its refusal when a
+    /// deferred check that no run vouched for fails (the check runs once, on a free slot, however
+    /// many callers ask), otherwise `compiled` itself. At once when nothing is pending.
+    pub async fn settle_compile(&self, compiled: &Compiled) -> Result<Compilation, ExecError> {
+        let inner = self.inner.clone();
+        let parts = compiled.parts.clone();
+        let task = tokio::spawn(async move { inner.settle_check(&parts).await });
+        let refusal = task
+            .await
+            .map_err(|e| ExecError::Internal(format!("check task failed: {e}")))??;
+        Ok(match refusal {
+            Some(r) => Compilation::failed(r),
+            None => Compilation::Compiled(compiled.clone()),
+        })
+    }
 }
 
 impl Inner<Jail> {
@@ -190,6 +260,48 @@ impl Inner<Jail> {
         }
         let guard = self.acquire_unbounded().await;
         let slot = guard.slot();
+        if plan.deferred.is_some() {
+            let cached = self.cache_key(&settings, &job.language, &plan, Use::Check, &jail_dir);
+            let known = cached.as_ref().and_then(|(cache, key)| {
+                let hit = cache.get(key);
+                self.metrics
+                    .compile_cache_lookup(&job.language, hit.is_some());
+                hit
+            });
+            if let Some(failed) = known.as_ref().and_then(|e| cached_failure(e, &jail_dir)) {
+                self.metrics.deferred_check(DeferredCheck::Cached);
+                return Ok(Compilation::failed(failed));
+            }
+            let check = match known {
+                Some(_) => {
+                    self.metrics.deferred_check(DeferredCheck::Cached);
+                    None
+                }
+                None => Some(PendingCheck {
+                    lang: job.language.clone(),
+                    cached,
+                    proved: AtomicBool::new(false),
+                    ran: OnceCell::new(),
+                }),
+            };
+            // The artifact is the source itself.
+            let run_dir = self.fresh_run_dir(slot, &dir_name, &plan)?;
+            let artifact = self
+                .jail
+                .make_artifact(&run_dir)
+                .map_err(internal("keep the source as the artifact"))?;
+            drop(run_dir);
+            drop(guard);
+            return Ok(Compilation::Compiled(Compiled {
+                parts: Arc::new(Parts {
+                    plan,
+                    jail_dir,
+                    artifact,
+                    entry: None,
+                    check,
+                }),
+            }));
+        }
         let cached = self.cache_key(&settings, &job.language, &plan, Use::Compile, &jail_dir);
         let mut leader = None;
         if let Some((cache, key)) = &cached {
@@ -251,6 +363,7 @@ impl Inner<Jail> {
                 jail_dir,
                 artifact,
                 entry: None,
+                check: None,
             }),
         }))
     }
@@ -297,11 +410,92 @@ impl Inner<Jail> {
             .map_err(internal("run a test case"))?;
         drop(run_dir);
         drop(guard);
+        self.vouch(parts, &out);
         Ok(CaseOutput {
             end: out.end,
             stdout: out.stdout,
             stdout_truncated: out.stdout_truncated,
             usage: out.usage,
         })
+    }
+
+    /// A finished run of a submission with a pending check: if it proves the main file
+    /// compiled without a word, the check is settled as passed (the Jobe rule).
+    fn vouch(&self, parts: &Parts, out: &JailOutput) {
+        let (Some(check), Some(deferred)) = (&parts.check, &parts.plan.deferred) else {
+            return;
+        };
+        if check.proved.load(Ordering::Acquire) || check.ran.initialized() {
+            return;
+        }
+        let evidence = RunEvidence {
+            exited_0: out.end == End::Exited(0),
+            cpu: Duration::from_secs_f64(out.usage.cpu_secs.max(0.0)),
+            stdout: &out.stdout,
+            stderr: &out.stderr,
+            cap: parts.plan.run.limits.stream_bytes,
+        };
+        if !deferred.needed(&evidence) && !check.proved.swap(true, Ordering::AcqRel) {
+            self.metrics.deferred_check(DeferredCheck::Skipped);
+        }
+    }
+
+    /// The pending check's answer (see [`Scheduler::settle_compile`]).
+    async fn settle_check(&self, parts: &Parts) -> Result<Option<Refusal>, ExecError> {
+        let Some(check) = &parts.check else {
+            return Ok(None);
+        };
+        if check.proved.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        check
+            .ran
+            .get_or_try_init(|| self.run_check(parts, check))
+            .await
+            .cloned()
+    }
+
+    /// Runs the deferred check in a fresh run directory at the plan's path, as the two-step
+    /// order would have before the first run, and stores its result in the compile cache.
+    async fn run_check(
+        &self,
+        parts: &Parts,
+        check: &PendingCheck,
+    ) -> Result<Option<Refusal>, ExecError> {
+        let plan = &parts.plan;
+        let Some(step) = &plan.compile else {
+            return Ok(None);
+        };
+        let mut leader = None;
+        if let Some((cache, key)) = &check.cached {
+            match cache.lookup(key).await {
+                // Stored meanwhile by an identical request.
+                Lookup::Hit(entry) => {
+                    self.metrics.deferred_check(DeferredCheck::Cached);
+                    return Ok(cached_failure(&entry, &parts.jail_dir).map(Refusal::from));
+                }
+                Lookup::Lead(l) => leader = Some(l),
+            }
+        }
+        let guard = self.acquire_unbounded().await;
+        let slot = guard.slot();
+        let (dir_name, _) = Jail::new_run_dir_name();
+        let mut check_dir = self.fresh_run_dir(slot, &dir_name, plan)?;
+        check_dir.jail.clone_from(&parts.jail_dir);
+        let compiled = self.compile(plan, step, &check_dir, slot, None).await?;
+        drop(check_dir);
+        drop(guard);
+        if let (Some((cache, _)), Some(leader)) = (&check.cached, &leader) {
+            self.store_compile(cache, leader, &compiled, &parts.jail_dir, None);
+        }
+        drop(leader);
+        let failed = compiled.failed.map(Refusal::from);
+        self.metrics.deferred_check(if failed.is_some() {
+            DeferredCheck::Failed
+        } else {
+            DeferredCheck::Passed
+        });
+        tracing::debug!(lang = %check.lang, passed = failed.is_none(), "deferred check of a submission");
+        Ok(failed)
     }
 }

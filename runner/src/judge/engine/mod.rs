@@ -679,13 +679,71 @@ impl Judge {
                 return Ending::Internal;
             }
         };
-        live.emit(Event::Compile(CompileResult {
-            verdict: Verdict::Ac,
-            output: String::new(),
-        }));
-        live.emit(Event::Status(Status::Running));
+        if !program.compile_pending() {
+            compiled_ok(live);
+        }
         self.run_cases(live, program, lease, &manifest.compare)
             .await
+    }
+
+    /// With a deferred check pending (docs/judge.md, "Deferred check"): runs the first case
+    /// alone, then settles compiling; the `compile` event goes out only then. `Ok(first case)`
+    /// to go on with the others, `Err(ending)` when the submission ends here (CE, IE, cancel).
+    async fn settle_compile(
+        &self,
+        live: &Arc<Live>,
+        program: &Arc<dyn Program>,
+        lease: &Lease,
+        spec: &CompareSpec,
+        progress: &mut Progress,
+    ) -> Result<Option<CaseResult>, Ending> {
+        let cases = &lease.manifest().cases;
+        let mut cancel = live.cancel.subscribe();
+        let mut first = None;
+        if let Some(case) = cases.first().filter(|_| progress.should_run(0)) {
+            // Dropping the sender (a cancel below) kills the run.
+            let (_stop, stop_rx) = watch::channel(false);
+            let run = run_case(
+                program.clone(),
+                lease.clone(),
+                *spec,
+                0,
+                case.name.clone(),
+                stop_rx,
+            );
+            first = tokio::select! {
+                c = run => Some(c),
+                () = until_true(&mut cancel) => return Err(Ending::Cancelled),
+            };
+        }
+        let settled = tokio::select! {
+            r = program.settle_compile() => r,
+            () = until_true(&mut cancel) => return Err(Ending::Cancelled),
+        };
+        match settled {
+            Ok(None) => {
+                compiled_ok(live);
+                Ok(first)
+            }
+            Ok(Some(output)) => {
+                live.emit(Event::Compile(CompileResult {
+                    verdict: Verdict::Ce,
+                    output,
+                }));
+                let released = progress.compile_failed();
+                emit_released(live, progress, released, cases, &mut []);
+                Err(Ending::Done(Verdict::Ce))
+            }
+            Err(e) => {
+                tracing::error!(submission = %live.id, error = %error_chain(&e), "deferred check failed");
+                live.emit(Event::Compile(CompileResult {
+                    verdict: Verdict::Ie,
+                    output: "the compile step could not run (an internal error of the judge)"
+                        .into(),
+                }));
+                Err(Ending::Internal)
+            }
+        }
     }
 
     /// Runs the cases, `parallel_cases` at a time, releasing their results in case order.
@@ -703,6 +761,22 @@ impl Judge {
         let mut running: HashMap<usize, watch::Sender<bool>> = HashMap::new();
         let mut set: JoinSet<CaseResult> = JoinSet::new();
         let mut next = 0;
+        if program.compile_pending() {
+            let first = match self
+                .settle_compile(live, &program, &lease, spec, &mut progress)
+                .await
+            {
+                Ok(first) => first,
+                Err(ending) => return ending,
+            };
+            next = 1;
+            if let Some(case) = first {
+                self.inner.metrics.case(&case);
+                let released = progress.record(0, case.verdict);
+                results[0] = Some(case);
+                emit_released(live, &progress, released, &cases, &mut results);
+            }
+        }
         let mut cancel = live.cancel.subscribe();
         let parallel = self.inner.settings.parallel_cases;
         loop {
@@ -975,6 +1049,15 @@ fn compile_request(
         memorylimit: req.limits.memorylimit.or(memory),
         output_limit: testset.and_then(|l| l.output_limit),
     }
+}
+
+/// The `compile` event of a program that compiled, and the switch to running.
+fn compiled_ok(live: &Live) {
+    live.emit(Event::Compile(CompileResult {
+        verdict: Verdict::Ac,
+        output: String::new(),
+    }));
+    live.emit(Event::Status(Status::Running));
 }
 
 /// Emits the `case` events of the cases `released` (in order), taking their results (SK for

@@ -14,7 +14,8 @@ use crate::sched::{BoxFuture, CaseOutput};
 
 /// Programs by their source: `cat` echoes its input; `double` prints the input twice (WA);
 /// `tle@<input>` runs out of CPU on that input, else echoes; `sleep` runs until cancelled;
-/// `big` writes past the output limit; `CE…` does not compile.
+/// `big` writes past the output limit; `CE…` does not compile; `deferred…` compiles with a
+/// deferred check pending, which fails when the source says `syntax`.
 struct Fake {
     running: Arc<AtomicUsize>,
     max_running: Arc<AtomicUsize>,
@@ -24,6 +25,9 @@ struct FakeProgram {
     source: String,
     running: Arc<AtomicUsize>,
     max_running: Arc<AtomicUsize>,
+    /// Runs started, and whether compiling was settled.
+    runs: AtomicUsize,
+    settled: std::sync::atomic::AtomicBool,
 }
 
 impl Backend for Fake {
@@ -52,6 +56,8 @@ impl Backend for Fake {
                 source: req.sourcecode,
                 running: self.running.clone(),
                 max_running: self.max_running.clone(),
+                runs: AtomicUsize::new(0),
+                settled: Default::default(),
             });
             Ok(CompileOutcome::Compiled(p))
         })
@@ -77,6 +83,7 @@ impl Program for FakeProgram {
         mut cancel: watch::Receiver<bool>,
     ) -> BoxFuture<'_, Result<CaseOutput, BackendError>> {
         Box::pin(async move {
+            self.runs.fetch_add(1, Ordering::SeqCst);
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_running.fetch_max(now, Ordering::SeqCst);
             let mut input = String::new();
@@ -107,6 +114,26 @@ impl Program for FakeProgram {
             }
             self.running.fetch_sub(1, Ordering::SeqCst);
             Ok(out)
+        })
+    }
+
+    fn compile_pending(&self) -> bool {
+        self.source.starts_with("deferred") && !self.settled.load(Ordering::SeqCst)
+    }
+
+    /// An internal error (the submission's IE) unless settled once, after the first run alone.
+    fn settle_compile(&self) -> BoxFuture<'_, Result<Option<String>, BackendError>> {
+        Box::pin(async move {
+            let runs = self.runs.load(Ordering::SeqCst);
+            if self.settled.swap(true, Ordering::SeqCst) || runs != 1 {
+                return Err(BackendError::Internal(format!(
+                    "settled again or after {runs} runs"
+                )));
+            }
+            Ok(self
+                .source
+                .contains("syntax")
+                .then(|| "SyntaxError: invalid syntax".to_owned()))
         })
     }
 }
@@ -315,6 +342,39 @@ async fn test_verdicts_ce_wa_tle_ole_and_stop_on_first_failure() {
     let r = run(&j, "big", false).await;
     assert_eq!(r.verdict, Some(Verdict::Ole));
     assert!(r.cases[0].message.as_deref().unwrap().contains("100 bytes"));
+}
+
+/// A deferred check (docs/judge.md, "Deferred check"): the first case runs alone, the
+/// `compile` event waits for it, and a check that fails makes the submission CE with every
+/// case SK, the one that ran too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_deferred_check_settles_after_the_first_case_alone() {
+    let s = setup(5);
+    let j = judge(&s, 3).await;
+    let r = run(&j, "deferred", false).await;
+    assert_eq!(r.verdict, Some(Verdict::Ac));
+    assert_eq!(verdicts(&r), [Verdict::Ac; 5]);
+    let events = all_events(&j, &r.id, None).await;
+    let names: Vec<&str> = events.iter().map(|(_, e)| e.name()).collect();
+    let mut want = vec!["status", "status", "compile", "status"];
+    want.extend(["case"; 5]);
+    want.extend(["status", "done"]);
+    assert_eq!(names, want);
+    assert_eq!(
+        events[2].1,
+        Event::Compile(CompileResult {
+            verdict: Verdict::Ac,
+            output: String::new()
+        })
+    );
+
+    let r = run(&j, "deferred syntax", false).await;
+    assert_eq!(r.verdict, Some(Verdict::Ce));
+    let compile = r.compile.as_ref().unwrap();
+    assert_eq!(compile.verdict, Verdict::Ce);
+    assert_eq!(compile.output, "SyntaxError: invalid syntax");
+    assert_eq!(verdicts(&r), [Verdict::Sk; 5]);
+    assert!(r.cases.iter().all(|c| c.wall_ms == 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
