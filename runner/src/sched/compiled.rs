@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, watch};
 
 use super::compile_cache::{CompileCache, Entry, Key, Lookup, Use};
-use super::{ExecError, Inner, Scheduler, cached_failure, internal, run_dir_size};
+use super::{At, ExecError, Inner, Scheduler, cached_failure, internal, run_dir_size};
 use crate::jail::{Artifact, End, Jail, JailOutput, JailSpec, StepExtras};
 use crate::job::{Job, Outcome, Usage};
 use crate::metrics::DeferredCheck;
@@ -64,6 +64,9 @@ struct Parts {
 #[derive(Debug)]
 struct PendingCheck {
     lang: String,
+    /// The run directory name the submission was planned with (its path in the jail is the
+    /// plan's): free again once the source was kept, the check runs in it.
+    dir_name: String,
     /// Where its result goes in the compile cache (the key a Jobe run of the source uses).
     cached: Option<(Arc<CompileCache>, Key)>,
     /// A run proved the main file compiled without a word: the check would pass silently.
@@ -279,6 +282,7 @@ impl Inner<Jail> {
                 }
                 None => Some(PendingCheck {
                     lang: job.language.clone(),
+                    dir_name: dir_name.clone(),
                     cached,
                     proved: AtomicBool::new(false),
                     ran: OnceCell::new(),
@@ -455,47 +459,27 @@ impl Inner<Jail> {
             .cloned()
     }
 
-    /// Runs the deferred check in a fresh run directory at the plan's path, as the two-step
-    /// order would have before the first run, and stores its result in the compile cache.
+    /// Runs the deferred check on a free slot in a fresh run directory at the plan's path, as
+    /// the two-step order would have before the first run.
     async fn run_check(
         &self,
         parts: &Parts,
         check: &PendingCheck,
     ) -> Result<Option<Refusal>, ExecError> {
-        let plan = &parts.plan;
-        let Some(step) = &plan.compile else {
+        let Some(step) = &parts.plan.compile else {
             return Ok(None);
         };
-        let mut leader = None;
-        if let Some((cache, key)) = &check.cached {
-            match cache.lookup(key).await {
-                // Stored meanwhile by an identical request.
-                Lookup::Hit(entry) => {
-                    self.metrics.deferred_check(DeferredCheck::Cached);
-                    return Ok(cached_failure(&entry, &parts.jail_dir).map(Refusal::from));
-                }
-                Lookup::Lead(l) => leader = Some(l),
-            }
-        }
         let guard = self.acquire_unbounded().await;
-        let slot = guard.slot();
-        let (dir_name, _) = Jail::new_run_dir_name();
-        let mut check_dir = self.fresh_run_dir(slot, &dir_name, plan)?;
-        check_dir.jail.clone_from(&parts.jail_dir);
-        let compiled = self.compile(plan, step, &check_dir, slot, None).await?;
-        drop(check_dir);
+        let at = At {
+            slot: guard.slot(),
+            dir_name: &check.dir_name,
+            jail_dir: &parts.jail_dir,
+            lang: &check.lang,
+        };
+        let failed = self
+            .deferred_check(&parts.plan, step, &at, check.cached.as_ref())
+            .await?;
         drop(guard);
-        if let (Some((cache, _)), Some(leader)) = (&check.cached, &leader) {
-            self.store_compile(cache, leader, &compiled, &parts.jail_dir, None);
-        }
-        drop(leader);
-        let failed = compiled.failed.map(Refusal::from);
-        self.metrics.deferred_check(if failed.is_some() {
-            DeferredCheck::Failed
-        } else {
-            DeferredCheck::Passed
-        });
-        tracing::debug!(lang = %check.lang, passed = failed.is_none(), "deferred check of a submission");
-        Ok(failed)
+        Ok(failed.map(Refusal::from))
     }
 }

@@ -596,36 +596,47 @@ impl<J: Sandbox> Inner<J> {
             self.metrics.deferred_check(DeferredCheck::Skipped);
             return Ok(verdict(plan, out));
         }
+        match self.deferred_check(plan, step, at, cached.as_ref()).await? {
+            Some(failed) => Ok(failed),
+            None => Ok(verdict(plan, out)),
+        }
+    }
+
+    /// Runs the deferred check `step` of `plan` in a fresh run directory `at.dir_name` (as it
+    /// would have run before the run step), once for identical concurrent requests with the
+    /// compile cache, which keeps its result; counted in the metrics. Its refusal, or `None`
+    /// when it passed.
+    async fn deferred_check(
+        &self,
+        plan: &Plan,
+        step: &Step,
+        at: &At<'_, J::Slot>,
+        cached: Option<&(Arc<CompileCache>, Key)>,
+    ) -> Result<Option<RunResult>, ExecError> {
         let mut leader = None;
-        if let Some((cache, key)) = &cached {
+        if let Some((cache, key)) = cached {
             match cache.lookup(key).await {
                 // Stored meanwhile by an identical request.
                 Lookup::Hit(entry) => {
                     self.metrics.deferred_check(DeferredCheck::Cached);
-                    return Ok(
-                        cached_failure(&entry, at.jail_dir).unwrap_or_else(|| verdict(plan, out))
-                    );
+                    return Ok(cached_failure(&entry, at.jail_dir));
                 }
                 Lookup::Lead(l) => leader = Some(l),
             }
         }
-        let check_dir = self.fresh_run_dir(slot, at.dir_name, plan)?;
-        let compiled = self.compile(plan, step, &check_dir, slot, None).await?;
+        let check_dir = self.fresh_run_dir(at.slot, at.dir_name, plan)?;
+        let compiled = self.compile(plan, step, &check_dir, at.slot, None).await?;
         drop(check_dir);
-        if let (Some((cache, _)), Some(leader)) = (&cached, &leader) {
+        if let (Some((cache, _)), Some(leader)) = (cached, &leader) {
             self.store_compile(cache, leader, &compiled, at.jail_dir, None);
         }
         drop(leader);
-        match compiled.failed {
-            Some(failed) => {
-                self.metrics.deferred_check(DeferredCheck::Failed);
-                Ok(failed)
-            }
-            None => {
-                self.metrics.deferred_check(DeferredCheck::Passed);
-                Ok(verdict(plan, out))
-            }
-        }
+        self.metrics.deferred_check(if compiled.failed.is_some() {
+            DeferredCheck::Failed
+        } else {
+            DeferredCheck::Passed
+        });
+        Ok(compiled.failed)
     }
 
     /// Runs the compile step; `failed` is the answer when it failed (outcome 11, or 19 for a

@@ -660,24 +660,10 @@ impl Judge {
         let program = match compiled {
             Ok(CompileOutcome::Compiled(p)) => p,
             Ok(CompileOutcome::Failed { output }) => {
-                live.emit(Event::Compile(CompileResult {
-                    verdict: Verdict::Ce,
-                    output,
-                }));
                 let mut progress = Progress::new(manifest.cases.len(), false);
-                let released = progress.compile_failed();
-                emit_released(live, &progress, released, &manifest.cases, &mut []);
-                return Ending::Done(Verdict::Ce);
+                return compile_refused(live, &mut progress, &manifest.cases, output);
             }
-            Err(e) => {
-                tracing::error!(submission = %live.id, error = %error_chain(&e), "compile step failed");
-                live.emit(Event::Compile(CompileResult {
-                    verdict: Verdict::Ie,
-                    output: "the compile step could not run (an internal error of the judge)"
-                        .into(),
-                }));
-                return Ending::Internal;
-            }
+            Err(e) => return compile_broke(live, &e),
         };
         if !program.compile_pending() {
             compiled_ok(live);
@@ -725,24 +711,8 @@ impl Judge {
                 compiled_ok(live);
                 Ok(first)
             }
-            Ok(Some(output)) => {
-                live.emit(Event::Compile(CompileResult {
-                    verdict: Verdict::Ce,
-                    output,
-                }));
-                let released = progress.compile_failed();
-                emit_released(live, progress, released, cases, &mut []);
-                Err(Ending::Done(Verdict::Ce))
-            }
-            Err(e) => {
-                tracing::error!(submission = %live.id, error = %error_chain(&e), "deferred check failed");
-                live.emit(Event::Compile(CompileResult {
-                    verdict: Verdict::Ie,
-                    output: "the compile step could not run (an internal error of the judge)"
-                        .into(),
-                }));
-                Err(Ending::Internal)
-            }
+            Ok(Some(output)) => Err(compile_refused(live, progress, cases, output)),
+            Err(e) => Err(compile_broke(live, &e)),
         }
     }
 
@@ -1049,6 +1019,33 @@ fn compile_request(
         memorylimit: req.limits.memorylimit.or(memory),
         output_limit: testset.and_then(|l| l.output_limit),
     }
+}
+
+/// A program that does not compile: the `compile` event with what the compiler (or check)
+/// said, and every case SK.
+fn compile_refused(
+    live: &Live,
+    progress: &mut Progress,
+    cases: &[super::testset::ManifestCase],
+    output: String,
+) -> Ending {
+    live.emit(Event::Compile(CompileResult {
+        verdict: Verdict::Ce,
+        output,
+    }));
+    let released = progress.compile_failed();
+    emit_released(live, progress, released, cases, &mut []);
+    Ending::Done(Verdict::Ce)
+}
+
+/// A compile step (or deferred check) the backend could not run: IE.
+fn compile_broke(live: &Live, e: &BackendError) -> Ending {
+    tracing::error!(submission = %live.id, error = %error_chain(e), "compile step failed");
+    live.emit(Event::Compile(CompileResult {
+        verdict: Verdict::Ie,
+        output: "the compile step could not run (an internal error of the judge)".into(),
+    }));
+    Ending::Internal
 }
 
 /// The `compile` event of a program that compiled, and the switch to running.
