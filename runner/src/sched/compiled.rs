@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use tokio::sync::{OnceCell, watch};
 
-use super::compile_cache::{CompileCache, Entry, Key, Lookup, Use};
-use super::{At, ExecError, Inner, Scheduler, cached_failure, internal, run_dir_size};
+use super::compile_cache::{CompileCache, Entry, Key, Use};
+use super::{At, Cached, ExecError, Inner, Scheduler, cached_failure, internal, run_dir_size};
 use crate::jail::{Artifact, End, Jail, JailOutput, JailSpec, StepExtras};
 use crate::job::{Job, Outcome, Usage};
 use crate::metrics::DeferredCheck;
@@ -144,11 +144,13 @@ impl Compilation {
     }
 
     /// A compile cache entry with files as the artifact, held while the submission runs.
-    fn adopt(plan: Plan, jail_dir: String, entry: Arc<Entry>) -> Result<Compilation, ExecError> {
-        let files = entry
-            .files()
-            .ok_or_else(|| ExecError::Internal("a cache entry without files".into()))?;
-        let artifact = Artifact::adopt(&files).map_err(internal("adopt a cached artifact"))?;
+    fn adopt(
+        plan: Plan,
+        jail_dir: String,
+        entry: Arc<Entry>,
+        files: &std::path::Path,
+    ) -> Result<Compilation, ExecError> {
+        let artifact = Artifact::adopt(files).map_err(internal("adopt a cached artifact"))?;
         Ok(Compilation::Compiled(Compiled {
             parts: Arc::new(Parts {
                 plan,
@@ -307,25 +309,20 @@ impl Inner<Jail> {
             }));
         }
         let cached = self.cache_key(&settings, &job.language, &plan, Use::Compile, &jail_dir);
-        let mut leader = None;
-        if let Some((cache, key)) = &cached {
-            match cache.lookup(key).await {
-                Lookup::Hit(entry) => {
-                    self.metrics.compile_cache_lookup(&job.language, true);
-                    if let Some(failed) = cached_failure(&entry, &jail_dir) {
-                        return Ok(Compilation::failed(failed));
-                    }
-                    if entry.files().is_some() {
-                        drop(guard);
-                        return Compilation::adopt(plan, jail_dir, entry);
-                    }
-                }
-                Lookup::Lead(l) => {
-                    self.metrics.compile_cache_lookup(&job.language, false);
-                    leader = Some(l);
-                }
+        let at = At {
+            slot,
+            dir_name: &dir_name,
+            jail_dir: &jail_dir,
+            lang: &job.language,
+        };
+        let leader = match self.lookup_compile(cached.as_ref(), &at).await {
+            Cached::Failed(failed) => return Ok(Compilation::failed(failed)),
+            Cached::Files { entry, files } => {
+                drop(guard);
+                return Compilation::adopt(plan, jail_dir, entry, &files);
             }
-        }
+            Cached::Compile(leader) => leader,
+        };
         let run_dir = self
             .jail
             .create_run_dir(slot, &dir_name, run_dir_size(&plan))
@@ -349,10 +346,10 @@ impl Inner<Jail> {
                 return Ok(Compilation::failed(failed));
             }
             // The stored snapshot is the artifact: one copy, not two.
-            if let Some(entry) = stored.filter(|e| e.files().is_some()) {
+            if let Some((entry, files)) = stored.and_then(|e| e.files().map(|f| (e, f))) {
                 drop(run_dir);
                 drop(guard);
-                return Compilation::adopt(plan, jail_dir, entry);
+                return Compilation::adopt(plan, jail_dir, entry, &files);
             }
         }
         let artifact = self

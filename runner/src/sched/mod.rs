@@ -21,7 +21,7 @@
 //! tested without root (the real jail runs in the privileged tests).
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -503,36 +503,24 @@ impl<J: Sandbox> Inner<J> {
             let out = self.run(plan, &run_dir, at.slot).await?;
             return Ok(verdict(plan, out));
         };
-        let mut leader = None;
-        if let Some((cache, key)) = &cached {
-            match cache.lookup(key).await {
-                Lookup::Hit(entry) => {
-                    self.metrics.compile_cache_lookup(at.lang, true);
-                    if let Some(failed) = cached_failure(&entry, at.jail_dir) {
-                        return Ok(failed);
-                    }
-                    if let Some(files) = entry.files() {
-                        // Room for what the compile left, whatever this run's disk limit.
-                        let size = run_dir_size(plan).saturating_add(entry.bytes());
-                        let run_dir = self
-                            .jail
-                            .create_run_dir(at.slot, at.dir_name, size)
-                            .map_err(internal("create run directory"))?;
-                        run_dir
-                            .restore_from(&files)
-                            .map_err(internal("restore a compile cache entry"))?;
-                        drop(entry);
-                        let out = self.run(plan, &run_dir, at.slot).await?;
-                        return Ok(verdict(plan, out));
-                    }
-                    // A pass without files cannot stand for a compile: compile, store nothing.
-                }
-                Lookup::Lead(l) => {
-                    self.metrics.compile_cache_lookup(at.lang, false);
-                    leader = Some(l);
-                }
+        let leader = match self.lookup_compile(cached.as_ref(), at).await {
+            Cached::Failed(failed) => return Ok(failed),
+            Cached::Files { entry, files } => {
+                // Room for what the compile left, whatever this run's disk limit.
+                let size = run_dir_size(plan).saturating_add(entry.bytes());
+                let run_dir = self
+                    .jail
+                    .create_run_dir(at.slot, at.dir_name, size)
+                    .map_err(internal("create run directory"))?;
+                run_dir
+                    .restore_from(&files)
+                    .map_err(internal("restore a compile cache entry"))?;
+                drop(entry);
+                let out = self.run(plan, &run_dir, at.slot).await?;
+                return Ok(verdict(plan, out));
             }
-        }
+            Cached::Compile(leader) => leader,
+        };
         let run_dir = self.fresh_run_dir(at.slot, at.dir_name, plan)?;
         let compiled = self.compile(plan, step, &run_dir, at.slot, None).await?;
         if let (Some((cache, _)), Some(leader)) = (&cached, &leader) {
@@ -546,6 +534,35 @@ impl<J: Sandbox> Inner<J> {
         }
         let out = self.run(plan, &run_dir, at.slot).await?;
         Ok(verdict(plan, out))
+    }
+
+    /// What the compile cache has for a compile step (`cached`: the cache and the key, when
+    /// it is on), counted as a hit or a miss of `at.lang`.
+    async fn lookup_compile<'c>(
+        &self,
+        cached: Option<&'c (Arc<CompileCache>, Key)>,
+        at: &At<'_, J::Slot>,
+    ) -> Cached<'c> {
+        let Some((cache, key)) = cached else {
+            return Cached::Compile(None);
+        };
+        match cache.lookup(key).await {
+            Lookup::Hit(entry) => {
+                self.metrics.compile_cache_lookup(at.lang, true);
+                if let Some(failed) = cached_failure(&entry, at.jail_dir) {
+                    return Cached::Failed(failed);
+                }
+                match entry.files() {
+                    Some(files) => Cached::Files { entry, files },
+                    // A pass without files cannot stand for a compile: compile, store nothing.
+                    None => Cached::Compile(None),
+                }
+            }
+            Lookup::Lead(l) => {
+                self.metrics.compile_cache_lookup(at.lang, false);
+                Cached::Compile(Some(l))
+            }
+        }
     }
 
     /// The deferred order (docs/profiles.md, "Deferred check"): the run step first; then, only
@@ -723,6 +740,16 @@ struct At<'a, S> {
     dir_name: &'a str,
     jail_dir: &'a str,
     lang: &'a str,
+}
+
+/// What the compile cache has for a compile step.
+enum Cached<'c> {
+    /// A cached refusal: the answer, with this run's path in its cmpinfo.
+    Failed(RunResult),
+    /// A cached pass and the files the compile left (the entry stays on disk while held).
+    Files { entry: Arc<Entry>, files: PathBuf },
+    /// Nothing to use: compile, and store through the leader if there is one.
+    Compile(Option<compile_cache::Leader<'c>>),
 }
 
 /// How a compile step ended.
