@@ -157,6 +157,37 @@ fn vm_verdict_oom_is_mle() {
     }
 }
 
+/// One process of a job OOM-killed while another sleeps: the whole job ends at once as MLE.
+/// The kernel kills only the victim (a job's cgroup has no `memory.oom.group`, since init
+/// shares the daemon's memory: docs/jail.md, "Init shares the daemon's memory"), so the daemon
+/// ends the rest at the OOM event: the eBPF `mark_victim` program, or the cgroup's
+/// `memory.events` (pure v2) / OOM eventfd (hybrid) without eBPF.
+#[test]
+fn vm_verdict_oom_ends_the_whole_job() {
+    if !privileged() {
+        return;
+    }
+    let k = slowdown();
+    for mode in ebpf_modes() {
+        let wall = Duration::from_secs_f64(20.0 * k);
+        let l = Limits {
+            memory_bytes: 64 << 20,
+            cpu: Duration::from_secs_f64(3.0 * k),
+            wall,
+            procs: 8,
+            ..limits()
+        };
+        let script = "sleep 60 & python3 -c \"b = b'x' * (128 << 20)\"; echo after; wait";
+        let out = sh_in(mode, script, l);
+        assert_eq!(out.end, End::Memory, "{mode:?}: {out:?}");
+        assert!(
+            out.usage.wall_secs < wall.as_secs_f64() / 2.0,
+            "{mode:?}: the sleeping process outlived the OOM kill: {:?}",
+            out.usage
+        );
+    }
+}
+
 #[test]
 fn vm_verdict_death_by_signal() {
     if !privileged() {
