@@ -82,6 +82,20 @@ pub(crate) fn default_signal(sig: c_int) -> Result<(), Errno> {
     cvt_int(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) }).map(drop)
 }
 
+/// The signals this process ignores (`SIG_IGN`): a child keeps them ignored across `execve`.
+/// glibc's own (32, 33) cannot be asked for and are never listed.
+pub(crate) fn ignored_signals() -> Vec<c_int> {
+    (1..=libc::SIGRTMAX())
+        .filter(|&sig| {
+            // SAFETY: an all-zero sigaction is valid to be written over.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: only the current action is asked for, into `old`.
+            let r = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+            r == 0 && old.sa_sigaction == libc::SIG_IGN
+        })
+        .collect()
+}
+
 /// Unblocks every signal of the calling thread.
 pub(crate) fn unblock_all_signals() -> Result<(), Errno> {
     // SAFETY: an all-zero sigset_t is a valid set; sigemptyset makes it the empty set.

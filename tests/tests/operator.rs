@@ -248,6 +248,50 @@ fn commands_refuse_without_root() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Step 18 from inside the jail, with a daemon whose own parent left signals ignored (as
+/// `nohup` or a shell's `trap "" …` does): the program starts with every signal at its default
+/// and none blocked, as a fresh process. (glibc's own signals 32 and 33 cannot be reset from
+/// C and are left out.)
+#[test]
+fn run_program_signals_start_at_their_defaults() {
+    if !privileged() {
+        return;
+    }
+    let dir = private_dir("runner-run-");
+    let src = dir.join("sig.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <string.h>\nint main(void){char l[256];\n\
+         FILE *f = fopen(\"/proc/self/status\", \"r\");\n\
+         while (fgets(l, sizeof l, f)) if (!strncmp(l, \"SigIgn\", 6) || !strncmp(l, \"SigBlk\", 6)) fputs(l, stdout);\n\
+         return 0;}\n",
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' HUP QUIT USR2; exec \"$0\" run --lang c \"$1\"",
+        ])
+        .arg(runner_binary())
+        .arg(&src)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the runner binary through sh");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = v["stdout"].as_str().unwrap_or_default();
+    let mask = |key: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {v:#}"));
+        u64::from_str_radix(line.trim_start_matches(':').trim(), 16).unwrap()
+    };
+    let glibc = (1 << 31) | (1 << 32);
+    assert_eq!(mask("SigIgn") & !glibc, 0, "ignored signals: {stdout}");
+    assert_eq!(mask("SigBlk"), 0, "blocked signals: {stdout}");
+}
+
 /// `runner run`: the outcome is the exit status (0 for 15), nothing is logged unless asked, a
 /// missing file is reported before anything else (even before the root check), an unknown
 /// language and a missing toolchain are told apart.

@@ -176,6 +176,9 @@ pub(super) struct Prepared {
     /// Rules the child adds after mounting: (path inside the jail, access).
     pub(super) landlock_jail_rules: Vec<(CString, u64)>,
     pub(super) seccomp: std::sync::Arc<[libc::sock_filter]>,
+    /// The signals the daemon ignores (at least SIGPIPE): back to their defaults for the
+    /// program.
+    pub(super) ignored_signals: std::sync::Arc<[libc::c_int]>,
     pub(super) exec_path: CString,
     /// Every descriptor above, sorted: what init keeps open.
     pub(super) keep_fds: Vec<RawFd>,
@@ -304,12 +307,15 @@ pub(super) fn init(p: &Prepared, ptrs: &Ptrs, stack: &mut [u8]) -> ! {
 
 /// The program's side: steps 18–28 (docs/jail.md). Never returns.
 fn program(p: &Prepared, ptrs: &Ptrs) -> ! {
-    // 18. New session: no controlling terminal of the daemon's. Signals as a process started
-    //     from a shell has them: SIGPIPE back to its default (the daemon, as every Rust
-    //     program, ignores it, and an ignored signal stays ignored across exec: `yes | head`
-    //     would print "Broken pipe"), none blocked.
+    // 18. New session: no controlling terminal of the daemon's. Signals as a fresh process
+    //     has them: every signal the daemon ignores back to its default (SIGPIPE: every Rust
+    //     program ignores it, and an ignored signal stays ignored across exec, so `yes | head`
+    //     would print "Broken pipe"; and whatever the daemon's own parent left ignored, e.g.
+    //     SIGHUP under nohup), none blocked.
     sys::setsid();
-    check(p, Step::Signals, sys::default_signal(libc::SIGPIPE));
+    for &sig in p.ignored_signals.iter() {
+        check(p, Step::Signals, sys::default_signal(sig));
+    }
     check(p, Step::Signals, sys::unblock_all_signals());
     p.clock.mark(Mark::Session);
     // 19. stdin, stdout, stderr.

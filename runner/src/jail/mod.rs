@@ -231,6 +231,9 @@ pub struct Jail {
     gid: u32,
     uid_base: u32,
     ncpu: u32,
+    /// The signals the daemon ignores, read once at start-up: the program starts with them at
+    /// their defaults (step 18).
+    ignored_signals: std::sync::Arc<[libc::c_int]>,
     /// Declared last: dropped after the cgroup subtree its sock_addr programs are attached to.
     monitor: Option<Monitor>,
     /// One line on the monitor's state for `runner check` and the start-up log.
@@ -259,6 +262,10 @@ impl Jail {
         let (monitor, monitor_status) = crate::monitor::start(cfg.ebpf, cgroups.v2_base())?;
         let landlock_base = landlock_base(abi, &system)?;
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let mut ignored_signals = sys::ignored_signals();
+        if !ignored_signals.contains(&libc::SIGPIPE) {
+            ignored_signals.push(libc::SIGPIPE);
+        }
         Ok(Jail {
             landlock_base,
             cgroups,
@@ -271,6 +278,7 @@ impl Jail {
             gid: cfg.gid,
             uid_base: cfg.uid_base,
             ncpu,
+            ignored_signals: ignored_signals.into(),
             monitor,
             monitor_status,
         })

@@ -224,6 +224,7 @@ impl Jail {
             landlock: ruleset.raw(),
             landlock_jail_rules: landlock_jail_rules(self.abi)?,
             seccomp: policy.program.clone(), // an Arc: shared, not copied
+            ignored_signals: self.ignored_signals.clone(),
             exec_path,
             keep_fds,
             argv,
