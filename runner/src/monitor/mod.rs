@@ -225,6 +225,8 @@ pub struct Monitor {
     source: String,
     /// Whether `runner_sample` is attached (else why not).
     sampling: Result<(), String>,
+    /// Why the sample cannot estimate between ticks (it then only stops jobs over budget).
+    no_estimate: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -276,12 +278,16 @@ pub fn start(
     }
     match Monitor::load(cgroup_subtree) {
         Ok(m) => {
-            let budget = match &m.sampling {
-                Ok(()) => format!(
+            let budget = match (&m.sampling, m.no_estimate) {
+                (Ok(()), None) => format!(
                     "CPU budget from the kernel's charges and a {} µs sample",
                     SAMPLE_PERIOD.as_micros()
                 ),
-                Err(why) => format!("CPU budget from the kernel's charges only ({why})"),
+                (Ok(()), Some(why)) => format!(
+                    "CPU budget from the kernel's charges, a {} µs sample stops jobs over it ({why})",
+                    SAMPLE_PERIOD.as_micros()
+                ),
+                (Err(why), _) => format!("CPU budget from the kernel's charges only ({why})"),
             };
             let line = format!(
                 "eBPF monitor: active ({}; exit, oom, {budget}, connect/sendmsg deny)",
@@ -382,6 +388,19 @@ impl Monitor {
         } else {
             0
         };
+        let exec_start = offsets
+            .iter()
+            .find(|(name, _)| *name == common::GLOBAL_OFF_TASK_EXEC_START)
+            .map_or(common::OFFSET_UNKNOWN, |(_, off)| *off);
+        let no_estimate = if exec_start == common::OFFSET_UNKNOWN {
+            Some("no task_struct.se.exec_start in BTF")
+        } else if !cfg!(target_arch = "x86_64") {
+            Some("not x86-64")
+        } else if cpus == 0 {
+            Some("cannot read the possible CPUs")
+        } else {
+            None
+        };
         globals.push((common::GLOBAL_NR_CPUS, cpus.min(common::MAX_CPUS)));
         globals.push((
             common::GLOBAL_ESTIMATE_GUARD_NS,
@@ -430,6 +449,7 @@ impl Monitor {
             }),
             source,
             sampling,
+            no_estimate,
         })
     }
 
