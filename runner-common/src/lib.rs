@@ -11,13 +11,22 @@
 pub const EVENT_EXIT: u32 = 1;
 /// The OOM killer chose a victim in a job (`oom/mark_victim`); `pid` is the victim.
 pub const EVENT_OOM: u32 = 2;
-/// A job's CPU time (summed over all its tasks) reached its budget; `value` = ns used.
+/// A job's CPU time (summed over all its tasks) reached its budget; `value` = ns used, `code`
+/// = [`BUDGET_CHARGED`] or [`BUDGET_ESTIMATED`] (how `value` was counted).
 pub const EVENT_BUDGET: u32 = 3;
 /// A job tried `connect()` or `sendmsg()` to an address and the cgroup program refused.
 pub const EVENT_NET_DENIED: u32 = 4;
 
 /// `Event::code` when the exit code could not be read.
 pub const CODE_UNKNOWN: u32 = u32::MAX;
+
+/// `EVENT_BUDGET` code: `value` is the sum of the runtime the kernel has charged to the job's
+/// tasks (`sched_stat_runtime`), exactly what its `cpu.stat` shows.
+pub const BUDGET_CHARGED: u32 = 0;
+/// `EVENT_BUDGET` code: `value` is that sum plus the time the job's running tasks have run
+/// since their last charge, counted by the sampling program (minus [`GLOBAL_ESTIMATE_GUARD_NS`]
+/// of it: docs/ebpf.md, "Between ticks").
+pub const BUDGET_ESTIMATED: u32 = 1;
 
 /// Ring-buffer record, one per kernel event of a job.
 #[repr(C)]
@@ -29,7 +38,7 @@ pub struct Event {
     pub pid: u32,
     /// Host tgid of the task concerned.
     pub tgid: u32,
-    /// `EVENT_EXIT`: `task->exit_code`; otherwise 0.
+    /// `EVENT_EXIT`: `task->exit_code`; `EVENT_BUDGET`: `BUDGET_*`; otherwise 0.
     pub code: u32,
     /// The cgroup2 id of the job (the inode number of its cgroup2 directory).
     pub cgroup_id: u64,
@@ -65,8 +74,20 @@ pub const GLOBAL_OFF_TASK_CGROUPS: &str = "OFF_TASK_CGROUPS";
 pub const GLOBAL_OFF_CSS_SET_DFL_CGRP: &str = "OFF_CSS_SET_DFL_CGRP";
 pub const GLOBAL_OFF_CGROUP_KN: &str = "OFF_CGROUP_KN";
 pub const GLOBAL_OFF_KERNFS_NODE_ID: &str = "OFF_KERNFS_NODE_ID";
+/// `task_struct.se` + `sched_entity.exec_start`: when the task's runtime was last charged (or
+/// it was switched in), in its run queue's task clock.
+pub const GLOBAL_OFF_TASK_EXEC_START: &str = "OFF_TASK_EXEC_START";
 /// Non-zero: on a budget overrun also `bpf_send_signal(SIGKILL)` the task running it.
 pub const GLOBAL_KILL_CURRENT: &str = "KILL_CURRENT";
+/// CPUs whose slots the sampling program sums (possible CPUs, at most [`MAX_CPUS`]).
+pub const GLOBAL_NR_CPUS: &str = "NR_CPUS";
+/// The sampling program decides a budget from its estimate only once the estimate is this many
+/// ns past the budget (docs/ebpf.md, "Between ticks").
+pub const GLOBAL_ESTIMATE_GUARD_NS: &str = "ESTIMATE_GUARD_NS";
+
+/// The most CPUs the sampling program sums (its loop bound; CPUs past it count as idle, which
+/// only makes the estimate lower).
+pub const MAX_CPUS: u32 = 64;
 
 /// An offset that was not found in BTF.
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;

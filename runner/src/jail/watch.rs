@@ -105,14 +105,12 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
         .as_ref()
         .and_then(|f| sys::async_fd_priority(f.as_fd()).ok());
     let wall_deadline = tokio::time::Instant::from_std(w.wall_deadline);
-    // The eBPF budget event came but cpu.stat was not there yet (see below).
-    let mut budget_near = false;
     loop {
         let used = w.cg.cpu_usage();
         if killed.reason.is_none() && used >= w.cpu_budget {
             killed.kill(w.cg, End::CpuTime);
         }
-        let backstop = w.events.is_some() && !budget_near;
+        let backstop = w.events.is_some();
         let cpu_check = cpu_check_after(w.cpu_budget.saturating_sub(used), w.ncpu, backstop);
         let running = killed.reason.is_none();
         tokio::select! {
@@ -136,12 +134,13 @@ pub(super) async fn watch(mut w: Watched<'_>, listener: Option<OwnedFd>) -> Kill
             },
             ev = next_event(&mut w.events), if running => match ev {
                 JobEvent::Oom { .. } => killed.kill(w.cg, End::Memory),
-                // The eBPF side sums the kernel's own runtime deltas of the job's tasks, which
-                // the kernel adds to cpu.stat right after (docs/ebpf.md, "CPU budget"), and has
-                // already killed the task it caught running. The check at the top of the loop,
-                // which runs at once, sees cpu.stat at the budget and kills the rest; should the
-                // charge not have reached cpu.stat yet, it looks again within a millisecond.
-                JobEvent::Budget { .. } => budget_near = true,
+                // The eBPF side decided the budget (docs/ebpf.md, "CPU budget"): from the
+                // kernel's own runtime deltas of the job's tasks, which the kernel adds to
+                // cpu.stat right after, or from its sample's estimate, past a guard, between two
+                // of them ("Between ticks"); it has already killed the task it caught running
+                // and kills every other it samples. The rest go now, not at cpu.stat's next
+                // charge (up to a scheduler tick later).
+                JobEvent::Budget { .. } => killed.kill(w.cg, End::CpuTime),
                 JobEvent::Exit { .. } | JobEvent::NetDenied => {} // next_event skips these
             },
             r = readable(&oom), if running => {

@@ -255,6 +255,8 @@ mod tests {
             ("css_set", "dfl_cgrp"),
             ("cgroup", "kn"),
             ("kernfs_node", "id"),
+            ("task_struct", "se"),
+            ("sched_entity", "exec_start"),
         ] {
             assert!(btf.offset(s, f).is_some(), "{s}.{f}");
         }

@@ -7,9 +7,11 @@
 //! verdicts (the jail does, on the events it receives), or poll.
 //!
 //! Programs (see `runner-ebpf/src/main.rs`): process exits, OOM victims, the CPU budget
-//! (the kernel's per-task runtime deltas, `sched_stat_runtime`), and cgroup sock_addr programs that deny
-//! connect/sendmsg, attached once to the daemon's cgroup2 subtree of jobs and so inherited by
-//! every job.
+//! (the kernel's per-task runtime deltas, `sched_stat_runtime`, with `sched_switch` and a
+//! cpu-clock `perf_event` sample on every CPU for the time between scheduler ticks), and cgroup
+//! sock_addr programs that deny connect/sendmsg, attached once to the daemon's cgroup2 subtree
+//! of jobs and so inherited by every job. The sample is optional: if it cannot be attached the
+//! monitor says so once and keeps the tick-driven budget.
 //!
 //! Counters: each loaded monitor counts the events it reads in its own `metrics::EbpfCounters`,
 //! which `server` hands to the metrics registry (`Jail::ebpf_counters`); no process-wide state.
@@ -33,7 +35,8 @@ use crate::enums::enum_with_all;
 use crate::metrics::{EbpfCounters, EbpfEventKind};
 use crate::sync::lock;
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr};
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, PerfEvent};
 use aya::{Ebpf, EbpfLoader};
 use runner_common as common;
 use tokio::sync::mpsc;
@@ -44,6 +47,17 @@ static EMBEDDED_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/runner
 
 /// Name of the object when installed beside the binary.
 pub const OBJECT_FILE: &str = "runner-ebpf.o";
+
+/// How often `runner_sample` runs on every CPU (a cpu-clock perf event): the longest a task of a
+/// job over its budget runs before SIGKILL, and the granularity of the budget between scheduler
+/// ticks. Measured cost in docs/ebpf.md ("Costs and limits").
+pub const SAMPLE_PERIOD: Duration = Duration::from_millis(1);
+
+/// The sample decides a budget from its estimate (charged sum plus the uncharged run time of the
+/// job's running tasks) only this far past the budget: the estimate counts wall time, which may
+/// include time the hypervisor stole from the vCPU and the kernel will not charge (docs/ebpf.md,
+/// "Between ticks").
+pub const ESTIMATE_GUARD: Duration = Duration::from_millis(1);
 
 enum_with_all! {
     /// `[monitor] ebpf`.
@@ -127,6 +141,8 @@ pub enum MonitorError {
     },
     #[error("cannot watch the ring buffer")]
     Ring(#[source] std::io::Error),
+    #[error("cannot list the online CPUs")]
+    Cpus(#[source] std::io::Error),
 }
 
 /// What the kernel told about one job.
@@ -136,8 +152,9 @@ pub enum JobEvent {
     Exit { pid: u32, status: Option<i32> },
     /// The OOM killer chose a victim in the job.
     Oom { pid: u32 },
-    /// The job's CPU time reached its budget.
-    Budget { used: Duration },
+    /// The job's CPU time reached its budget: `used` ns by the kernel's charges, or, if
+    /// `estimated`, by the sample's estimate less [`ESTIMATE_GUARD`].
+    Budget { used: Duration, estimated: bool },
     /// A connect/sendmsg of the job was refused.
     NetDenied,
 }
@@ -181,7 +198,7 @@ impl JobStats {
                 }
             }
             JobEvent::Oom { pid } => self.oom_victims.push(pid),
-            JobEvent::Budget { used } => self.budget_used = Some(used),
+            JobEvent::Budget { used, .. } => self.budget_used = Some(used),
             JobEvent::NetDenied => self.net_denied += 1,
         }
     }
@@ -206,6 +223,10 @@ struct Inner {
 pub struct Monitor {
     inner: Arc<Inner>,
     source: String,
+    /// Whether `runner_sample` is attached (else why not).
+    sampling: Result<(), String>,
+    /// Why the sample cannot estimate between ticks (it then only stops jobs over budget).
+    no_estimate: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -257,8 +278,19 @@ pub fn start(
     }
     match Monitor::load(cgroup_subtree) {
         Ok(m) => {
+            let budget = match (&m.sampling, m.no_estimate) {
+                (Ok(()), None) => format!(
+                    "CPU budget from the kernel's charges and a {} µs sample",
+                    SAMPLE_PERIOD.as_micros()
+                ),
+                (Ok(()), Some(why)) => format!(
+                    "CPU budget from the kernel's charges, a {} µs sample stops jobs over it ({why})",
+                    SAMPLE_PERIOD.as_micros()
+                ),
+                (Err(why), _) => format!("CPU budget from the kernel's charges only ({why})"),
+            };
             let line = format!(
-                "eBPF monitor: active ({}; exit, oom, exact CPU budget, connect/sendmsg deny)",
+                "eBPF monitor: active ({}; exit, oom, {budget}, connect/sendmsg deny)",
                 m.source
             );
             Ok((Some(m), line))
@@ -277,7 +309,7 @@ pub fn start(
 }
 
 /// The globals with kernel struct offsets, by name.
-type Offsets = [(&'static str, u32); 7];
+type Offsets = [(&'static str, u32); 8];
 
 /// The running kernel's BTF (for aya) and the offsets the programs need, parsed once and kept
 /// for the next load: parsing ~5 MB of BTF takes tens of ms (hundreds unoptimised), and tests
@@ -315,8 +347,20 @@ fn parse_kernel_btf() -> Option<(aya::Btf, Offsets)> {
         ),
         (common::GLOBAL_OFF_CGROUP_KN, off("cgroup", "kn")),
         (common::GLOBAL_OFF_KERNFS_NODE_ID, off("kernfs_node", "id")),
+        (
+            common::GLOBAL_OFF_TASK_EXEC_START,
+            nested_offset(off("task_struct", "se"), off("sched_entity", "exec_start")),
+        ),
     ];
     Some((kernel, offsets))
+}
+
+/// The offset of a field of an embedded struct (`outer` + `inner`), unknown if either is.
+fn nested_offset(outer: u32, inner: u32) -> u32 {
+    if outer == common::OFFSET_UNKNOWN || inner == common::OFFSET_UNKNOWN {
+        return common::OFFSET_UNKNOWN;
+    }
+    outer.checked_add(inner).unwrap_or(common::OFFSET_UNKNOWN)
 }
 
 /// Drops the kept kernel BTF (≈ 11 MB once parsed). The daemon calls it after start-up: it
@@ -335,6 +379,33 @@ impl Monitor {
         // On: the budget event counts the kernel's own runtime deltas, the ones `cpu.stat` sums
         // (docs/ebpf.md, "CPU budget"), so a kill at the event is never below the budget.
         globals.push((common::GLOBAL_KILL_CURRENT, 1));
+        // Possible CPUs (the slots the sample sums); 0 if unknown or not x86-64, which leaves
+        // the sample only its kill of jobs already over budget: the programs order the slots
+        // and the sum by program order alone, which only x86's memory model keeps between CPUs
+        // (docs/ebpf.md, "Between ticks").
+        let cpus = if cfg!(target_arch = "x86_64") {
+            aya::util::nr_cpus().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+        } else {
+            0
+        };
+        let exec_start = offsets
+            .iter()
+            .find(|(name, _)| *name == common::GLOBAL_OFF_TASK_EXEC_START)
+            .map_or(common::OFFSET_UNKNOWN, |(_, off)| *off);
+        let no_estimate = if exec_start == common::OFFSET_UNKNOWN {
+            Some("no task_struct.se.exec_start in BTF")
+        } else if !cfg!(target_arch = "x86_64") {
+            Some("not x86-64")
+        } else if cpus == 0 {
+            Some("cannot read the possible CPUs")
+        } else {
+            None
+        };
+        globals.push((common::GLOBAL_NR_CPUS, cpus.min(common::MAX_CPUS)));
+        globals.push((
+            common::GLOBAL_ESTIMATE_GUARD_NS,
+            u32::try_from(ESTIMATE_GUARD.as_nanos()).unwrap_or(u32::MAX),
+        ));
         let mut loader = EbpfLoader::new();
         loader.btf(Some(kernel_btf));
         for (name, value) in &globals {
@@ -345,6 +416,16 @@ impl Monitor {
             .map_err(|e| MonitorError::Load(Box::new(e)))?;
         attach_tracing(&mut ebpf, kernel_btf)?;
         attach_sock_addr(&mut ebpf, cgroup_subtree)?;
+        // Optional: without it the budget is decided at the kernel's charges (scheduler ticks,
+        // switches), as before; say so once per process, not once per load (tests load often).
+        let sampling = attach_sampling(&mut ebpf).map_err(|e| {
+            let why = crate::telemetry::error_chain(&e);
+            static SAID: AtomicBool = AtomicBool::new(false);
+            if !SAID.swap(true, Ordering::Relaxed) {
+                tracing::warn!("eBPF monitor: no CPU sample ({why}); the CPU budget is decided at scheduler ticks only");
+            }
+            why
+        });
         let jobs = BpfHashMap::try_from(take_map(&mut ebpf, common::MAP_JOBS)?)
             .map_err(map_err(common::MAP_JOBS))?;
         let ring = RingBuf::try_from(take_map(&mut ebpf, common::MAP_EVENTS)?)
@@ -367,6 +448,8 @@ impl Monitor {
                 counters,
             }),
             source,
+            sampling,
+            no_estimate,
         })
     }
 
@@ -482,6 +565,7 @@ fn to_job_event(ev: &common::Event) -> Option<JobEvent> {
         common::EVENT_OOM => JobEvent::Oom { pid: ev.pid },
         common::EVENT_BUDGET => JobEvent::Budget {
             used: Duration::from_nanos(ev.value),
+            estimated: ev.code == common::BUDGET_ESTIMATED,
         },
         common::EVENT_NET_DENIED => JobEvent::NetDenied,
         _ => return None,
@@ -564,10 +648,31 @@ fn attach_tracing(ebpf: &mut Ebpf, kernel_btf: &aya::Btf) -> Result<(), MonitorE
         ("runner_exit", "sched_process_exit"),
         ("runner_oom", "mark_victim"),
         ("runner_runtime", "sched_stat_runtime"),
+        ("runner_switch", "sched_switch"),
     ] {
         let p: &mut BtfTracePoint = program(ebpf, name)?;
         p.load(hook, kernel_btf).map_err(prog_err(name, "load"))?;
         p.attach().map_err(prog_err(name, "attach"))?;
+    }
+    Ok(())
+}
+
+/// `runner_sample` on a cpu-clock perf event of every online CPU, every [`SAMPLE_PERIOD`].
+/// (CPUs brought online later are not sampled: their job tasks are charged at ticks only.)
+fn attach_sampling(ebpf: &mut Ebpf) -> Result<(), MonitorError> {
+    const NAME: &str = "runner_sample";
+    let cpus = aya::util::online_cpus().map_err(|(_, e)| MonitorError::Cpus(e))?;
+    let p: &mut PerfEvent = program(ebpf, NAME)?;
+    p.load().map_err(prog_err(NAME, "load"))?;
+    let period = u64::try_from(SAMPLE_PERIOD.as_nanos()).unwrap_or(u64::MAX);
+    for cpu in cpus {
+        p.attach(
+            PerfEventConfig::Software(SoftwareEvent::CpuClock),
+            PerfEventScope::AllProcessesOneCpu { cpu },
+            SamplePolicy::Period(period),
+            false,
+        )
+        .map_err(prog_err(NAME, "attach"))?;
     }
     Ok(())
 }
@@ -705,6 +810,51 @@ mod tests {
             value: 0,
         };
         assert_eq!(to_job_event(&unknown), None);
+    }
+
+    #[test]
+    fn test_budget_record_says_how_it_was_counted() {
+        let ev = |code| common::Event {
+            kind: common::EVENT_BUDGET,
+            pid: 1,
+            tgid: 1,
+            code,
+            cgroup_id: 1,
+            value: 1_500_000,
+        };
+        let used = Duration::from_micros(1500);
+        assert_eq!(
+            to_job_event(&ev(common::BUDGET_CHARGED)),
+            Some(JobEvent::Budget {
+                used,
+                estimated: false
+            })
+        );
+        assert_eq!(
+            to_job_event(&ev(common::BUDGET_ESTIMATED)),
+            Some(JobEvent::Budget {
+                used,
+                estimated: true
+            })
+        );
+    }
+
+    #[test]
+    fn test_nested_offset_is_unknown_if_a_part_is() {
+        let unknown = common::OFFSET_UNKNOWN;
+        assert_eq!(nested_offset(128, 64), 192);
+        assert_eq!(nested_offset(unknown, 64), unknown);
+        assert_eq!(nested_offset(128, unknown), unknown);
+        assert_eq!(nested_offset(u32::MAX - 1, 8), unknown);
+    }
+
+    #[test]
+    fn test_sample_settings_fit_the_programs_globals() {
+        // Globals are u32 ns; the guard must fit and be below one scheduler tick (4 ms at 250 Hz)
+        // for the sample to act between ticks at all.
+        assert!(u32::try_from(ESTIMATE_GUARD.as_nanos()).is_ok());
+        assert!(ESTIMATE_GUARD < Duration::from_millis(4));
+        assert!(SAMPLE_PERIOD > Duration::ZERO && SAMPLE_PERIOD < Duration::from_millis(4));
     }
 
     #[test]
