@@ -672,9 +672,10 @@ impl Judge {
             .await
     }
 
-    /// With a deferred check pending (docs/judge.md, "Deferred check"): runs the first case
-    /// alone, then settles compiling; the `compile` event goes out only then. `Ok(first case)`
-    /// to go on with the others, `Err(ending)` when the submission ends here (CE, IE, cancel).
+    /// With a deferred check pending (docs/judge.md, "Deferred check"): the status is
+    /// `running` while the first case runs alone, then compiling is settled and the `compile`
+    /// event goes out. `Ok(first case)` to go on with the others, `Err(ending)` when the
+    /// submission ends here (CE, IE, cancel).
     async fn settle_compile(
         &self,
         live: &Arc<Live>,
@@ -686,6 +687,7 @@ impl Judge {
         let cases = &lease.manifest().cases;
         let mut cancel = live.cancel.subscribe();
         let mut first = None;
+        live.emit(Event::Status(Status::Running));
         if let Some(case) = cases.first().filter(|_| progress.should_run(0)) {
             // Dropping the sender (a cancel below) kills the run.
             let (_stop, stop_rx) = watch::channel(false);
@@ -708,7 +710,10 @@ impl Judge {
         };
         match settled {
             Ok(None) => {
-                compiled_ok(live);
+                live.emit(Event::Compile(CompileResult {
+                    verdict: Verdict::Ac,
+                    output: String::new(),
+                }));
                 Ok(first)
             }
             Ok(Some(output)) => Err(compile_refused(live, progress, cases, output)),

@@ -344,9 +344,9 @@ async fn test_verdicts_ce_wa_tle_ole_and_stop_on_first_failure() {
     assert!(r.cases[0].message.as_deref().unwrap().contains("100 bytes"));
 }
 
-/// A deferred check (docs/judge.md, "Deferred check"): the first case runs alone, the
-/// `compile` event waits for it, and a check that fails makes the submission CE with every
-/// case SK, the one that ran too.
+/// A deferred check (docs/judge.md, "Deferred check"): the first case runs alone (status
+/// `running`), the `compile` event waits for it, and a check that fails makes the submission CE
+/// with every case SK, the one that ran too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_deferred_check_settles_after_the_first_case_alone() {
     let s = setup(5);
@@ -356,12 +356,13 @@ async fn test_deferred_check_settles_after_the_first_case_alone() {
     assert_eq!(verdicts(&r), [Verdict::Ac; 5]);
     let events = all_events(&j, &r.id, None).await;
     let names: Vec<&str> = events.iter().map(|(_, e)| e.name()).collect();
-    let mut want = vec!["status", "status", "compile", "status"];
+    let mut want = vec!["status", "status", "status", "compile"];
     want.extend(["case"; 5]);
     want.extend(["status", "done"]);
     assert_eq!(names, want);
+    assert_eq!(events[2].1, Event::Status(Status::Running));
     assert_eq!(
-        events[2].1,
+        events[3].1,
         Event::Compile(CompileResult {
             verdict: Verdict::Ac,
             output: String::new()
@@ -370,6 +371,12 @@ async fn test_deferred_check_settles_after_the_first_case_alone() {
 
     let r = run(&j, "deferred syntax", false).await;
     assert_eq!(r.verdict, Some(Verdict::Ce));
+    let events = all_events(&j, &r.id, None).await;
+    let names: Vec<&str> = events.iter().map(|(_, e)| e.name()).collect();
+    let mut want = vec!["status", "status", "status", "compile"];
+    want.extend(["case"; 5]);
+    want.extend(["status", "done"]);
+    assert_eq!(names, want);
     let compile = r.compile.as_ref().unwrap();
     assert_eq!(compile.verdict, Verdict::Ce);
     assert_eq!(compile.output, "SyntaxError: invalid syntax");
