@@ -243,6 +243,19 @@ async fn all_events(j: &Judge, id: &str, after: Option<EventId>) -> Vec<(EventId
     out
 }
 
+/// The names of `events`, in order.
+fn names(events: &[(EventId, Event)]) -> Vec<&'static str> {
+    events.iter().map(|(_, e)| e.name()).collect()
+}
+
+/// The event order of a submission that ran `cases` cases: `head`, the cases, `status`, `done`.
+fn order(head: &[&'static str], cases: usize) -> Vec<&'static str> {
+    let mut want = head.to_vec();
+    want.extend(std::iter::repeat_n("case", cases));
+    want.extend(["status", "done"]);
+    want
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_accepted_events_in_order_and_replayed_from_the_journal() {
     let s = setup(6);
@@ -262,11 +275,10 @@ async fn test_accepted_events_in_order_and_replayed_from_the_journal() {
     // Finished: out of memory, read back from the journal.
     assert_eq!(j.queue_len(), 0);
     let events = all_events(&j, &r.id, None).await;
-    let names: Vec<&str> = events.iter().map(|(_, e)| e.name()).collect();
-    let mut want = vec!["status", "status", "compile", "status"];
-    want.extend(["case"; 6]);
-    want.extend(["status", "done"]);
-    assert_eq!(names, want);
+    assert_eq!(
+        names(&events),
+        order(&["status", "status", "compile", "status"], 6)
+    );
     assert_eq!(events[0].0.to_string(), "1-1");
     assert_eq!(events.last().unwrap().0.to_string(), "1-12");
     match &events.last().unwrap().1 {
@@ -355,11 +367,8 @@ async fn test_deferred_check_settles_after_the_first_case_alone() {
     assert_eq!(r.verdict, Some(Verdict::Ac));
     assert_eq!(verdicts(&r), [Verdict::Ac; 5]);
     let events = all_events(&j, &r.id, None).await;
-    let names: Vec<&str> = events.iter().map(|(_, e)| e.name()).collect();
-    let mut want = vec!["status", "status", "status", "compile"];
-    want.extend(["case"; 5]);
-    want.extend(["status", "done"]);
-    assert_eq!(names, want);
+    let deferred = order(&["status", "status", "status", "compile"], 5);
+    assert_eq!(names(&events), deferred);
     assert_eq!(events[2].1, Event::Status(Status::Running));
     assert_eq!(
         events[3].1,
@@ -371,12 +380,7 @@ async fn test_deferred_check_settles_after_the_first_case_alone() {
 
     let r = run(&j, "deferred syntax", false).await;
     assert_eq!(r.verdict, Some(Verdict::Ce));
-    let events = all_events(&j, &r.id, None).await;
-    let names: Vec<&str> = events.iter().map(|(_, e)| e.name()).collect();
-    let mut want = vec!["status", "status", "status", "compile"];
-    want.extend(["case"; 5]);
-    want.extend(["status", "done"]);
-    assert_eq!(names, want);
+    assert_eq!(names(&all_events(&j, &r.id, None).await), deferred);
     let compile = r.compile.as_ref().unwrap();
     assert_eq!(compile.verdict, Verdict::Ce);
     assert_eq!(compile.output, "SyntaxError: invalid syntax");
