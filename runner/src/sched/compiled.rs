@@ -30,16 +30,15 @@
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::sync::{OnceCell, watch};
 
 use super::compile_cache::{CompileCache, Entry, Key, Use};
-use super::{At, Cached, ExecError, Inner, Scheduler, cached_failure, internal, run_dir_size};
+use super::{At, Cached, ExecError, Inner, Known, Scheduler, evidence, internal, run_dir_size};
 use crate::jail::{Artifact, End, Jail, JailOutput, JailSpec, StepExtras};
-use crate::job::{Job, Outcome, Usage};
+use crate::job::{Job, Outcome, RunResult, Usage};
 use crate::metrics::DeferredCheck;
-use crate::profile::plan::{Limits, Plan, RunEvidence};
+use crate::profile::plan::{Limits, Plan};
 
 /// A program compiled for judge mode: the plan of its run step and the artifact. Cheap to
 /// clone; the artifact is removed when the last clone is dropped.
@@ -72,26 +71,7 @@ struct PendingCheck {
     /// A run proved the main file compiled without a word: the check would pass silently.
     proved: AtomicBool,
     /// The check's answer once it ran: `None` it passed, `Some` its refusal.
-    ran: OnceCell<Option<Refusal>>,
-}
-
-/// A compile step's refusal: the outcome (11, or 19 for an illegal system call) and Jobe's
-/// `cmpinfo`.
-#[derive(Debug, Clone)]
-struct Refusal {
-    outcome: Outcome,
-    cmpinfo: Vec<u8>,
-    usage: Usage,
-}
-
-impl From<crate::job::RunResult> for Refusal {
-    fn from(r: crate::job::RunResult) -> Refusal {
-        Refusal {
-            outcome: r.outcome,
-            cmpinfo: r.cmpinfo,
-            usage: r.usage,
-        }
-    }
+    ran: OnceCell<Option<RunResult>>,
 }
 
 impl Compiled {
@@ -134,8 +114,7 @@ pub enum Compilation {
 
 impl Compilation {
     /// The compile step's refusal, as Jobe answers it.
-    fn failed(r: impl Into<Refusal>) -> Compilation {
-        let r = r.into();
+    fn failed(r: RunResult) -> Compilation {
         Compilation::Failed {
             outcome: r.outcome,
             cmpinfo: r.cmpinfo,
@@ -265,24 +244,18 @@ impl Inner<Jail> {
         }
         let guard = self.acquire_unbounded().await;
         let slot = guard.slot();
+        let at = At {
+            slot,
+            dir_name: &dir_name,
+            jail_dir: &jail_dir,
+            lang: &job.language,
+        };
         if plan.deferred.is_some() {
             let cached = self.cache_key(&settings, &job.language, &plan, Use::Check, &jail_dir);
-            let known = cached.as_ref().and_then(|(cache, key)| {
-                let hit = cache.get(key);
-                self.metrics
-                    .compile_cache_lookup(&job.language, hit.is_some());
-                hit
-            });
-            if let Some(failed) = known.as_ref().and_then(|e| cached_failure(e, &jail_dir)) {
-                self.metrics.deferred_check(DeferredCheck::Cached);
-                return Ok(Compilation::failed(failed));
-            }
-            let check = match known {
-                Some(_) => {
-                    self.metrics.deferred_check(DeferredCheck::Cached);
-                    None
-                }
-                None => Some(PendingCheck {
+            let check = match self.known_check(cached.as_ref(), &at) {
+                Known::Failed(failed) => return Ok(Compilation::failed(failed)),
+                Known::Passed => None,
+                Known::Unknown => Some(PendingCheck {
                     lang: job.language.clone(),
                     dir_name: dir_name.clone(),
                     cached,
@@ -309,12 +282,6 @@ impl Inner<Jail> {
             }));
         }
         let cached = self.cache_key(&settings, &job.language, &plan, Use::Compile, &jail_dir);
-        let at = At {
-            slot,
-            dir_name: &dir_name,
-            jail_dir: &jail_dir,
-            lang: &job.language,
-        };
         let leader = match self.lookup_compile(cached.as_ref(), &at).await {
             Cached::Failed(failed) => return Ok(Compilation::failed(failed)),
             Cached::Files { entry, files } => {
@@ -429,20 +396,15 @@ impl Inner<Jail> {
         if check.proved.load(Ordering::Acquire) || check.ran.initialized() {
             return;
         }
-        let evidence = RunEvidence {
-            exited_0: out.end == End::Exited(0),
-            cpu: Duration::from_secs_f64(out.usage.cpu_secs.max(0.0)),
-            stdout: &out.stdout,
-            stderr: &out.stderr,
-            cap: parts.plan.run.limits.stream_bytes,
-        };
-        if !deferred.needed(&evidence) && !check.proved.swap(true, Ordering::AcqRel) {
+        if !deferred.needed(&evidence(&parts.plan, out))
+            && !check.proved.swap(true, Ordering::AcqRel)
+        {
             self.metrics.deferred_check(DeferredCheck::Skipped);
         }
     }
 
     /// The pending check's answer (see [`Scheduler::settle_compile`]).
-    async fn settle_check(&self, parts: &Parts) -> Result<Option<Refusal>, ExecError> {
+    async fn settle_check(&self, parts: &Parts) -> Result<Option<RunResult>, ExecError> {
         let Some(check) = &parts.check else {
             return Ok(None);
         };
@@ -462,7 +424,7 @@ impl Inner<Jail> {
         &self,
         parts: &Parts,
         check: &PendingCheck,
-    ) -> Result<Option<Refusal>, ExecError> {
+    ) -> Result<Option<RunResult>, ExecError> {
         let Some(step) = &parts.plan.compile else {
             return Ok(None);
         };
@@ -477,6 +439,6 @@ impl Inner<Jail> {
             .deferred_check(&parts.plan, step, &at, check.cached.as_ref())
             .await?;
         drop(guard);
-        Ok(failed.map(Refusal::from))
+        Ok(failed)
     }
 }

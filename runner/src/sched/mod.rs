@@ -579,43 +579,48 @@ impl<J: Sandbox> Inner<J> {
         at: &At<'_, J::Slot>,
         cached: Option<(Arc<CompileCache>, Key)>,
     ) -> Result<RunResult, ExecError> {
-        let slot = at.slot;
-        let known = cached.as_ref().and_then(|(cache, key)| {
-            let hit = cache.get(key);
-            self.metrics.compile_cache_lookup(at.lang, hit.is_some());
-            hit
-        });
-        if let Some(failed) = known
-            .as_ref()
-            .and_then(|entry| cached_failure(entry, at.jail_dir))
-        {
-            self.metrics.deferred_check(DeferredCheck::Cached);
-            return Ok(failed);
-        }
-        let run_dir = self.fresh_run_dir(slot, at.dir_name, plan)?;
-        let out = self.run(plan, &run_dir, slot).await?;
+        let known = match self.known_check(cached.as_ref(), at) {
+            Known::Failed(failed) => return Ok(failed),
+            Known::Passed => true,
+            Known::Unknown => false,
+        };
+        let run_dir = self.fresh_run_dir(at.slot, at.dir_name, plan)?;
+        let out = self.run(plan, &run_dir, at.slot).await?;
         drop(run_dir);
         let (Some(step), Some(deferred)) = (&plan.compile, &plan.deferred) else {
             return Ok(verdict(plan, out));
         };
-        if known.is_some() {
-            self.metrics.deferred_check(DeferredCheck::Cached);
+        if known {
             return Ok(verdict(plan, out));
         }
-        let evidence = RunEvidence {
-            exited_0: out.end == End::Exited(0),
-            cpu: Duration::from_secs_f64(out.usage.cpu_secs.max(0.0)),
-            stdout: &out.stdout,
-            stderr: &out.stderr,
-            cap: plan.run.limits.stream_bytes,
-        };
-        if !deferred.needed(&evidence) {
+        if !deferred.needed(&evidence(plan, &out)) {
             self.metrics.deferred_check(DeferredCheck::Skipped);
             return Ok(verdict(plan, out));
         }
         match self.deferred_check(plan, step, at, cached.as_ref()).await? {
             Some(failed) => Ok(failed),
             None => Ok(verdict(plan, out)),
+        }
+    }
+
+    /// What the compile cache already knows of `plan`'s deferred check, without waiting for an
+    /// identical request's check (counted as a lookup, and a known result as `cached`).
+    fn known_check(
+        &self,
+        cached: Option<&(Arc<CompileCache>, Key)>,
+        at: &At<'_, J::Slot>,
+    ) -> Known {
+        let Some(entry) = cached.and_then(|(cache, key)| {
+            let hit = cache.get(key);
+            self.metrics.compile_cache_lookup(at.lang, hit.is_some());
+            hit
+        }) else {
+            return Known::Unknown;
+        };
+        self.metrics.deferred_check(DeferredCheck::Cached);
+        match cached_failure(&entry, at.jail_dir) {
+            Some(failed) => Known::Failed(failed),
+            None => Known::Passed,
         }
     }
 
@@ -740,6 +745,26 @@ struct At<'a, S> {
     dir_name: &'a str,
     jail_dir: &'a str,
     lang: &'a str,
+}
+
+/// What the compile cache knows of a deferred check before any run.
+enum Known {
+    /// A cached refusal: the answer, with this run's path in its cmpinfo.
+    Failed(RunResult),
+    /// A cached pass: no check is needed.
+    Passed,
+    Unknown,
+}
+
+/// What a run step's output tells the deferred check (`DeferredCheck::needed`).
+fn evidence<'a>(plan: &Plan, out: &'a JailOutput) -> RunEvidence<'a> {
+    RunEvidence {
+        exited_0: out.end == End::Exited(0),
+        cpu: Duration::from_secs_f64(out.usage.cpu_secs.max(0.0)),
+        stdout: &out.stdout,
+        stderr: &out.stderr,
+        cap: plan.run.limits.stream_bytes,
+    }
 }
 
 /// What the compile cache has for a compile step.
