@@ -765,6 +765,18 @@ pub(crate) fn reap_pidfd(pidfd: RawFd) -> Result<bool, Errno> {
     Ok(unsafe { info.si_pid() } != 0)
 }
 
+/// include/uapi/linux/pidfd.h: `PIDFD_GET_MNT_NAMESPACE`, `_IO(PIDFS_IOCTL_MAGIC = 0xFF, 3)`.
+const PIDFD_GET_MNT_NAMESPACE: c_ulong = 0xFF03;
+
+/// A descriptor (close-on-exec) of the mount namespace of the process `pidfd` refers to; it
+/// keeps the namespace alive. Linux 6.11+ (`ENOTTY` before); `ESRCH` once the process exited.
+pub(crate) fn pidfd_mnt_ns(pidfd: RawFd) -> Result<OwnedFd, Errno> {
+    // SAFETY: the ioctl takes no argument and returns a new descriptor or -1.
+    let fd = cvt_int(unsafe { libc::ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE, 0) })?;
+    // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Receives one seccomp user notification: `(pid, syscall number)`.
 pub(crate) fn seccomp_notif_recv(fd: RawFd) -> Result<(u32, i32), Errno> {
     // SAFETY: the kernel requires a zeroed seccomp_notif on input.

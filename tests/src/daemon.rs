@@ -272,6 +272,22 @@ pub fn jailed_pids(uids: std::ops::Range<u32>) -> Vec<(u32, u32)> {
     out
 }
 
+/// The run directories left in `runs` after waiting up to `within` for none: a finished step's
+/// run directory is removed by a teardown thread shortly after its response (docs/jail.md,
+/// "Teardown off the request path").
+pub fn run_dirs_left(runs: &Path, within: Duration) -> Vec<PathBuf> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left: Vec<PathBuf> = std::fs::read_dir(runs)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits up to `within` for no process with a uid in `uids`; panics naming the survivors.
 pub fn assert_no_jailed(uids: std::ops::Range<u32>, within: Duration) {
     let deadline = Instant::now() + within;

@@ -16,6 +16,19 @@ use runner::jail::{End, Jail, JailConfig, JailOutput, JailSpec, RunDir, Slot};
 pub use runner::monitor::EbpfMode;
 use runner::profile::plan::{Limits, Step};
 
+/// Whether `path` is gone within `within` (polled): a dropped run directory is unmounted and
+/// removed by a teardown thread (docs/jail.md, "Teardown off the request path").
+pub fn gone_within(path: &std::path::Path, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while path.exists() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// Returns false (and prints why) when privileged tests cannot run here.
 /// Added to every slot uid base the test helpers choose (env `RUNNER_TEST_UID_OFFSET`, default 0),
 /// so that test suites of two checkouts running at once on one machine never share a uid (the

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use runner_tests::daemon::{self, BinDaemon, Daemon, Opts, Resp, request, request_with};
+use runner_tests::daemon::{
+    self, BinDaemon, Daemon, Opts, Resp, request, request_with, run_dirs_left,
+};
 use runner_tests::{privileged, slowdown, tar_of};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -685,8 +687,7 @@ print("clean" if clean else "dirty", "protected" if protected else "writable")
     let v = judge(d.addr, &body).await;
     assert_eq!(verdicts(&v), ["AC", "AC", "AC"], "{v:#}");
     // Nothing of the cases is left on the host either.
-    let runs = d.data_dir.join("runs");
-    let left: Vec<_> = std::fs::read_dir(&runs).unwrap().flatten().collect();
+    let left = run_dirs_left(&d.data_dir.join("runs"), Duration::from_secs(5));
     assert!(left.is_empty(), "run directories left: {left:?}");
     let artifacts = d.data_dir.join("artifacts");
     let left: Vec<_> = std::fs::read_dir(&artifacts)

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use runner_tests::daemon::*;
-use runner_tests::{privileged, slowdown};
+use runner_tests::{gone_within, privileged, slowdown};
 use serde_json::{Value, json};
 
 const OK: i64 = 15;
@@ -502,9 +502,7 @@ async fn host_unharmed(d: &Daemon, host: &Host, before: &HostSnapshot) -> Vec<St
     }
     // 2. No run directory left, nothing new in the data directory.
     let runs = d.data_dir.join("runs");
-    let left: Vec<_> = std::fs::read_dir(&runs)
-        .map(|r| r.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let left = run_dirs_left(&runs, Duration::from_secs(5));
     if !left.is_empty() {
         f.push(format!("run directories left: {left:?}"));
     }
@@ -882,7 +880,11 @@ fn payloads_run_dir_links_never_followed() {
     );
     let host = dir.host.clone();
     drop(dir);
-    assert!(!host.exists(), "run directory left: {}", host.display());
+    assert!(
+        gone_within(&host, Duration::from_secs(5)),
+        "run directory left: {}",
+        host.display()
+    );
     assert_eq!(
         tree(&canary, 3).into_iter().collect::<Vec<_>>(),
         vec![canary.join("canary.txt"), canary.join("sub")],

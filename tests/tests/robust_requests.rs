@@ -265,10 +265,7 @@ async fn test_hostile_values_end_as_outcomes() {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         eprintln!("{} cases", cases.len());
         // Nothing left in the run directories, and no file written outside them.
-        let runs = d.data_dir.join("runs");
-        let left: Vec<_> = std::fs::read_dir(&runs)
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let left = run_dirs_left(&d.data_dir.join("runs"), Duration::from_secs(5));
         assert!(left.is_empty(), "run directories left: {left:?}");
         assert!(!std::path::Path::new("/tmp/pwned").exists());
         d.stop().await;

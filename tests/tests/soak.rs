@@ -263,10 +263,7 @@ async fn test_soak_mixed_runs() {
     assert!(fds_end <= fds_base, "daemon fds {fds_base} → {fds_end}");
     // Nothing of a run is left while the daemon idles.
     assert_eq!(cgroup_dirs(pid), cgroups_idle, "job cgroups left");
-    let runs_dir = dir.join("runs");
-    let left: Vec<_> = std::fs::read_dir(&runs_dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let left = run_dirs_left(&dir.join("runs"), Duration::from_secs(5));
     assert!(left.is_empty(), "run directories left: {left:?}");
     assert_no_jailed(d.uids.clone(), Duration::from_secs(2));
     // And a clean stop.

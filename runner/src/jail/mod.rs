@@ -20,6 +20,7 @@ mod prepare;
 mod rundir;
 pub mod seccomp;
 mod slot;
+mod teardown;
 pub mod timing;
 mod watch;
 
@@ -40,6 +41,7 @@ use self::child::{Prepared, SetupFailure};
 use self::landlock::Abi;
 use self::mount::{DEV_NODES, SysEntry};
 use self::seccomp::Policy;
+use self::teardown::{Release, Teardown};
 use self::timing::{Clock, Mark, StepClock};
 use self::watch::{Counted, Watched};
 use crate::job::Usage;
@@ -234,6 +236,8 @@ pub struct Jail {
     /// The signals the daemon ignores, read once at start-up: the program starts with them at
     /// their defaults (step 18).
     ignored_signals: std::sync::Arc<[libc::c_int]>,
+    /// The threads that release what finished steps still hold (`teardown.rs`).
+    teardown: Arc<Teardown>,
     /// Declared last: dropped after the cgroup subtree its sock_addr programs are attached to.
     monitor: Option<Monitor>,
     /// One line on the monitor's state for `runner check` and the start-up log.
@@ -279,6 +283,7 @@ impl Jail {
             uid_base: cfg.uid_base,
             ncpu,
             ignored_signals: ignored_signals.into(),
+            teardown: Teardown::start(),
             monitor,
             monitor_status,
         })
@@ -358,8 +363,9 @@ impl Jail {
         rundir::new_name()
     }
 
-    /// Creates the run directory `name` (from `new_run_dir_name`) for `slot`: mode 0700, owned
-    /// by the slot's uid, so other slots' users cannot enter it.
+    /// Creates a run directory the jail sees as `/home/jobe/runs/<name>` (`name` from
+    /// `new_run_dir_name`; on the host it has a random name of its own) for `slot`: mode 0700,
+    /// owned by the slot's uid, so other slots' users cannot enter it.
     ///
     /// The directory is a tmpfs of its own, `size_bytes` large (at least 1 MiB: a tmpfs of size
     /// 0 would be unlimited) with at most `RUN_DIR_INODES` inodes: `RLIMIT_FSIZE` limits each
@@ -373,7 +379,15 @@ impl Jail {
         name: &str,
         size_bytes: u64,
     ) -> Result<RunDir, JailError> {
-        rundir::create(&self.runs, name, size_bytes, slot.uid, self.gid)
+        rundir::create(
+            &self.runs,
+            name,
+            size_bytes,
+            slot.uid,
+            self.gid,
+            self.teardown.clone(),
+            slot.fence.clone(),
+        )
     }
 
     /// Removes run directories left by a previous daemon that died (the data directory is
@@ -445,7 +459,13 @@ impl Jail {
         let policy = self.policy(spec.policy)?;
         clock.mark(Mark::Policy);
         // 2. The job's cgroup, its limits written before any process of the job exists; the
-        //    eBPF monitor watches it from then on, so it sees the first process too.
+        //    eBPF monitor watches it from then on, so it sees the first process too. On a
+        //    hybrid host the slot's memory group is reused: first, what the slot's finished
+        //    steps wrote in their filesystems is released (docs/jail.md, "Teardown off the
+        //    request path").
+        if let Some(fence) = &spec.slot.fence {
+            fence.passed().await;
+        }
         let (mem, procs) = (limits.memory_bytes, limits.procs);
         let cg = self
             .cgroups
@@ -478,6 +498,12 @@ impl Jail {
         // Init has its own copies now; ours must go, or the pipes never reach EOF.
         drop((child_ends, ruleset, trees));
         let pidfd = init?;
+        // 14. Hold the jail's mount namespace, so that init's exit does not tear it down (and
+        //     make us wait for an RCU grace period): a teardown thread does, after the step.
+        let _mount_ns = sys::pidfd_mnt_ns(pidfd.as_raw_fd()).ok().map(|ns| {
+            self.teardown
+                .hold(Release::MountNs(ns), spec.slot.fence.as_ref())
+        });
         // 15. The output readers, running concurrently with everything below. Judge mode
         //     kills the step once stdout passes its limit (OLE).
         let (overflow_tx, overflow_rx) = tokio::sync::watch::channel(false);

@@ -1,16 +1,19 @@
 //! Run directories: the one place a request's files live, shared by its compile and run steps.
 //!
 //! Owns: [`RunDir`] (`<data_dir>/runs/jobe_XXXXXX`, a tmpfs of its own, 0700, the slot's uid),
-//! its names, creating it, the files the daemon writes into it and reads back, and removing it
-//! (also the ones a dead daemon left). Must not: walk what a program left in it (it is unmounted,
-//! never traversed), follow a link or block on a FIFO a program made.
+//! its names, creating it, the files the daemon writes into it and reads back, and handing it to
+//! the teardown threads when dropped (`teardown.rs` unmounts and removes it); removing the ones
+//! a dead daemon left. Must not: walk what a program left in it (it is unmounted, never
+//! traversed), follow a link or block on a FIFO a program made.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::teardown::{Fence, Release, Teardown};
 use super::{JailError, cpath, cstr, io_err, sys_err};
 use crate::sys;
 
@@ -20,14 +23,19 @@ pub const JAIL_RUNS_DIR: &str = "/home/jobe/runs";
 /// Inodes of a run directory's tmpfs (files, directories and links together).
 pub const RUN_DIR_INODES: u32 = 16384;
 
-/// A run directory on the host, removed (without following links) when dropped.
+/// A run directory on the host, unmounted and removed (without following links) on a teardown
+/// thread when dropped.
 #[derive(Debug)]
 pub struct RunDir {
     pub host: PathBuf,
-    /// The same directory as the jail sees it: `/home/jobe/runs/jobe_XXXXXX`.
+    /// The same directory as the jail sees it: `/home/jobe/runs/jobe_XXXXXX` (another random
+    /// name than the host's).
     pub jail: String,
     uid: u32,
     gid: u32,
+    teardown: Arc<Teardown>,
+    /// The slot's fence (hybrid hosts): what the job wrote here is charged to the slot.
+    fence: Option<Arc<Fence>>,
 }
 
 /// A new random run directory name, `jobe_XXXXXX` as Jobe's `tempnam`, and the path the jail
@@ -38,19 +46,28 @@ pub(super) fn new_name() -> (String, String) {
     (name, jail)
 }
 
-/// Creates the run directory `runs/name` for a slot's `uid`: see `Jail::create_run_dir`.
+/// Creates a run directory that the jail will see as `JAIL_RUNS_DIR/name`, for a slot's `uid`:
+/// see `Jail::create_run_dir`. On the host it gets a random name of its own, `runs/jobe_XXXXXX`:
+/// a request may make a second one of the same `name` (a deferred check, a cache hit after a
+/// failed store) while the teardown threads still remove the first.
 pub(super) fn create(
     runs: &Path,
     name: &str,
     size_bytes: u64,
     uid: u32,
     gid: u32,
+    teardown: Arc<Teardown>,
+    fence: Option<Arc<Fence>>,
 ) -> Result<RunDir, JailError> {
-    let host = runs.join(name);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&host)
-        .map_err(io_err("create", &host))?;
+    let mut tries = 0;
+    let host = loop {
+        let host = runs.join(new_name().0);
+        match fs::DirBuilder::new().mode(0o700).create(&host) {
+            Ok(()) => break host,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+            Err(e) => return Err(io_err("create", &host)(e)),
+        }
+    };
     // At least 1 MiB: a tmpfs of size 0 would be unlimited.
     let data = format!(
         "size={},nr_inodes={RUN_DIR_INODES},mode=0700,uid={uid},gid={gid}",
@@ -72,6 +89,8 @@ pub(super) fn create(
         host,
         uid,
         gid,
+        teardown,
+        fence,
     })
 }
 
@@ -150,20 +169,10 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        // The tmpfs goes with everything in it, so nothing the program left in it (links,
-        // FIFOs, directories of mode 000) is ever walked. Lazily: a descriptor the daemon may
-        // still hold must not make the unmount fail.
-        if let Ok(p) = cpath(&self.host)
-            && let Err(err) = sys::umount2(&p, libc::MNT_DETACH)
-        {
-            tracing::error!(err = ?err.into_io(), dir = %self.host.display(), "failed to unmount run directory");
-        }
-        // Now an empty mount point. Should the unmount have failed, remove_dir_all does not
-        // follow symlinks (CVE-2022-21658 fixed it); root may remove whatever modes the
-        // program set.
-        if let Err(err) = fs::remove_dir_all(&self.host) {
-            tracing::error!(?err, dir = %self.host.display(), "failed to remove run directory");
-        }
+        // The unmount waits for an RCU grace period: not on the request's path.
+        let host = std::mem::take(&mut self.host);
+        self.teardown
+            .release(Release::RunDir(host), self.fence.as_ref());
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::{Arc, mpsc};
 
 use super::cgroup::{self, Cgroups, SlotCgroup};
 use super::mount::MountOp;
+use super::teardown::Fence;
 use super::{JailError, sys_err};
 use crate::sys;
 
@@ -29,6 +30,9 @@ pub struct Slot {
     /// groups are removed.
     spawner: Spawner,
     pub(super) cgroup: Option<SlotCgroup>,
+    /// On hybrid hosts (the slot's v1 memory group is reused run after run), the releases of
+    /// this slot's finished steps in flight, which its next step waits for (`teardown.rs`).
+    pub(super) fence: Option<Arc<Fence>>,
 }
 
 /// Work for the thread that clones a slot's jails.
@@ -83,6 +87,7 @@ pub(super) fn make_slots(
                 uid: uid_base + index as u32,
                 netns,
                 spawner,
+                fence: cgroup.as_ref().map(|_| Arc::default()),
                 cgroup,
             })
         })
