@@ -5,8 +5,8 @@
 //!   CPUs and 2 × CPUs (`--levels`), through `runner serve` in release with a config of its own
 //!   (default slots: one per CPU), with CodeRunner's client: one new connection per request
 //!   (`--client keep-alive` reuses one per client thread, `--client curl` starts a curl per
-//!   request, for comparison only). Beside each figure its floor, measured in the same run
-//!   right after it: the same steps started directly, with the
+//!   request, for comparison only). Beside each figure its floor, measured in the same run in
+//!   turns with it (`measure_pair`): the same steps started directly, with the
 //!   argv and environment a job gets (`runner plan`, shipped profiles), in a fresh directory per
 //!   run; compile + run for compiled languages, the run alone for interpreted ones (never
 //!   runner's syntax check). Every source is unique (a counter in a comment), as a class's
@@ -587,8 +587,7 @@ fn http(args: &BenchArgs, runner: &Path) -> Result<()> {
         }
         let plan = floor_plan(runner, &daemon, lang, work.path())?;
         for &conc in &levels {
-            let r = measure_runner(args, &daemon, lang, conc, &plan, true)?;
-            let f = measure_floor(args, lang, conc, &plan, work.path())?;
+            let (r, f) = measure_with_floor(args, &daemon, lang, conc, &plan, work.path())?;
             print_row(lang.id, conc, &r, &f);
         }
         if lang.id == "c" || lang.id == "java" {
@@ -645,7 +644,8 @@ fn http(args: &BenchArgs, runner: &Path) -> Result<()> {
 const HEADER: &str = "lang     conc  runs/s floor/s ratio cpu-ratio  p50 ms  p99 ms  cpu ms  floor steps cpu/step daemon   jail kernel  mach  mach fl client err";
 
 const LEGEND: &str = "
-ratio = runs/s ÷ floor/s (the floor: the same steps started directly, measured right after).
+ratio = runs/s ÷ floor/s (the floor: the same steps started directly, measured in turns with
+  the runner's runs, five rounds of --secs ÷ 5 each).
 cpu-ratio = floor ÷ (cpu ms + client): the ratio when the CPUs are the bottleneck (concurrency
   ≥ CPUs on a quiet machine); unlike ratio, it holds up when other work shares the machine.
 cpu ms = CPU per run of the daemon's threads, its jails (reaped children) and the kernel's
@@ -705,6 +705,29 @@ fn measure_runner(
     Ok(b)
 }
 
+/// Runs through the daemon (a new source per run) and their floor, in turns
+/// ([`measure_pair`]).
+fn measure_with_floor(
+    args: &BenchArgs,
+    daemon: &Daemon,
+    lang: &Lang,
+    conc: usize,
+    plan: &FloorPlan,
+    base: &Path,
+) -> Result<(Batch, Batch)> {
+    let checks_before = checks_run(&daemon.addr);
+    let (mut r, f) = measure_pair(
+        args,
+        conc,
+        daemon.child.id(),
+        |i, conn| jobe_run(&daemon.addr, lang.id, &(lang.source)(i), args.client, conn),
+        |i, _| floor_run(base, lang, plan, i),
+    )?;
+    let checks = checks_run(&daemon.addr) - checks_before;
+    r.steps = plan.daemon_steps + checks / (r.runs + args.warmup) as f64;
+    Ok((r, f))
+}
+
 fn measure_floor(
     args: &BenchArgs,
     lang: &Lang,
@@ -715,22 +738,47 @@ fn measure_floor(
     measure(args, conc, None, |i, _| floor_run(base, lang, plan, i))
 }
 
-/// `warmup` then up to `runs` calls of `one(i, connection)` (for `--secs` at most, 8 at
-/// least) over `conc` threads, each with a connection slot of its own; `one` returns an error
-/// message for a wrong result (counted, the first printed) and `Err` only when it cannot run.
-pub(crate) fn measure(
-    args: &BenchArgs,
-    conc: usize,
-    daemon: Option<u32>,
-    one: impl Fn(usize, &mut Option<BufReader<TcpStream>>) -> Result<Option<String>> + Sync,
-) -> Result<Batch> {
-    static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(1);
-    let go = |total: usize,
-              budget: Option<Duration>|
-     -> Result<(Duration, Vec<Duration>, Vec<String>)> {
+/// How one batch of calls is made: `one(i, connection)` returns an error message for a wrong
+/// result (counted, the first printed) and `Err` only when it cannot run.
+type One<'a> =
+    dyn Fn(usize, &mut Option<BufReader<TcpStream>>) -> Result<Option<String>> + Sync + 'a;
+
+/// Rounds a pair of batches is split into (`measure_pair`): each side runs `secs / ROUNDS` per
+/// round, runner and floor in turn, so a machine whose speed drifts (a busy host under the VM)
+/// slows both alike.
+const ROUNDS: u32 = 5;
+
+/// What one side of a measurement has made so far: calls, their latencies and errors, and the
+/// CPU counters' growth while they ran.
+#[derive(Default)]
+struct Tally {
+    wall: Duration,
+    lat: Vec<Duration>,
+    errs: Vec<String>,
+    own: Duration,
+    own_children: Duration,
+    machine_ticks: u64,
+    kernel_ticks: u64,
+    daemon_ticks: (u64, u64),
+}
+
+impl Tally {
+    /// Up to `total` more calls of `one` over `conc` threads, for `budget` at most (but at least
+    /// `min` calls), counted into this tally.
+    fn run(
+        &mut self,
+        conc: usize,
+        daemon: Option<u32>,
+        one: &One<'_>,
+        total: usize,
+        min: usize,
+        budget: Option<Duration>,
+    ) -> Result<()> {
+        static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(1);
         let next = AtomicUsize::new(0);
         let lat = Mutex::new(Vec::with_capacity(total));
         let errs = Mutex::new(Vec::new());
+        let before = CpuSnapshot::take(daemon)?;
         let start = Instant::now();
         std::thread::scope(|s| -> Result<()> {
             let handles: Vec<_> = (0..conc)
@@ -740,7 +788,7 @@ pub(crate) fn measure(
                         loop {
                             let over = budget.is_some_and(|b| start.elapsed() > b);
                             let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= total || (over && i >= 8) {
+                            if i >= total || (over && i >= min) {
                                 return Ok(());
                             }
                             let t = Instant::now();
@@ -758,51 +806,107 @@ pub(crate) fn measure(
             }
             Ok(())
         })?;
-        let wall = start.elapsed();
-        Ok((
-            wall,
-            lat.into_inner().expect("no panics"),
-            errs.into_inner().expect("no panics"),
-        ))
-    };
-    go(args.warmup, None)?;
-    let before = CpuSnapshot::take(daemon)?;
-    let (wall, lat, errs) = go(args.runs, Some(Duration::from_secs_f64(args.secs)))?;
-    let after = CpuSnapshot::take(daemon)?;
-    if let Some(first) = errs.first() {
-        eprintln!("xtask: {} wrong result(s); first: {first}", errs.len());
+        self.wall += start.elapsed();
+        let after = CpuSnapshot::take(daemon)?;
+        self.lat.extend(lat.into_inner().expect("no panics"));
+        self.errs.extend(errs.into_inner().expect("no panics"));
+        self.own += after.own.saturating_sub(before.own);
+        self.own_children += after.own_children.saturating_sub(before.own_children);
+        self.machine_ticks += after.machine_ticks.saturating_sub(before.machine_ticks);
+        // Kernel threads come and go: their sum can drop between the snapshots (counted as 0).
+        self.kernel_ticks += after.kernel_ticks.saturating_sub(before.kernel_ticks);
+        self.daemon_ticks.0 += after.daemon_ticks.0.saturating_sub(before.daemon_ticks.0);
+        self.daemon_ticks.1 += after.daemon_ticks.1.saturating_sub(before.daemon_ticks.1);
+        Ok(())
     }
-    let n = lat.len().max(1) as f64;
-    let ms = util::sorted_ms(&lat);
-    let tick = tick_ms();
-    let own = (after.own - before.own).as_secs_f64() * 1e3;
-    let own_children = (after.own_children - before.own_children).as_secs_f64() * 1e3;
-    let machine = (after.machine_ticks - before.machine_ticks) as f64 * tick;
-    // A runner batch's reaped children are the client's curl processes (the daemon is not
-    // reaped); a floor batch's are the floor's programs.
-    let (client, daemon_ms, children_ms) = match daemon {
-        Some(_) => (
-            own + own_children,
-            (after.daemon_ticks.0 - before.daemon_ticks.0) as f64 * tick,
-            (after.daemon_ticks.1 - before.daemon_ticks.1) as f64 * tick,
-        ),
-        None => (own, 0.0, own_children),
-    };
-    // Kernel threads come and go: their sum can drop between the snapshots (counted as 0).
-    let kernel = after.kernel_ticks.saturating_sub(before.kernel_ticks) as f64 * tick;
-    Ok(Batch {
-        runs: lat.len(),
-        runs_per_s: lat.len() as f64 / wall.as_secs_f64(),
-        p50_ms: util::percentile(&ms, 0.50),
-        p99_ms: util::percentile(&ms, 0.99),
-        errors: errs.len(),
-        machine_ms: (machine - client) / n,
-        client_ms: client / n,
-        daemon_ms: daemon_ms / n,
-        children_ms: children_ms / n,
-        kernel_ms: kernel / n,
-        steps: 1.0,
-    })
+
+    /// The batch these calls make; `daemon`: whether they went through the daemon.
+    fn batch(self, daemon: bool) -> Batch {
+        if let Some(first) = self.errs.first() {
+            eprintln!("xtask: {} wrong result(s); first: {first}", self.errs.len());
+        }
+        let n = self.lat.len().max(1) as f64;
+        let ms = util::sorted_ms(&self.lat);
+        let tick = tick_ms();
+        let own = self.own.as_secs_f64() * 1e3;
+        let own_children = self.own_children.as_secs_f64() * 1e3;
+        let machine = self.machine_ticks as f64 * tick;
+        // A runner batch's reaped children are the client's curl processes (the daemon is not
+        // reaped); a floor batch's are the floor's programs.
+        let (client, daemon_ms, children_ms) = if daemon {
+            (
+                own + own_children,
+                self.daemon_ticks.0 as f64 * tick,
+                self.daemon_ticks.1 as f64 * tick,
+            )
+        } else {
+            (own, 0.0, own_children)
+        };
+        Batch {
+            runs: self.lat.len(),
+            runs_per_s: self.lat.len() as f64 / self.wall.as_secs_f64(),
+            p50_ms: util::percentile(&ms, 0.50),
+            p99_ms: util::percentile(&ms, 0.99),
+            errors: self.errs.len(),
+            machine_ms: (machine - client) / n,
+            client_ms: client / n,
+            daemon_ms: daemon_ms / n,
+            children_ms: children_ms / n,
+            kernel_ms: self.kernel_ticks as f64 * tick / n,
+            steps: 1.0,
+        }
+    }
+}
+
+/// `warmup` then up to `runs` calls of `one(i, connection)` (for `--secs` at most, 8 at least)
+/// over `conc` threads, each with a connection slot of its own.
+pub(crate) fn measure(
+    args: &BenchArgs,
+    conc: usize,
+    daemon: Option<u32>,
+    one: impl Fn(usize, &mut Option<BufReader<TcpStream>>) -> Result<Option<String>> + Sync,
+) -> Result<Batch> {
+    Tally::default().run(conc, daemon, &one, args.warmup, 0, None)?;
+    let mut t = Tally::default();
+    let budget = Duration::from_secs_f64(args.secs);
+    t.run(conc, daemon, &one, args.runs, 8, Some(budget))?;
+    Ok(t.batch(daemon.is_some()))
+}
+
+/// `measure` of the runner (`served`, through the daemon `daemon`) and of its floor at once:
+/// each side's warm-up, then [`ROUNDS`] rounds of `--secs / ROUNDS` each, runner then floor, so
+/// both see the machine at the same speed. Up to `runs` calls a side, at least 8.
+pub(crate) fn measure_pair(
+    args: &BenchArgs,
+    conc: usize,
+    daemon: u32,
+    served: impl Fn(usize, &mut Option<BufReader<TcpStream>>) -> Result<Option<String>> + Sync,
+    floor: impl Fn(usize, &mut Option<BufReader<TcpStream>>) -> Result<Option<String>> + Sync,
+) -> Result<(Batch, Batch)> {
+    Tally::default().run(conc, Some(daemon), &served, args.warmup, 0, None)?;
+    Tally::default().run(conc, None, &floor, args.warmup, 0, None)?;
+    let round = Duration::from_secs_f64(args.secs / f64::from(ROUNDS));
+    let (mut r, mut f) = (Tally::default(), Tally::default());
+    let rounds = ROUNDS as usize;
+    let (per_round_min, per_round_max) = (8usize.div_ceil(rounds), args.runs.div_ceil(rounds));
+    for _ in 0..ROUNDS {
+        let left = args.runs.saturating_sub(r.lat.len()).min(per_round_max);
+        if left > 0 {
+            r.run(
+                conc,
+                Some(daemon),
+                &served,
+                left,
+                per_round_min,
+                Some(round),
+            )?;
+        }
+        let left = args.runs.saturating_sub(f.lat.len()).min(per_round_max);
+        if left > 0 {
+            f.run(conc, None, &floor, left, per_round_min, Some(round))?;
+        }
+    }
+    Ok((r.batch(true), f.batch(false)))
 }
 
 pub(crate) fn wait_ready(addr: &str, child: &mut Child, log: &Path) -> Result<()> {

@@ -5,7 +5,7 @@
 //! (`a b` → `a+b`), one judged in C, one in python3. At concurrency 1 and = CPUs, `POST
 //! /judge/v1/submissions?wait=true` (each must be AC; each a new source, so the compile cache
 //! never answers) gives submissions/s and cases/s. The floor,
-//! measured in the same run at the same concurrency: compile once, then the 20 runs started
+//! measured in the same run at the same concurrency, in turns with it (`measure_pair`): compile once, then the 20 runs started
 //! directly with the argv and environment of the shipped profile (`runner plan`; stdin from the
 //! case file, output compared), no jail, no server, no syntax-check process. Target: ratio >= 0.8
 //! at concurrency = CPUs; the per-case overhead is what the judge adds per case, in ms of wall time
@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::bench::{
-    BenchArgs, PlanStep, http_request, measure, run_step, shipped_steps, wait_ready,
+    BenchArgs, PlanStep, http_request, measure_pair, run_step, shipped_steps, wait_ready,
 };
 use crate::util;
 
@@ -129,10 +129,13 @@ pub(crate) fn run(runner: &Path, args: &BenchArgs) -> Result<()> {
         let plan = (files.as_slice(), steps.as_slice());
         for conc in [1, cpus] {
             let pid = daemon.0.id();
-            let served = measure(args, conc, Some(pid), |i, _| submit(&addr, lang, i))?;
-            let floor = measure(args, conc, None, |i, _| {
-                floor(&floor_dir, &problem, lang, plan, i)
-            })?;
+            let (served, floor) = measure_pair(
+                args,
+                conc,
+                pid,
+                |i, _| submit(&addr, lang, i),
+                |i, _| floor(&floor_dir, &problem, lang, plan, i),
+            )?;
             // Wall time one submission takes per concurrent slot, judge minus floor, per case.
             let per_case_ms = (conc as f64 / served.runs_per_s - conc as f64 / floor.runs_per_s)
                 * 1000.0
