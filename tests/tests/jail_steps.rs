@@ -1284,6 +1284,18 @@ fn vm_step_14_mount_namespace_is_held_during_the_step_and_released_after() {
     if !privileged() {
         return;
     }
+    // PIDFD_GET_MNT_NAMESPACE came with Linux 6.11; before it nothing is held (step 14).
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 11) {
+        eprintln!(
+            "skipped: kernel {} has no PIDFD_GET_MNT_NAMESPACE",
+            release.trim()
+        );
+        return;
+    }
     let b = Bench::new();
     let dir = b.run_dir(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
