@@ -695,14 +695,29 @@ fn measure_runner(
     unique: bool,
 ) -> Result<Batch> {
     let pid = daemon.child.id();
-    let checks_before = checks_run(&daemon.addr);
-    let mut b = measure(args, conc, Some(pid), |i, conn| {
-        let source = (lang.source)(if unique { i } else { 0 });
-        jobe_run(&daemon.addr, lang.id, &source, args.client, conn)
+    let (b, ()) = with_steps(args, daemon, plan, || {
+        let b = measure(args, conc, Some(pid), |i, conn| {
+            let source = (lang.source)(if unique { i } else { 0 });
+            jobe_run(&daemon.addr, lang.id, &source, args.client, conn)
+        })?;
+        Ok((b, ()))
     })?;
+    Ok(b)
+}
+
+/// `measure()`'s runner batch with its jailed steps per run: the plan's, plus the deferred
+/// checks the daemon ran meanwhile (warm-up included).
+fn with_steps<T>(
+    args: &BenchArgs,
+    daemon: &Daemon,
+    plan: &FloorPlan,
+    measure: impl FnOnce() -> Result<(Batch, T)>,
+) -> Result<(Batch, T)> {
+    let checks_before = checks_run(&daemon.addr);
+    let (mut b, rest) = measure()?;
     let checks = checks_run(&daemon.addr) - checks_before;
     b.steps = plan.daemon_steps + checks / (b.runs + args.warmup) as f64;
-    Ok(b)
+    Ok((b, rest))
 }
 
 /// Runs through the daemon (a new source per run) and their floor, in turns
@@ -715,17 +730,15 @@ fn measure_with_floor(
     plan: &FloorPlan,
     base: &Path,
 ) -> Result<(Batch, Batch)> {
-    let checks_before = checks_run(&daemon.addr);
-    let (mut r, f) = measure_pair(
-        args,
-        conc,
-        daemon.child.id(),
-        |i, conn| jobe_run(&daemon.addr, lang.id, &(lang.source)(i), args.client, conn),
-        |i, _| floor_run(base, lang, plan, i),
-    )?;
-    let checks = checks_run(&daemon.addr) - checks_before;
-    r.steps = plan.daemon_steps + checks / (r.runs + args.warmup) as f64;
-    Ok((r, f))
+    with_steps(args, daemon, plan, || {
+        measure_pair(
+            args,
+            conc,
+            daemon.child.id(),
+            |i, conn| jobe_run(&daemon.addr, lang.id, &(lang.source)(i), args.client, conn),
+            |i, _| floor_run(base, lang, plan, i),
+        )
+    })
 }
 
 fn measure_floor(

@@ -385,8 +385,8 @@ impl Jail {
             size_bytes,
             slot.uid,
             self.gid,
-            self.teardown.clone(),
-            slot.fence.clone(),
+            &self.teardown,
+            slot.fence.as_ref(),
         )
     }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::teardown::{Fence, Release, Teardown};
+use super::teardown::{Fence, Held, Release, Teardown};
 use super::{JailError, cpath, cstr, io_err, sys_err};
 use crate::sys;
 
@@ -33,9 +33,9 @@ pub struct RunDir {
     pub jail: String,
     uid: u32,
     gid: u32,
-    teardown: Arc<Teardown>,
-    /// The slot's fence (hybrid hosts): what the job wrote here is charged to the slot.
-    fence: Option<Arc<Fence>>,
+    /// Hands the directory to the teardown threads when the `RunDir` is dropped (counted by the
+    /// slot's fence on hybrid hosts: what the job wrote here is charged to the slot).
+    _release: Held,
 }
 
 /// A new random run directory name, `jobe_XXXXXX` as Jobe's `tempnam`, and the path the jail
@@ -56,12 +56,12 @@ pub(super) fn create(
     size_bytes: u64,
     uid: u32,
     gid: u32,
-    teardown: Arc<Teardown>,
-    fence: Option<Arc<Fence>>,
+    teardown: &Arc<Teardown>,
+    fence: Option<&Arc<Fence>>,
 ) -> Result<RunDir, JailError> {
     let mut tries = 0;
     let host = loop {
-        let host = runs.join(new_name().0);
+        let host = runs.join(format!("jobe_{}", random_suffix()));
         match fs::DirBuilder::new().mode(0o700).create(&host) {
             Ok(()) => break host,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
@@ -86,11 +86,10 @@ pub(super) fn create(
     }
     Ok(RunDir {
         jail: format!("{JAIL_RUNS_DIR}/{name}"),
+        _release: teardown.hold(Release::RunDir(host.clone()), fence),
         host,
         uid,
         gid,
-        teardown,
-        fence,
     })
 }
 
@@ -164,15 +163,6 @@ impl RunDir {
     pub fn has_file(&self, name: &str) -> bool {
         !name.contains('/')
             && fs::symlink_metadata(self.host.join(name)).is_ok_and(|m| m.file_type().is_file())
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        // The unmount waits for an RCU grace period: not on the request's path.
-        let host = std::mem::take(&mut self.host);
-        self.teardown
-            .release(Release::RunDir(host), self.fence.as_ref());
     }
 }
 

@@ -17,8 +17,8 @@
 //! step 2). On a pure v2 host every step has a memory cgroup of its own and nothing waits.
 //!
 //! Owns: [`Teardown`] (its threads and queue), [`Release`] (what can be released, and how:
-//! dropping one releases it), [`Held`] and [`Fence`]. Must not: decide what to hold (`Jail::spawn` and
-//! `RunDir` do), or leave anything behind: a release that cannot be queued (queue full, threads
+//! dropping one releases it), [`Held`] and [`Fence`]. Must not: decide what to hold
+//! (`Jail::spawn` and `RunDir` do), or leave anything behind: a release that cannot be queued (queue full, threads
 //! gone) happens at once, on the caller's thread, and the threads finish the queue before they
 //! end (when the jail and the last run directory are dropped).
 
